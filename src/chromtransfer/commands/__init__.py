@@ -1,0 +1,1 @@
+"""Subcommand modules of the command line; each defines ``register(app)``."""

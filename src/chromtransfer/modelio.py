@@ -1,0 +1,100 @@
+"""The model format: ``model.safetensors`` (weights) plus ``model.json`` (config and provenance).
+
+A model directory (a training run directory is one) holds::
+
+    model.json          {"format": "chromtransfer-model", "format_version": 1,
+                         "architecture": "chromtransfer-resnet1d", "config": {...ModelConfig...},
+                         "preset": ..., "training": {...}, "provenance": {...}}
+    model.safetensors   every parameter and BatchNorm buffer of the network, by state-dict name
+
+Nothing is pickled: a model loads without the training code. The Lightning checkpoint that a
+training run also keeps is only for resuming that run.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .artifacts import atomic_path, provenance, write_json
+from .errors import ArtifactError
+from .models import ChromTransferNet, ModelConfig
+
+FORMAT = "chromtransfer-model"
+FORMAT_VERSION = 1
+ARCHITECTURE = "chromtransfer-resnet1d"
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "model.json"
+
+
+def save_model(model: ChromTransferNet, directory: str | os.PathLike, **metadata: Any) -> Path:
+    """Write ``model`` into ``directory`` (created if needed); ``metadata`` goes into model.json.
+
+    Weights are written first and the JSON last, both atomically: a directory with ``model.json``
+    holds a complete model.
+    """
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()
+             if not k.endswith("num_batches_tracked")}
+    with atomic_path(directory / WEIGHTS_FILE) as tmp:
+        save_file(state, str(tmp), metadata={"format": FORMAT})
+    document = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "architecture": ARCHITECTURE,
+        "config": model.config.to_dict(),
+        **metadata,
+    }
+    document.setdefault("provenance", provenance())
+    write_json(directory / CONFIG_FILE, document)
+    return directory
+
+
+def read_model_document(directory: str | os.PathLike) -> dict[str, Any]:
+    """The parsed ``model.json`` of a model directory (raises ``ArtifactError`` with the fix)."""
+    directory = Path(directory)
+    path = directory / CONFIG_FILE
+    if not directory.is_dir():
+        raise ArtifactError(f"{directory}: no such model directory")
+    if not path.exists():
+        raise ArtifactError(
+            f"{directory}: not a complete model directory, {CONFIG_FILE} is missing "
+            "(train or import a model into it, or finish its training run with --resume)"
+        )
+    try:
+        document = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+    if document.get("format") != FORMAT:
+        raise ArtifactError(f"{path}: not a chromtransfer model description (format is {document.get('format')!r})")
+    return document
+
+
+def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu") -> ChromTransferNet:
+    """Load a model directory written by :func:`save_model`, in eval mode on ``device``."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    document = read_model_document(directory)
+    weights = directory / WEIGHTS_FILE
+    if not weights.exists():
+        raise ArtifactError(f"{directory}: {WEIGHTS_FILE} is missing (copy the whole model directory)")
+    model = ChromTransferNet(ModelConfig.from_dict(document["config"]))
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise ArtifactError(f"{weights}: corrupt or truncated weights file ({exc}); re-export the model") from exc
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if missing or unexpected:
+        detail = ", ".join((missing + unexpected)[:3])
+        raise ArtifactError(f"{weights}: weights do not match the architecture in {CONFIG_FILE} ({detail})")
+    model.document = document  # type: ignore[attr-defined]
+    return model.to(device).eval()

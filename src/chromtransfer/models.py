@@ -1,0 +1,312 @@
+"""The ChromTransfer network (METHOD.md section 3), layer for layer, in PyTorch.
+
+Inputs are one-hot tensors of shape ``(N, 4, L)`` (channel order A, C, G, T; any length L); the
+network returns **logits**: shape ``(N, 1)`` for the binary heads, ``(N, n_classes)`` for the
+multi-class head. :func:`probabilities` applies the sigmoid (softmax).
+
+Exactness notes (each one changes the outputs when wrong):
+
+* a *conv unit* is Conv1d -> ReLU -> BatchNorm -> Dropout (ReLU **before** BatchNorm);
+* "same" padding of an even kernel k pads (k-1)//2 zeros on the left and k//2 on the right, as
+  TensorFlow does; the padding is explicit (:class:`SamePadConv1d`);
+* BatchNorm epsilon 1e-3 and Keras momentum 0.99 (PyTorch momentum 0.01);
+* the three identity blocks of stage 2 are concatenated in the order of their outputs (96 channels);
+* global average pooling includes N positions.
+
+Keras counts BatchNorm moving statistics as parameters; :func:`count_parameters` reports both the
+Keras total and the trainable count. ``width`` < 1 gives a narrow variant of the same topology for
+fast tests; the default (1.0) is the published network.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+HEADS = ("pretrain", "finetune", "finetune-bn", "multiclass")
+BN_EPS = 1e-3
+BN_MOMENTUM = 0.01  # Keras momentum 0.99
+DROPOUT = 0.1
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild the network (stored as JSON beside the weights).
+
+    Attributes:
+        head: one of ``HEADS``.
+        n_outputs: output units: 1 for binary heads, the number of classes for ``multiclass``.
+        width: multiplier on every convolution's filter count (1.0 = the published network).
+        head_units: hidden Dense sizes; ``None`` takes the published ones for the head.
+        dropout: dropout rate after every conv unit and hidden Dense.
+    """
+
+    head: str = "pretrain"
+    n_outputs: int = 1
+    width: float = 1.0
+    head_units: tuple[int, ...] | None = None
+    dropout: float = DROPOUT
+    classes: list[str] = field(default_factory=lambda: ["negative", "positive"])
+
+    def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise ValueError(f"unknown head {self.head!r}; choose one of {', '.join(HEADS)}")
+        if self.head_units is None:
+            self.head_units = (512, 128) if self.head == "pretrain" else (1024, 32)
+        self.head_units = tuple(int(u) for u in self.head_units)
+        if self.head == "multiclass" and self.n_outputs < 2:
+            self.n_outputs = 7
+        if self.head == "multiclass" and len(self.classes) != self.n_outputs:
+            self.classes = [f"class{i}" for i in range(self.n_outputs)]
+
+    @property
+    def head_batchnorm(self) -> bool:
+        return self.head in ("pretrain", "finetune-bn")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["head_units"] = list(self.head_units)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        if known.get("head_units") is not None:
+            known["head_units"] = tuple(known["head_units"])
+        return cls(**known)
+
+
+def same_padding(kernel_size: int) -> tuple[int, int]:
+    """TensorFlow's 'same' padding for stride 1: (left, right) = ((k-1)//2, k-1-(k-1)//2)."""
+    left = (kernel_size - 1) // 2
+    return left, kernel_size - 1 - left
+
+
+class SamePadConv1d(nn.Conv1d):
+    """Conv1d with TensorFlow 'same' padding (stride 1).
+
+    Odd kernels pad symmetrically inside the convolution; even kernels get one more zero on the
+    right, applied explicitly (PyTorch's own ``padding='same'`` is slower for even kernels).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int):
+        left, right = same_padding(kernel_size)
+        super().__init__(in_channels, out_channels, kernel_size, padding=left if left == right else 0)
+        self.explicit_padding = (left, right) if left != right else None
+        nn.init.kaiming_normal_(self.weight, nonlinearity="relu")  # He-normal, as Keras' he_normal
+        nn.init.zeros_(self.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.explicit_padding is not None:
+            x = F.pad(x, self.explicit_padding)
+        return super().forward(x)
+
+
+class ConvUnit(nn.Module):
+    """Conv1d -> ReLU -> BatchNorm -> Dropout; ``(N, C_in, L) -> (N, C_out, L)``."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dropout: float = DROPOUT):
+        super().__init__()
+        self.conv = SamePadConv1d(in_channels, out_channels, kernel_size)
+        self.relu = nn.ReLU()
+        self.bn = nn.BatchNorm1d(out_channels, eps=BN_EPS, momentum=BN_MOMENTUM)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.bn(self.relu(self.conv(x))))
+
+
+class ProjectionBlock(nn.Module):
+    """Residual block with a conv-unit shortcut: ``unit2(unit1(x)) + shortcut(x)``."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dropout: float = DROPOUT):
+        super().__init__()
+        self.unit1 = ConvUnit(in_channels, out_channels, kernel_size, dropout)
+        self.unit2 = ConvUnit(out_channels, out_channels, kernel_size, dropout)
+        self.shortcut = ConvUnit(in_channels, out_channels, kernel_size, dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.unit2(self.unit1(x)) + self.shortcut(x)
+
+
+class IdentityBlock(nn.Module):
+    """Residual block with an identity shortcut: ``unit2(unit1(x)) + x``."""
+
+    def __init__(self, channels: int, kernel_size: int, dropout: float = DROPOUT):
+        super().__init__()
+        self.unit1 = ConvUnit(channels, channels, kernel_size, dropout)
+        self.unit2 = ConvUnit(channels, channels, kernel_size, dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.unit2(self.unit1(x)) + x
+
+
+def _scaled(filters: int, width: float) -> int:
+    return max(1, int(round(filters * width)))
+
+
+class Body(nn.Module):
+    """The convolutional body through global average pooling: ``(N, 4, L) -> (N, F)``.
+
+    F = 64 for the published width. Receptive field 202 bp.
+    """
+
+    def __init__(self, width: float = 1.0, dropout: float = DROPOUT):
+        super().__init__()
+        c64, c32 = _scaled(64, width), _scaled(32, width)
+        self.stem = ConvUnit(4, c64, 25, dropout)
+        self.block1 = ProjectionBlock(c64, c32, 20, dropout)
+        self.stage2 = nn.ModuleList([IdentityBlock(c32, 15, dropout) for _ in range(3)])
+        self.block3 = ProjectionBlock(3 * c32, c64, 10, dropout)
+        self.stage4 = nn.ModuleList([IdentityBlock(c64, 5, dropout) for _ in range(3)])
+        self.conv_out = ConvUnit(c64, c64, 10, dropout)
+        self.last_conv = SamePadConv1d(c64, c64, 5)
+        self.last_relu = nn.ReLU()
+        self.out_features = c64
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The last conv layer's activations, ``(N, F, L)`` (before pooling)."""
+        x = self.block1(self.stem(x))
+        stage2 = []
+        for block in self.stage2:
+            x = block(x)
+            stage2.append(x)
+        x = self.block3(torch.cat(stage2, dim=1))
+        for block in self.stage4:
+            x = block(x)
+        return self.last_relu(self.last_conv(self.conv_out(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.feature_map(x).mean(dim=-1)
+
+
+class Head(nn.Module):
+    """Dense head: hidden Dense -> ReLU [-> BatchNorm] -> Dropout, then the output Dense (logits)."""
+
+    def __init__(self, in_features: int, units: tuple[int, ...], n_outputs: int, batchnorm: bool,
+                 dropout: float = DROPOUT):
+        super().__init__()
+        layers: list[nn.Module] = []
+        previous = in_features
+        for size in units:
+            dense = nn.Linear(previous, size)
+            nn.init.xavier_uniform_(dense.weight)  # Keras' glorot_uniform
+            nn.init.zeros_(dense.bias)
+            layers += [dense, nn.ReLU()]
+            if batchnorm:
+                layers.append(nn.BatchNorm1d(size, eps=BN_EPS, momentum=BN_MOMENTUM))
+            layers.append(nn.Dropout(dropout))
+            previous = size
+        self.hidden = nn.Sequential(*layers)
+        self.output = nn.Linear(previous, n_outputs)
+        nn.init.xavier_uniform_(self.output.weight)
+        nn.init.zeros_(self.output.bias)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.output(self.hidden(features))
+
+
+class ChromTransferNet(nn.Module):
+    """Body plus head. ``forward`` maps one-hot ``(N, 4, L)`` to logits ``(N, n_outputs)``."""
+
+    def __init__(self, config: ModelConfig | None = None, **kwargs: Any):
+        super().__init__()
+        self.config = config or ModelConfig(**kwargs)
+        self.body = Body(self.config.width, self.config.dropout)
+        self.head = Head(self.body.out_features, self.config.head_units, self.config.n_outputs,
+                         self.config.head_batchnorm, self.config.dropout)
+
+    @property
+    def multiclass(self) -> bool:
+        return self.config.head == "multiclass"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """Sigmoid (binary) or softmax (multi-class) of the logits."""
+        return probabilities(self(x), self.multiclass)
+
+    def conv_kernels(self) -> list[torch.Tensor]:
+        """The kernels that carry the L2 penalty (every conv but the last one, as the authors' code)."""
+        return [m.weight for m in self.body.modules()
+                if isinstance(m, SamePadConv1d) and m is not self.body.last_conv]
+
+
+def probabilities(logits: torch.Tensor, multiclass: bool) -> torch.Tensor:
+    return torch.softmax(logits, dim=-1) if multiclass else torch.sigmoid(logits)
+
+
+def build_model(head: str = "pretrain", **kwargs: Any) -> ChromTransferNet:
+    """Build a freshly initialised network with the given head (see :class:`ModelConfig`)."""
+    return ChromTransferNet(ModelConfig(head=head, **kwargs))
+
+
+def transfer_body(source: ChromTransferNet, head: str = "finetune", **kwargs: Any) -> ChromTransferNet:
+    """A new model whose whole body (weights and BatchNorm statistics) is copied from ``source``.
+
+    The head is new and freshly initialised. ``width`` follows the source model.
+    """
+    kwargs.setdefault("width", source.config.width)
+    kwargs.setdefault("dropout", source.config.dropout)
+    model = build_model(head, **kwargs)
+    model.body.load_state_dict(source.body.state_dict())
+    return model
+
+
+def count_parameters(model: nn.Module) -> dict[str, int]:
+    """Parameter counts in Keras' convention and PyTorch's.
+
+    Returns ``total`` (weights plus BatchNorm moving mean and variance, as Keras counts),
+    ``trainable`` (parameters with ``requires_grad``) and ``non_trainable`` (the rest of ``total``).
+    """
+    params = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    moving = sum(m.running_mean.numel() + m.running_var.numel()
+                 for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))
+    total = params + moving
+    return {"total": total, "trainable": trainable, "non_trainable": total - trainable}
+
+
+def layer_table(model: ChromTransferNet, length: int = 600) -> list[dict[str, Any]]:
+    """One row per weighted layer: name, type, output shape for a ``length`` bp input, parameters.
+
+    Parameters are counted as Keras does (BatchNorm rows include the moving statistics).
+    """
+    rows: list[dict[str, Any]] = []
+    hooks = []
+
+    def hook(name: str):
+        def record(module: nn.Module, inputs, output) -> None:
+            n = sum(p.numel() for p in module.parameters(recurse=False))
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                n += module.running_mean.numel() + module.running_var.numel()
+            shape = tuple(output.shape[1:])
+            detail = ""
+            if isinstance(module, nn.Conv1d):
+                detail = f"k={module.kernel_size[0]} pad={same_padding(module.kernel_size[0])}"
+            rows.append({"name": name, "type": type(module).__name__, "output": shape,
+                         "parameters": n, "detail": detail})
+        return record
+
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Conv1d, nn.Linear, nn.modules.batchnorm._BatchNorm)):
+            hooks.append(module.register_forward_hook(hook(name)))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 4, length))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return rows
+
+
+def l2_penalty(model: ChromTransferNet, weight: float) -> torch.Tensor:
+    """Keras kernel_regularizer L2: ``weight * sum(kernel ** 2)`` over the conv kernels."""
+    return weight * sum((w ** 2).sum() for w in model.conv_kernels())
