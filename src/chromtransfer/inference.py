@@ -1,0 +1,224 @@
+"""Batched prediction: uint8 codes on the CPU in, probabilities out.
+
+The contract (DESIGN.md): sequences stay compact as ``(N, L)`` uint8 codes (a NumPy array or a
+read-only memmap) on the CPU; each batch is copied to the device and one-hot encoded there, so a
+data set is never held as float32 one-hot. The model runs in eval mode under
+:func:`torch.inference_mode`.
+
+* :func:`predict_codes` — equal-length sequences, ``(N, L)`` codes -> ``(N, n_outputs)``.
+* :func:`predict_sequences` — sequences of any lengths (a list of ``(L_i,)`` code vectors), grouped
+  by length so every batch is rectangular; the result keeps the input order.
+* :func:`resolve_device` — ``"auto" | "cpu" | "cuda"`` to a :class:`torch.device`.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from .encoding import N_CODE, one_hot
+from .errors import ChromTransferError
+from .models import probabilities
+
+_COMPLEMENT = torch.tensor([3, 2, 1, 0, N_CODE], dtype=torch.long)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when available, else the CPU; ``"cpu"``/``"cuda"``/``"cuda:1"`` as given.
+
+    Raises :class:`~chromtransfer.errors.ChromTransferError` when CUDA is asked for but absent.
+    """
+    if isinstance(device, torch.device):
+        return device
+    name = str(device).strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ChromTransferError(
+            f"device {device!r} requested but CUDA is not available on this machine "
+            "(use --device cpu or --device auto)")
+    try:
+        return torch.device(name)
+    except RuntimeError as exc:
+        raise ChromTransferError(f"unknown device {device!r} (use auto, cpu or cuda)") from exc
+
+
+def _model_dtype(model: torch.nn.Module) -> torch.dtype:
+    for p in model.parameters():
+        return p.dtype
+    return torch.float32
+
+
+def _reverse_complement(codes: torch.Tensor) -> torch.Tensor:
+    """Reverse complement of a ``(N, L)`` code batch on its own device (N stays N)."""
+    table = _COMPLEMENT.to(codes.device)
+    return table[codes.long().clamp(max=N_CODE)].flip(-1).to(codes.dtype)
+
+
+def predict_codes(model: torch.nn.Module, codes: np.ndarray, *, batch_size: int = 1024,
+                  device: str | torch.device = "auto", rc_average: bool = False) -> np.ndarray:
+    """Probabilities for equal-length sequences.
+
+    Args:
+        model: a :class:`~chromtransfer.models.ChromTransferNet` (its ``multiclass`` flag picks
+            softmax over sigmoid); moved to ``device`` (and left there), run in eval mode, its
+            train/eval mode restored afterwards. Its parameter dtype (float32 or float64) is the
+            arithmetic precision.
+        codes: ``(N, L)`` uint8 codes (A0 C1 G2 T3 other 4), NumPy array or memmap, kept on the CPU.
+        batch_size: sequences per forward pass.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or a :class:`torch.device`.
+        rc_average: average each probability with that of the reverse complement sequence.
+
+    Returns:
+        ``float32`` array ``(N, n_outputs)``: sigmoid probabilities (binary heads, n_outputs = 1)
+        or softmax probabilities (multi-class head).
+    """
+    if not isinstance(codes, np.ndarray):
+        codes = np.asarray(codes)
+    if codes.ndim != 2:
+        raise ValueError(f"codes must have shape (N, L), got {codes.shape}")
+    if not np.issubdtype(codes.dtype, np.integer):
+        raise ValueError(f"codes must be integer base codes (uint8), got dtype {codes.dtype}")
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    dev = resolve_device(device)
+    was_training = model.training
+    model = model.to(dev).eval()
+    dtype = _model_dtype(model)
+    multiclass = bool(getattr(model, "multiclass", False))
+    n_outputs = int(getattr(getattr(model, "config", None), "n_outputs", 0) or 0)
+    if codes.shape[0] == 0:
+        return np.zeros((0, n_outputs or 1), dtype=np.float32)
+    out: list[np.ndarray] = []
+    try:
+        with torch.inference_mode():
+            for start in range(0, codes.shape[0], batch_size):
+                batch = torch.from_numpy(np.ascontiguousarray(codes[start:start + batch_size]))
+                batch = batch.to(dev, non_blocking=True)
+                prob = probabilities(model(one_hot(batch, dtype)), multiclass)
+                if rc_average:
+                    rc = probabilities(model(one_hot(_reverse_complement(batch), dtype)), multiclass)
+                    prob = (prob + rc) / 2
+                out.append(prob.float().cpu().numpy())
+    finally:
+        model.train(was_training)
+    return np.concatenate(out, axis=0)
+
+
+def predict_sequences(model: torch.nn.Module, sequences: Sequence[np.ndarray], *,
+                      batch_size: int = 1024, device: str | torch.device = "auto",
+                      rc_average: bool = False) -> np.ndarray:
+    """Probabilities for sequences of any lengths, in input order.
+
+    Sequences are grouped by length and each group goes through :func:`predict_codes`; the
+    network's global average pooling makes the output length-independent in shape.
+
+    Args:
+        sequences: ``(L_i,)`` uint8 code vectors (lengths may differ; each at least 1).
+        batch_size, device, rc_average: as for :func:`predict_codes`.
+
+    Returns:
+        ``float32`` array ``(len(sequences), n_outputs)``.
+    """
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i, seq in enumerate(sequences):
+        if np.ndim(seq) != 1:
+            raise ValueError(f"sequence {i} must be a 1-D code vector, got shape {np.shape(seq)}")
+        if len(seq) == 0:
+            raise ValueError(f"sequence {i} is empty")
+        groups[len(seq)].append(i)
+    n_outputs = int(getattr(getattr(model, "config", None), "n_outputs", 1) or 1)
+    result = np.zeros((len(sequences), n_outputs), dtype=np.float32)
+    for length, members in groups.items():
+        block = np.empty((len(members), length), dtype=np.uint8)
+        for row, i in enumerate(members):
+            block[row] = sequences[i]
+        result[members] = predict_codes(model, block, batch_size=batch_size, device=device,
+                                        rc_average=rc_average)
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# files in, table out (used by ``chromtransfer predict``)
+# --------------------------------------------------------------------------------------------
+
+def prediction_columns(model: torch.nn.Module) -> list[str]:
+    """Output column names: ``["score"]`` for binary heads, the class names for multi-class."""
+    config = getattr(model, "config", None)
+    if getattr(model, "multiclass", False):
+        return [str(c) for c in config.classes]
+    return ["score"]
+
+
+def prediction_table(names: Sequence[str], probs: np.ndarray, model: torch.nn.Module):
+    """A :class:`pandas.DataFrame` with ``name`` first, then ``score`` (binary) or one column per
+    class (multi-class) holding the probabilities ``probs`` ``(N, n_outputs)``."""
+    import pandas as pd
+
+    columns = prediction_columns(model)
+    if probs.shape[1] != len(columns):
+        raise ValueError(f"{probs.shape[1]} outputs but {len(columns)} column names")
+    table = pd.DataFrame({"name": list(names)})
+    for j, column in enumerate(columns):
+        table[column] = probs[:, j]
+    return table
+
+
+def predict_fasta(model: torch.nn.Module, path, *, batch_size: int = 1024,
+                  device: str | torch.device = "auto", rc_average: bool = False):
+    """Predict every record of a FASTA file (any lengths); returns :func:`prediction_table`'s frame
+    with the record names."""
+    from .fasta import read_fasta
+
+    records = read_fasta(path)
+    probs = predict_sequences(model, [r.codes for r in records], batch_size=batch_size, device=device,
+                              rc_average=rc_average)
+    return prediction_table([r.name for r in records], probs, model)
+
+
+def predict_regions(model: torch.nn.Module, regions_path, genome_path, *, window: int | None = None,
+                    batch_size: int = 1024, device: str | torch.device = "auto", rc_average: bool = False):
+    """Predict the regions of a BED (or region TSV) file on a genome.
+
+    Each region is scored as given (any lengths), or, with ``window``, on the ``window`` bp centred
+    on its midpoint. Rows are named ``chrom:start-end`` with the file's own chromosome spelling and
+    coordinates. Chromosome aliases (``chr20`` <-> ``20``) are resolved by the genome; a region on a
+    chromosome the genome lacks, or running off its end, stops with the BED line number.
+    """
+    from .genome import Genome
+    from .intervals import centred_windows, read_regions
+
+    genome = Genome(genome_path)
+    as_written = read_regions(regions_path, dedupe=False)
+    regions = read_regions(regions_path, genome, dedupe=False)
+    if not len(regions):
+        from .errors import InputError
+
+        raise InputError(regions_path, "no regions found", fix="give a BED file with chrom, start, end columns")
+    names = (as_written["chrom"].astype(str) + ":" + as_written["start"].astype(str) + "-"
+             + as_written["end"].astype(str)).tolist()
+    if window is not None:
+        regions = centred_windows(regions, window, genome, on_off_end="error")
+    chroms = regions["chrom"].to_numpy(dtype=object)
+    starts = regions["start"].to_numpy(np.int64)
+    ends = regions["end"].to_numpy(np.int64)
+    lengths = ends - starts
+    n_outputs = len(prediction_columns(model))
+    probs = np.zeros((len(regions), n_outputs), dtype=np.float32)
+    for length in np.unique(lengths):
+        rows = np.flatnonzero(lengths == length)
+        codes = genome.fetch_many(chroms[rows], starts[rows], ends[rows])
+        probs[rows] = predict_codes(model, codes, batch_size=batch_size, device=device, rc_average=rc_average)
+    return prediction_table(names, probs, model)
+
+
+def write_table(table, path) -> None:
+    """Write a prediction table as TSV with a header, atomically (temporary file, then rename).
+
+    Probabilities are written with 9 significant digits (float32 round-trips exactly)."""
+    from .artifacts import atomic_path
+
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, sep="\t", index=False, float_format="%.9g")
