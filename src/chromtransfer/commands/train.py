@@ -1,0 +1,124 @@
+"""``chromtransfer train --preset P --data STORE --out RUN``: train a model with one of the paper's presets."""
+from __future__ import annotations
+
+import click
+
+PRESET_CHOICES = ["pretrain", "finetune", "baseline", "multiclass"]
+HEAD_CHOICES = ["pretrain", "finetune", "finetune-bn", "multiclass"]
+
+
+class _BatchLimit(click.ParamType):
+    """An int (number of batches) or a float in (0, 1] (fraction of the batches)."""
+
+    name = "N|FRACTION"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)):
+            return value
+        text = str(value).strip()
+        try:
+            number = float(text) if any(c in text for c in ".eE") else int(text)
+        except ValueError:
+            self.fail(f"{value!r} is neither a number of batches nor a fraction", param, ctx)
+        if isinstance(number, float) and not 0 < number <= 1:
+            self.fail("a fraction must lie in (0, 1]", param, ctx)
+        if isinstance(number, int) and number < 1:
+            self.fail("a number of batches must be at least 1", param, ctx)
+        return number
+
+
+class _Fold(click.ParamType):
+    name = "K|all"
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, int):
+            return value
+        text = str(value).strip().lower()
+        if text == "all":
+            return "all"
+        try:
+            return int(text)
+        except ValueError:
+            self.fail(f"{value!r} is neither a fold number nor 'all'", param, ctx)
+
+
+@click.command("train")
+@click.option("--preset", required=True, type=click.Choice(PRESET_CHOICES),
+              help="The paper's settings for this kind of model (every one overridable below).")
+@click.option("--data", "store", required=True, type=click.Path(), help="Dataset store to train on.")
+@click.option("-o", "--out", required=True, type=click.Path(), help="Run directory to create (or resume).")
+@click.option("--init", type=click.Path(), default=None,
+              help="Pre-trained model or run directory whose whole body starts the run (finetune).")
+@click.option("--head", type=click.Choice(HEAD_CHOICES), default=None,
+              help="Model head (default: the preset's; finetune-bn = the paper text's head with BatchNorm).")
+@click.option("--lr", type=float, default=None, help="Adam learning rate.")
+@click.option("--batch-size", type=int, default=None, help="Sequences per step.")
+@click.option("--max-epochs", type=int, default=None, help="Epoch limit.")
+@click.option("--patience", type=int, default=None, help="Early-stopping patience on val loss (0 = off).")
+@click.option("--lr-patience", type=int, default=None,
+              help="Epochs without val-loss improvement before the LR is cut x0.1 (0 = off).")
+@click.option("--l2", type=float, default=None, help="L2 penalty on the conv kernels (added to the loss).")
+@click.option("--class-weights", type=click.Choice(["balanced", "none"]), default=None,
+              help="Per-class loss weights computed from the training labels.")
+@click.option("--width", type=float, default=None,
+              help="Filter-count multiplier; 1.0 (default) is the published network, < 1 for quick tests.")
+@click.option("--frozen-body", is_flag=True,
+              help="Train only the head (body weights and BatchNorm statistics fixed); "
+                   "lr 1e-3 and 20 epochs unless given.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seeds shuffling, dropout, initialisation and the random validation set.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--precision", type=click.Choice(["32", "bf16"]), default="32", show_default=True,
+              help="bf16 = bf16 autocast (GPU only; refused on the CPU).")
+@click.option("--num-workers", type=int, default=None,
+              help="DataLoader worker processes (default 0 on the CPU, 4 on a GPU).")
+@click.option("--limit-train-batches", type=_BatchLimit(), default=None,
+              help="Train on N batches, or a FRACTION of them, per epoch.")
+@click.option("--fold", type=_Fold(), default=None,
+              help="Validation fold K of the store, or 'all' for one model per fold in RUN/fold<K> "
+                   "(default: fold 0; a random 10% of the training rows when the store has no folds).")
+@click.option("--train-fraction", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
+              help="Train on a random share of the training rows (validation rows stay whole).")
+@click.option("--subsample-seed", type=int, default=None,
+              help="Seed of the --train-fraction subsample (default: --seed).")
+@click.option("--export", type=click.Choice(["best", "last"]), default="best", show_default=True,
+              help="Which epoch's weights become the model: lowest val loss, or the last one.")
+@click.option("--resume", is_flag=True,
+              help="Continue the run in RUN from its last checkpoint (same settings); a finished run is left as is.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def train_command(preset: str, store: str, out: str, **options) -> None:
+    """Train a model with a --preset on the dataset store (--data) into the run directory --out.
+
+    \b
+    Presets (METHOD.md section 4; all use Adam and L2 1e-4 on the conv kernels):
+      pretrain    head pretrain, lr 1e-3, batch 256, early stopping patience 15
+      finetune    head finetune, lr 5e-6, batch 128, patience 10, balanced class
+                  weights, LR x0.1 after 5 epochs without improvement; needs --init
+      baseline    head finetune from scratch, lr 1e-3, batch 128, patience 10,
+                  balanced class weights
+      multiclass  head multiclass (one output per store class), lr 1e-3,
+                  batch 256, 50 epochs, softmax cross-entropy
+    Max epochs 100 unless stated. RUN gets run.json, checkpoints/, learning_curve.csv and,
+    once training is complete, the best epoch's model (model.safetensors + model.json).
+    """
+    from ..training import read_run, train_model
+
+    from pathlib import Path
+
+    try:
+        run_dir = train_model(preset=preset, store=store, out=out, **options)
+    except KeyboardInterrupt:
+        click.echo("interrupted: continue the run with the same command plus --resume", err=True)
+        raise
+
+    fold_dirs = sorted(p for p in Path(run_dir).glob("fold*") if (p / "run.json").exists())
+    for directory in (fold_dirs if str(options.get("fold")).lower() == "all" else [Path(run_dir)]):
+        result = read_run(directory).get("result", {})
+        click.echo(
+            f"model: {directory}  best epoch {result.get('best_epoch')} of {result.get('epochs')}  "
+            f"val_loss {result.get('best_val_loss', float('nan')):.4f}  "
+            f"val_auroc {result.get('best_val_auroc', float('nan')):.4f}")
+
+
+def register(app: click.Group) -> None:
+    app.add_command(train_command)

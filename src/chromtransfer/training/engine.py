@@ -1,0 +1,543 @@
+"""Run a training preset on a dataset store: the run directory, Lightning's loop, resume, export.
+
+A run directory::
+
+    RUN/
+      run.json                 settings, store path and manifest checksum, seed, status
+                               (running -> trained -> complete), sessions, best epoch, provenance
+      checkpoints/last.ckpt    Lightning checkpoint written at the end of every epoch (for --resume)
+      checkpoints/best.ckpt    the epoch with the lowest validation loss so far
+      learning_curve.csv       one row per epoch (see callbacks.CURVE_COLUMNS)
+      model.safetensors        the exported model (best epoch's weights, or the last epoch's with
+      model.json               --export last); model.json is written last, only once training is
+                               complete: a directory holding model.json is a finished model
+
+``--fold all`` trains one such run per cross-validation fold into ``RUN/fold0``, ``RUN/fold1``, ...
+and writes ``RUN/folds.json`` when every fold is complete.
+
+Resuming: checkpoints are written only at epoch ends. Every epoch's shuffling is a function of
+``(seed, epoch)`` and the dropout RNG is reseeded before every batch from ``(seed, epoch, batch)``,
+so a run killed in epoch ``k`` and resumed from the checkpoint of epoch ``k - 1`` repeats epoch
+``k`` exactly and ends with the same weights as an uninterrupted run (bit for bit on the CPU; on a
+GPU, cuDNN may pick different kernels between processes, so expect agreement to rounding only).
+``--precision bf16`` is refused on the CPU rather than silently ignored or emulated slowly.
+
+Lightning keeps no logs of its own here (no logger, nothing in the working directory); the
+learning curve and ``run.json`` are the records of a run.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import pickle
+import random
+import signal
+import time
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..artifacts import file_sha256, provenance, write_json
+from ..datasets.store import Store, open_store
+from ..errors import ArtifactError, ChromTransferError
+from .presets import PRESET_NAMES, PRESETS, ResolvedSettings, TrainSettings, resolve, with_fold
+
+log = logging.getLogger("chromtransfer.training")
+
+RUN_FORMAT = "chromtransfer-run"
+RUN_FILE = "run.json"
+FOLDS_FILE = "folds.json"
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.ckpt"
+BEST_CHECKPOINT = "best.ckpt"
+CURVE_FILE = "learning_curve.csv"
+MODEL_PREFIX = "model."
+
+_CHECKPOINT_ERRORS = (RuntimeError, EOFError, OSError, ValueError, KeyError,
+                      pickle.UnpicklingError, zipfile.BadZipFile)
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API
+# ---------------------------------------------------------------------------------------------
+def is_complete(run_dir: str | os.PathLike) -> bool:
+    """Whether ``run_dir`` holds a finished model (or, for ``--fold all``, every fold's model)."""
+    run_dir = Path(run_dir)
+    if (run_dir / "model.json").is_file() and (run_dir / "model.safetensors").is_file():
+        return True
+    folds = run_dir / FOLDS_FILE
+    if folds.is_file():
+        try:
+            document = json.loads(folds.read_text())
+        except json.JSONDecodeError:
+            return False
+        return document.get("status") == "complete" and all(
+            is_complete(run_dir / name) for name in document.get("folds", []))
+    return False
+
+
+def train_model(settings: TrainSettings | None = None, **kwargs: Any) -> Path:
+    """Train one model as ``settings`` (or keyword arguments mirroring the CLI) ask; returns RUN.
+
+    ``fold="all"`` trains every cross-validation fold (see :func:`train_folds`) and returns the
+    parent directory. With ``resume=True`` a finished run is returned untouched, an unfinished one
+    continues from its last checkpoint and a missing one starts.
+
+    Raises:
+        ChromTransferError (InputError, ArtifactError): impossible settings, a bad store, init
+        model or checkpoint, or a run directory that already holds another run.
+    """
+    settings = _settings(settings, kwargs)
+    if str(settings.fold).lower() == "all":
+        train_folds(settings)
+        return Path(settings.out)
+    return _train_one(settings)
+
+
+def train_folds(settings: TrainSettings | None = None, **kwargs: Any) -> list[Path]:
+    """Train one model per cross-validation fold of the store into ``out/fold<k>``.
+
+    Fold ``k``'s model validates on the training rows of fold ``k`` and trains on the others.
+    Finished folds are skipped when ``resume`` is set. Writes ``out/folds.json`` at the end.
+    Returns the fold run directories.
+    """
+    settings = _settings(settings, kwargs)
+    store = open_store(settings.store)
+    if store.n_folds == 0:
+        raise ArtifactError(
+            f"{store.path}: the store has no cross-validation folds, so --fold all has nothing to "
+            "train (build the store with folds, or leave --fold out to validate on a random 10 %)")
+    parent = Path(settings.out)
+    names = [f"fold{k}" for k in range(store.n_folds)]
+    if is_complete(parent) and (parent / FOLDS_FILE).exists():
+        if settings.resume:
+            return [parent / name for name in names]
+        raise ArtifactError(f"{parent}: already holds finished cross-validation models; "
+                            "choose another --out")
+    paths = [_train_one(with_fold(settings, k, str(parent / name))) for k, name in enumerate(names)]
+    summaries = [read_run(path) for path in paths]
+    write_json(parent / FOLDS_FILE, {
+        "format": "chromtransfer-folds",
+        "status": "complete",
+        "preset": settings.preset,
+        "folds": names,
+        "store": str(Path(settings.store).resolve()),
+        "best_val_loss": [s.get("result", {}).get("best_val_loss") for s in summaries],
+        "best_epoch": [s.get("result", {}).get("best_epoch") for s in summaries],
+        "provenance": provenance(),
+    })
+    return paths
+
+
+def read_run(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The parsed ``run.json`` of a run directory (``ArtifactError`` when missing or unreadable)."""
+    path = Path(run_dir) / RUN_FILE
+    if not path.is_file():
+        raise ArtifactError(f"{run_dir}: not a training run directory ({RUN_FILE} is missing)")
+    try:
+        document = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); "
+                            "the run directory is damaged, train into a new --out") from exc
+    if document.get("format") != RUN_FORMAT:
+        raise ArtifactError(f"{path}: not a chromtransfer training run description")
+    return document
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a Lightning checkpoint of a run (tensors only, no pickled code).
+
+    Raises ``ArtifactError`` with the fix for a missing, truncated or foreign file.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: no such checkpoint")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except _CHECKPOINT_ERRORS as exc:
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise ArtifactError(
+            f"{path}: corrupt or truncated checkpoint ({reason}); delete it to restart the run "
+            "from the beginning, or train into a new --out") from exc
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ArtifactError(f"{path}: not a chromtransfer training checkpoint (no state_dict); "
+                            "delete it or train into a new --out")
+    return checkpoint
+
+
+def checkpoint_model_state(path: str | os.PathLike) -> dict[str, Any]:
+    """The network's state dict (keys as in ``ChromTransferNet.state_dict()``) in a checkpoint."""
+    state = load_checkpoint(path)["state_dict"]
+    return {k[len(MODEL_PREFIX):]: v for k, v in state.items() if k.startswith(MODEL_PREFIX)}
+
+
+# ---------------------------------------------------------------------------------------------
+# One run
+# ---------------------------------------------------------------------------------------------
+def _settings(settings: TrainSettings | None, kwargs: dict[str, Any]) -> TrainSettings:
+    if settings is None:
+        try:
+            return TrainSettings.from_kwargs(**kwargs)
+        except TypeError as exc:
+            raise ChromTransferError(str(exc)) from exc
+    return dataclasses.replace(settings, **kwargs) if kwargs else settings
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when a CUDA GPU is visible, else ``cpu``; checks an explicit ``cuda``."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ChromTransferError("--device cuda: no CUDA GPU is visible to PyTorch; use --device cpu "
+                                 "(or auto)")
+    if device not in ("cpu", "cuda"):
+        raise ChromTransferError(f"--device must be auto, cpu or cuda, not {device!r}")
+    return device
+
+
+def _concrete_fold(store: Store, fold: int | str | None) -> int | None:
+    """The validation fold: ``None`` -> fold 0 when the store has folds, else no fold."""
+    if fold is None:
+        return 0 if store.n_folds > 0 else None
+    try:
+        k = int(fold)
+    except (TypeError, ValueError):
+        raise ChromTransferError(f"--fold must be a fold number or 'all', not {fold!r}") from None
+    if store.n_folds == 0:
+        raise ArtifactError(f"{store.path}: the store has no cross-validation folds; leave --fold "
+                            "out to validate on a random 10 % of the training rows")
+    if not 0 <= k < store.n_folds:
+        raise ArtifactError(f"{store.path}: no fold {k}; the store has folds 0..{store.n_folds - 1}")
+    return k
+
+
+@dataclasses.dataclass
+class _Plan:
+    """Everything one run needs, checked before anything is written."""
+
+    run_dir: Path
+    store: Store
+    settings: ResolvedSettings
+    manifest_sha256: str
+    previous: dict[str, Any] | None
+    resume_from: Path | None
+    source: Any  # the --init model, or None
+
+
+def _plan(settings: TrainSettings) -> _Plan | Path:
+    if settings.preset not in PRESETS:
+        raise ChromTransferError(f"unknown preset {settings.preset!r}; choose one of {', '.join(PRESET_NAMES)}")
+    preset = PRESETS[settings.preset]
+    run_dir = Path(settings.out)
+    if is_complete(run_dir):
+        if settings.resume:
+            log.info("%s: training already complete", run_dir)
+            return run_dir
+        raise ArtifactError(f"{run_dir}: already holds a finished model; choose another --out")
+    previous = read_run(run_dir) if (run_dir / RUN_FILE).exists() else None
+    if previous is not None and not settings.resume:
+        raise ArtifactError(
+            f"{run_dir}: holds an unfinished training run (status {previous.get('status')}); "
+            "add --resume to continue it, or choose another --out")
+    store = open_store(settings.store)
+    device = resolve_device(settings.device)
+    if str(settings.precision) == "bf16" and device != "cuda":
+        raise ChromTransferError(
+            "--precision bf16 needs a CUDA GPU (bf16 autocast on the CPU is slow and not what the "
+            "published models used); use --precision 32 on the CPU")
+    source = None
+    if preset.needs_init:
+        if not settings.init:
+            raise ChromTransferError(f"the {preset.name} preset needs --init: a pre-trained model or "
+                                     "run directory whose body starts the fine-tuning")
+        from ..modelio import load_model
+
+        source = load_model(settings.init)
+    elif settings.init:
+        raise ChromTransferError(f"--init is used only by the finetune preset; the {preset.name} "
+                                 "preset trains from scratch")
+    if settings.frozen_body and source is None:
+        raise ChromTransferError("--frozen-body trains the head on a pre-trained body: use it with "
+                                 "the finetune preset and --init")
+    width = None
+    if source is not None:
+        width = source.config.width
+        if settings.width is not None and float(settings.width) != float(width):
+            raise ChromTransferError(f"--width {settings.width} differs from the --init model's width "
+                                     f"{width}; leave --width out when fine-tuning")
+    if store.task != preset.task:
+        raise ArtifactError(f"{store.path}: a {store.task} store; the {preset.name} preset needs a "
+                            f"{preset.task} store (build it with the matching 'prepare' command)")
+    if preset.task == "binary" and len(store.classes) != 2:
+        raise ArtifactError(f"{store.path}: a binary store must have 2 classes, not {len(store.classes)}")
+    fold = _concrete_fold(store, settings.fold)
+    try:
+        resolved = resolve(settings, fold=fold, width=width, device=device)
+    except ValueError as exc:
+        raise ChromTransferError(str(exc)) from exc
+    manifest_sha = file_sha256(store.path / "manifest.json")
+    resume_from = None
+    if previous is not None:
+        _check_resumable(run_dir, previous, resolved, manifest_sha)
+        last = run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
+        if last.exists() and previous.get("status") == "running":
+            load_checkpoint(last)  # one clear error line for a damaged file
+            resume_from = last
+    return _Plan(run_dir, store, resolved, manifest_sha, previous, resume_from, source)
+
+
+def _check_resumable(run_dir: Path, previous: dict[str, Any], resolved: ResolvedSettings,
+                     manifest_sha: str) -> None:
+    if previous.get("store", {}).get("manifest_sha256") != manifest_sha:
+        raise ArtifactError(f"{run_dir}: the run was trained on a different dataset store "
+                            f"({previous.get('store', {}).get('path')}); resume it with that store "
+                            "or train into a new --out")
+    before = previous.get("settings", {})
+    now = resolved.to_dict()
+    differ = [k for k in now if k not in ResolvedSettings.RESUMABLE_CHANGES
+              and k in before and before[k] != now[k]]
+    if differ:
+        detail = ", ".join(f"{k}: {before[k]!r} -> {now[k]!r}" for k in differ[:4])
+        raise ArtifactError(f"{run_dir}: --resume with different settings ({detail}); resume with the "
+                            "run's own settings (see its run.json) or train into a new --out")
+
+
+def _build_model(plan: _Plan):
+    from ..models import build_model, transfer_body
+
+    s, classes = plan.settings, plan.store.classes
+    if plan.source is not None:
+        return transfer_body(plan.source, head=s.head, classes=classes)
+    n_outputs = len(classes) if s.head == "multiclass" else 1
+    return build_model(s.head, width=s.width, n_outputs=n_outputs, classes=classes)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators (all devices)."""
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Silence Lightning's informational chatter (device tables, tips) and known-harmless warnings."""
+    names = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning")
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            for message in (r".*does not have many workers.*",
+                            r".*exists and is not empty.*",
+                            r".*is smaller than the logging interval.*",
+                            r".*sampler.*set_epoch.*",
+                            r".*isinstance\(treespec, LeafSpec\)` is deprecated.*"):
+                warnings.filterwarnings("ignore", message=message)
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def _utc() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _train_one(settings: TrainSettings) -> Path:
+    plan = _plan(settings)
+    if isinstance(plan, Path):
+        return plan
+    s, run_dir = plan.settings, plan.run_dir
+    from .data import balanced_class_weights, split_rows, subsample_rows
+
+    seed_everything(s.seed)
+    model = _build_model(plan)
+    train_rows, val_rows = split_rows(plan.store, s.fold, s.seed)
+    n_train_all = len(train_rows)
+    train_rows = subsample_rows(train_rows, s.train_fraction, s.subsample_seed)
+    train_labels = np.asarray(plan.store.labels[train_rows])
+    n_classes = len(plan.store.classes)
+    if len(np.unique(train_labels)) < 2:
+        raise ArtifactError(f"{plan.store.path}: the training rows hold a single class; "
+                            "a classifier needs at least two")
+    weights = balanced_class_weights(train_labels, n_classes) if s.class_weights == "balanced" else None
+
+    document = plan.previous or {
+        "format": RUN_FORMAT,
+        "format_version": 1,
+        "status": "running",
+        "preset": s.preset,
+        "seed": s.seed,
+        "settings": s.to_dict(),
+        "n_train": int(len(train_rows)),
+        "n_val": int(len(val_rows)),
+        "store": {"path": str(plan.store.path.resolve()), "manifest_sha256": plan.manifest_sha256,
+                  "rows": plan.store.n_rows, "length": plan.store.length, "task": plan.store.task,
+                  "classes": plan.store.classes},
+        "data": {
+            "train_rows": int(len(train_rows)),
+            "val_rows": int(len(val_rows)),
+            "train_fraction": s.train_fraction,
+            "train_rows_before_subsampling": int(n_train_all),
+            "validation": (f"store fold {s.fold}" if s.fold is not None
+                           else f"random 10% of the training rows (seed {s.seed})"),
+            "train_counts": {c: int((train_labels == i).sum()) for i, c in enumerate(plan.store.classes)},
+            "class_weights": weights.tolist() if weights is not None else None,
+        },
+        "init": _init_record(s.init),
+        "sessions": [],
+        "provenance": provenance(),
+    }
+    document["settings"]["max_epochs"] = s.max_epochs
+    document["sessions"].append({"started_utc": _utc(),
+                                 "resumed_from": str(plan.resume_from) if plan.resume_from else None,
+                                 "device": s.device})
+    if document["status"] not in ("trained", "complete"):  # else only the export is missing
+        document["status"] = "running"
+        write_json(run_dir / RUN_FILE, document)
+        _fit(plan, model, weights, train_rows, val_rows)
+        document["status"] = "trained"
+        document["sessions"][-1]["fit_finished_utc"] = _utc()
+        write_json(run_dir / RUN_FILE, document)
+    _export(plan, model, document)
+    return run_dir
+
+
+def _init_record(init: str | None) -> dict[str, Any] | None:
+    if init is None:
+        return None
+    from ..modelio import WEIGHTS_FILE, read_model_document
+
+    path = Path(init)
+    model_doc = read_model_document(path)
+    return {"path": str(path.resolve()), "weights_sha256": file_sha256(path / WEIGHTS_FILE),
+            "preset": model_doc.get("preset"), "config": model_doc.get("config")}
+
+
+def _fit(plan: _Plan, model, weights, train_rows: np.ndarray, val_rows: np.ndarray) -> None:
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    from .callbacks import AtomicModelCheckpoint, LearningCurve, ThroughputProgressBar
+    from .data import make_loader
+    from .module import ChromTransferModule
+
+    s, run_dir = plan.settings, plan.run_dir
+    cuda = s.device == "cuda"
+    module = ChromTransferModule(model, lr=s.lr, l2=s.l2, class_weights=weights,
+                                 lr_patience=s.lr_patience, lr_factor=s.lr_factor,
+                                 frozen_body=s.frozen_body, seed=s.seed)
+    train_loader = make_loader(plan.store, train_rows, s.batch_size, shuffle=True, seed=s.seed,
+                               num_workers=s.num_workers, pin_memory=cuda)
+    val_loader = make_loader(plan.store, val_rows, s.batch_size, shuffle=False, seed=s.seed,
+                             num_workers=s.num_workers, pin_memory=cuda)
+    checkpoints = run_dir / CHECKPOINT_DIR
+    if plan.resume_from is None and checkpoints.exists():
+        for stale in checkpoints.glob("*.ckpt"):  # an earlier attempt that never finished an epoch
+            stale.unlink()
+    for stale in checkpoints.glob(".*.tmp-*"):
+        stale.unlink()
+    callbacks: list[Any] = [
+        LearningCurve(run_dir / CURVE_FILE),
+        # best.ckpt first, then last.ckpt, so that last.ckpt holds the best-checkpoint state of
+        # this very epoch (Lightning keeps the order of its checkpoint callbacks).
+        AtomicModelCheckpoint(dirpath=str(checkpoints), filename="best", monitor="val_loss",
+                              mode="min", save_top_k=1, save_last=False,
+                              enable_version_counter=False, auto_insert_metric_name=False),
+        AtomicModelCheckpoint(dirpath=str(checkpoints), filename="last", monitor=None,
+                              save_top_k=1, save_last=False, every_n_epochs=1,
+                              enable_version_counter=False, auto_insert_metric_name=False),
+    ]
+    if s.patience > 0:
+        callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=s.patience,
+                                       min_delta=0.0, check_finite=True))
+    if not s.quiet:
+        callbacks.append(ThroughputProgressBar())
+    limit = s.limit_train_batches if s.limit_train_batches is not None else 1.0
+    with _quiet_lightning():
+        trainer = pl.Trainer(
+            accelerator="gpu" if cuda else "cpu", devices=1,
+            precision="bf16-mixed" if s.precision == "bf16" else "32-true",
+            max_epochs=s.max_epochs, logger=False, default_root_dir=str(run_dir),
+            callbacks=callbacks, enable_progress_bar=not s.quiet, enable_model_summary=False,
+            num_sanity_val_steps=0, limit_train_batches=limit, use_distributed_sampler=False,
+            log_every_n_steps=1,
+        )
+        try:
+            trainer.fit(module, train_loader, val_loader,
+                        ckpt_path=str(plan.resume_from) if plan.resume_from else None,
+                        weights_only=True)
+        except SystemExit:
+            if trainer.interrupted:  # Lightning turns Ctrl-C into sys.exit(1)
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                raise KeyboardInterrupt from None
+            raise
+    if trainer.interrupted:
+        raise KeyboardInterrupt
+
+
+def _curve_summary(run_dir: Path) -> dict[str, Any]:
+    import pandas as pd
+
+    path = run_dir / CURVE_FILE
+    if not path.exists():
+        return {}
+    curve = pd.read_csv(path)
+    if curve.empty:
+        return {}
+    best = curve.loc[curve["val_loss"].idxmin()] if curve["val_loss"].notna().any() else curve.iloc[-1]
+    return {
+        "epochs": int(curve["epoch"].max()),
+        "best_epoch": int(best["epoch"]),
+        "best_val_loss": float(best["val_loss"]),
+        "best_val_auroc": float(best["val_auroc"]),
+        "last_val_loss": float(curve["val_loss"].iloc[-1]),
+        "train_seconds": float(curve["seconds"].sum()),
+    }
+
+
+def _export(plan: _Plan, model, document: dict[str, Any]) -> None:
+    from ..modelio import save_model
+
+    s, run_dir = plan.settings, plan.run_dir
+    checkpoints = run_dir / CHECKPOINT_DIR
+    best, last = checkpoints / BEST_CHECKPOINT, checkpoints / LAST_CHECKPOINT
+    source = best if s.export == "best" and best.exists() else last
+    if not source.exists():
+        raise ArtifactError(f"{run_dir}: no checkpoint to export (training never finished an epoch); "
+                            "train again with --resume")
+    checkpoint = load_checkpoint(source)
+    state = {k[len(MODEL_PREFIX):]: v for k, v in checkpoint["state_dict"].items()
+             if k.startswith(MODEL_PREFIX)}
+    model.load_state_dict(state)
+    summary = _curve_summary(run_dir)
+    summary["exported"] = {"checkpoint": source.name, "epoch": int(checkpoint.get("epoch", -1)) + 1}
+    summary["stopped_early"] = bool(summary.get("epochs", 0) < s.max_epochs)
+    document["result"] = summary
+    training = {
+        "run": str(run_dir.resolve()),
+        "settings": document["settings"],
+        "store": document["store"],
+        "data": document["data"],
+        "init": document["init"],
+        "result": summary,
+    }
+    save_model(model.cpu(), run_dir, preset=s.preset, training=training,
+               provenance=provenance(seed=s.seed))
+    document["status"] = "complete"
+    document["finished_utc"] = _utc()
+    write_json(run_dir / RUN_FILE, document)

@@ -1,0 +1,279 @@
+"""The LightningModule: one-hot on the device, the Keras-style loss, Adam, the plateau schedule.
+
+Loss (what Keras minimised for the published models):
+
+* data term: binary cross-entropy on the logits (binary heads) or softmax cross-entropy
+  (multi-class), per sequence, times the class weight of its label, averaged over the batch
+  (Keras' ``class_weight`` with its sum-over-batch-size reduction);
+* plus ``l2 * sum(kernel ** 2)`` over the convolution kernels (:func:`~chromtransfer.models.l2_penalty`),
+  Keras' ``kernel_regularizer``, added to the loss rather than applied as AdamW-style decay.
+
+Logged per epoch (and written to the learning curve): ``train_loss`` (data term + L2, the mean over
+the epoch's batches, as Keras reports ``loss``), ``train_bce`` (the class-weighted data term alone;
+"bce" names the cross-entropy term of either head), ``val_loss`` (unweighted data term + L2, as
+Keras' ``val_loss``: class weights never apply to validation), ``val_bce``, ``train_auroc`` (from the
+training-mode predictions made during the epoch, as Keras' training metrics; no second pass) and
+``val_auroc`` (macro one-vs-rest for the multi-class head). Early stopping and the learning-rate
+plateau watch ``val_loss``.
+
+Reproducibility: before every training batch the global torch RNG (dropout) is reseeded from
+``(seed, epoch, batch index)``, so a run resumed from an epoch-end checkpoint draws the very same
+dropout masks as an uninterrupted one. The plateau scheduler is stepped here, right after
+validation and before the epoch-end checkpoint is written, and its state travels in the checkpoint,
+so a resumed run continues the same learning-rate schedule.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..encoding import one_hot
+from ..models import ChromTransferNet, l2_penalty
+
+PLATEAU_KEY = "chromtransfer_plateau"
+#: Keras' Adam epsilon (K.epsilon()); PyTorch's default is 1e-8.
+ADAM_EPSILON = 1e-7
+#: Keras' ReduceLROnPlateau min_delta (absolute).
+PLATEAU_MIN_DELTA = 1e-4
+
+
+def batch_seed(seed: int, epoch: int, batch: int) -> int:
+    """A 63-bit torch seed derived from ``(seed, epoch, batch)`` (NumPy's SeedSequence hashing)."""
+    state = np.random.SeedSequence([int(seed), int(epoch), int(batch)]).generate_state(2, dtype=np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
+
+
+def per_sequence_loss(logits: torch.Tensor, labels: torch.Tensor, multiclass: bool) -> torch.Tensor:
+    """Cross-entropy per sequence, ``(N,)`` float32.
+
+    Args:
+        logits: ``(N, 1)`` (binary) or ``(N, C)`` (multi-class) network outputs.
+        labels: ``(N,)`` integer labels (0/1, or class indices).
+    """
+    logits = logits.float()
+    if multiclass:
+        return F.cross_entropy(logits, labels, reduction="none")
+    return F.binary_cross_entropy_with_logits(logits[:, 0], labels.float(), reduction="none")
+
+
+def auroc(scores: np.ndarray, labels: np.ndarray, multiclass: bool) -> float:
+    """ROC AUC (macro one-vs-rest for ``(N, C)`` multi-class scores); NaN when undefined."""
+    from sklearn.metrics import roc_auc_score
+
+    if len(labels) == 0:
+        return math.nan
+    try:
+        if multiclass:
+            present = np.unique(labels)
+            if len(present) < 2:
+                return math.nan
+            return float(np.mean([roc_auc_score(labels == c, scores[:, c]) for c in present]))
+        if len(np.unique(labels)) < 2:
+            return math.nan
+        return float(roc_auc_score(labels, scores[:, 0]))
+    except ValueError:
+        return math.nan
+
+
+class _Accumulator:
+    """Running sums of one epoch's losses plus its scores and labels (kept on the device)."""
+
+    def __init__(self) -> None:
+        self.loss = 0.0
+        self.data = 0.0
+        self.rows = 0
+        self.scores: list[torch.Tensor] = []
+        self.labels: list[torch.Tensor] = []
+
+    def add(self, loss: torch.Tensor | None, data: torch.Tensor, n: int, scores: torch.Tensor,
+            labels: torch.Tensor) -> None:
+        if loss is not None:
+            self.loss = self.loss + loss.detach() * n
+        self.data = self.data + data.detach() * n
+        self.rows += n
+        self.scores.append(scores.detach().float())
+        self.labels.append(labels.detach())
+
+    def means(self) -> tuple[float, float]:
+        if self.rows == 0:
+            return math.nan, math.nan
+        return float(self.loss) / self.rows, float(self.data) / self.rows
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        if not self.scores:
+            return np.zeros((0, 1), np.float32), np.zeros(0, np.int64)
+        return torch.cat(self.scores).cpu().numpy(), torch.cat(self.labels).cpu().numpy()
+
+
+class ChromTransferModule(pl.LightningModule):
+    """Train a :class:`~chromtransfer.models.ChromTransferNet` on batches of uint8 codes.
+
+    Args:
+        model: the network (its head decides binary or multi-class).
+        lr: Adam learning rate.
+        l2: L2 penalty weight on the convolution kernels.
+        class_weights: ``(C,)`` per-class loss weights (``None``: all 1).
+        lr_patience: epochs without ``val_loss`` improvement before the learning rate is
+            multiplied by ``lr_factor`` (0: constant learning rate).
+        lr_factor: the plateau multiplier.
+        frozen_body: train only the head; the body's parameters get no gradient and its
+            BatchNorm layers stay in inference mode (running statistics fixed).
+        seed: dropout reseeding seed.
+
+    A batch is ``(codes (N, L) uint8, labels (N,) int64)``; :meth:`forward` takes codes and
+    returns logits.
+    """
+
+    def __init__(self, model: ChromTransferNet, *, lr: float, l2: float = 1e-4,
+                 class_weights: np.ndarray | None = None, lr_patience: int = 0,
+                 lr_factor: float = 0.1, frozen_body: bool = False, seed: int = 0):
+        super().__init__()
+        self.model = model
+        self.lr = float(lr)
+        self.l2 = float(l2)
+        self.lr_patience = int(lr_patience)
+        self.lr_factor = float(lr_factor)
+        self.frozen_body = bool(frozen_body)
+        self.seed = int(seed)
+        self.multiclass = model.multiclass
+        weights = torch.as_tensor(class_weights if class_weights is not None else [],
+                                  dtype=torch.float32)
+        self.register_buffer("class_weights", weights, persistent=False)
+        if self.frozen_body:
+            for parameter in self.model.body.parameters():
+                parameter.requires_grad_(False)
+        self.plateau: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None
+        self._pending_plateau_state: dict[str, Any] | None = None
+        self._train = _Accumulator()
+        self._valid = _Accumulator()
+        self._epoch_started = time.perf_counter()
+        #: The last finished epoch's metrics (read by the learning-curve callback).
+        self.epoch_record: dict[str, float] | None = None
+
+    # -- modes ---------------------------------------------------------------------------------
+    def train(self, mode: bool = True) -> "ChromTransferModule":
+        super().train(mode)
+        if mode:
+            self._freeze_body_batchnorm()
+        return self
+
+    def _freeze_body_batchnorm(self) -> None:
+        """With a frozen body, keep its BatchNorm layers in inference mode (statistics fixed).
+
+        Applied on every ``train()`` call and before every batch: Lightning also restores module
+        modes itself after validation, without going through ``train()``.
+        """
+        if self.frozen_body:
+            for module in self.model.body.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.model(one_hot(codes))
+
+    # -- loss ----------------------------------------------------------------------------------
+    def penalty(self) -> torch.Tensor:
+        if self.l2 == 0:
+            return torch.zeros((), device=self.device)
+        return l2_penalty(self.model, self.l2)
+
+    def _scores(self, logits: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        return torch.softmax(logits, dim=-1) if self.multiclass else torch.sigmoid(logits)
+
+    # -- training ------------------------------------------------------------------------------
+    def on_train_epoch_start(self) -> None:
+        self._train = _Accumulator()
+        self._epoch_started = time.perf_counter()
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self._freeze_body_batchnorm()
+        torch.manual_seed(batch_seed(self.seed, self.current_epoch, batch_idx))
+
+    def training_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(loss, data term)`` of a training batch: class-weighted mean cross-entropy + L2 penalty."""
+        per = per_sequence_loss(logits, labels, self.multiclass)
+        if self.class_weights.numel():
+            per = per * self.class_weights[labels]
+        data = per.mean()
+        return data + self.penalty(), data
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        codes, labels = batch
+        logits = self(codes)
+        loss, data = self.training_loss(logits, labels)
+        n = int(labels.shape[0])
+        self._train.add(loss, data, n, self._scores(logits), labels)
+        self.log("loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False, batch_size=n)
+        return loss
+
+    # -- validation ----------------------------------------------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        self._valid = _Accumulator()
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        codes, labels = batch
+        logits = self(codes)
+        data = per_sequence_loss(logits, labels, self.multiclass).mean()
+        self._valid.add(None, data, int(labels.shape[0]), self._scores(logits), labels)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        penalty = float(self.penalty().detach())
+        train_loss, train_bce = self._train.means()
+        _, val_bce = self._valid.means()
+        val_loss = val_bce + penalty
+        train_scores, train_labels = self._train.arrays()
+        val_scores, val_labels = self._valid.arrays()
+        lr = float(self.trainer.optimizers[0].param_groups[0]["lr"])
+        record = {
+            "epoch": int(self.current_epoch) + 1,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "train_bce": train_bce,
+            "val_bce": val_bce,
+            "l2_term": penalty,
+            "train_auroc": auroc(train_scores, train_labels, self.multiclass),
+            "val_auroc": auroc(val_scores, val_labels, self.multiclass),
+            "lr": lr,
+            "seconds": time.perf_counter() - self._epoch_started,
+        }
+        self.epoch_record = record
+        self._train = _Accumulator()
+        self._valid = _Accumulator()
+        self.log_dict({k: float(v) for k, v in record.items() if k not in ("epoch", "seconds", "val_loss")},
+                      prog_bar=False, logger=False)
+        self.log("val_loss", val_loss, prog_bar=True, logger=False)
+        if self.plateau is not None:
+            self.plateau.step(val_loss)
+
+    # -- optimiser -----------------------------------------------------------------------------
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        parameters = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(parameters, lr=self.lr, eps=ADAM_EPSILON)
+        if self.lr_patience > 0:
+            # Keras cuts the rate once `patience` epochs in a row fail to improve; PyTorch's
+            # scheduler waits for more than `patience` such epochs, hence the minus one.
+            self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, mode="min", factor=self.lr_factor, patience=self.lr_patience - 1,
+                threshold=PLATEAU_MIN_DELTA, threshold_mode="abs",
+            )
+            if self._pending_plateau_state is not None:
+                self.plateau.load_state_dict(self._pending_plateau_state)
+                self._pending_plateau_state = None
+        return optimizer
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.plateau is not None:
+            checkpoint[PLATEAU_KEY] = self.plateau.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._pending_plateau_state = checkpoint.get(PLATEAU_KEY)

@@ -1,0 +1,262 @@
+"""Training presets (METHOD.md section 4) and the settings of one training run.
+
+A :class:`Preset` holds the published defaults of one kind of model; :class:`TrainSettings` is what
+a user asks for (every field mirrors a ``chromtransfer train`` option, ``None`` meaning "the
+preset's value"); :func:`resolve` merges the two into a :class:`ResolvedSettings` with no ``None``
+left, which is what the engine runs and what ``run.json`` records.
+
+| preset     | head       | lr   | batch | early stopping  | LR plateau     | class weights | loss       |
+|------------|------------|------|-------|-----------------|----------------|---------------|------------|
+| pretrain   | pretrain   | 1e-3 | 256   | patience 15     | off            | none          | binary CE  |
+| finetune   | finetune   | 5e-6 | 128   | patience 10     | x0.1 after 5   | balanced      | binary CE  |
+| baseline   | finetune   | 1e-3 | 128   | patience 10     | off            | balanced      | binary CE  |
+| multiclass | multiclass | 1e-3 | 256   | off (50 epochs) | off            | none          | softmax CE |
+
+All use Adam and the L2 penalty 1e-4 on the convolution kernels. ``baseline`` uses balanced class
+weights like ``finetune``: the binary baseline is the fine-tuned model's from-scratch twin, so the
+two differ only in the initial body and the learning rate. ``--frozen-body`` (the authors' later
+script) trains only the head of a fine-tuned model, at 1e-3 for 20 epochs unless overridden.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+PRESET_NAMES = ("pretrain", "finetune", "baseline", "multiclass")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("32", "bf16")
+CLASS_WEIGHTS = ("balanced", "none")
+EXPORTS = ("best", "last")
+#: Learning rate and epochs of the authors' frozen-body script.
+FROZEN_BODY_LR = 1e-3
+FROZEN_BODY_EPOCHS = 20
+#: Fraction of the training rows held out for validation when the store has no folds.
+RANDOM_VALIDATION_FRACTION = 0.1
+
+
+@dataclass(frozen=True)
+class Preset:
+    """The published training defaults of one model kind.
+
+    Attributes:
+        name: preset name.
+        head: model head (see :data:`chromtransfer.models.HEADS`).
+        lr: Adam learning rate.
+        batch_size: sequences per optimisation step.
+        max_epochs: epoch limit.
+        patience: early-stopping patience in epochs on the validation loss (0 = no early stopping).
+        lr_patience: epochs without improvement before the learning rate is multiplied by
+            ``lr_factor`` (0 = constant learning rate).
+        lr_factor: the plateau multiplier.
+        class_weights: ``"balanced"`` (scikit-learn's balanced weights of the training labels) or
+            ``"none"``.
+        l2: L2 penalty on the convolution kernels (Keras kernel_regularizer).
+        needs_init: whether the run starts from a pre-trained model (``--init``).
+        task: the store task the preset trains on (``"binary"`` or ``"multiclass"``).
+    """
+
+    name: str
+    head: str
+    lr: float
+    batch_size: int
+    max_epochs: int
+    patience: int
+    lr_patience: int = 0
+    lr_factor: float = 0.1
+    class_weights: str = "none"
+    l2: float = 1e-4
+    needs_init: bool = False
+    task: str = "binary"
+
+
+PRESETS: dict[str, Preset] = {
+    "pretrain": Preset("pretrain", head="pretrain", lr=1e-3, batch_size=256, max_epochs=100,
+                       patience=15),
+    "finetune": Preset("finetune", head="finetune", lr=5e-6, batch_size=128, max_epochs=100,
+                       patience=10, lr_patience=5, lr_factor=0.1, class_weights="balanced",
+                       needs_init=True),
+    "baseline": Preset("baseline", head="finetune", lr=1e-3, batch_size=128, max_epochs=100,
+                       patience=10, class_weights="balanced"),
+    "multiclass": Preset("multiclass", head="multiclass", lr=1e-3, batch_size=256, max_epochs=50,
+                         patience=0, task="multiclass"),
+}
+
+
+@dataclass
+class TrainSettings:
+    """What a user asks of one training run; ``None`` takes the preset's value.
+
+    Attributes:
+        preset: one of :data:`PRESET_NAMES`.
+        store: path of the dataset store.
+        out: run directory (with ``fold="all"``, the parent of ``fold0``, ``fold1``, ...).
+        init: model or run directory whose body starts the run (``finetune``).
+        head, lr, batch_size, max_epochs, patience, lr_patience, l2, class_weights: override the
+            preset (``patience``/``lr_patience`` 0 = off).
+        width: filter-count multiplier (1.0 = published network; < 1 for quick tests).
+        frozen_body: train only the head; the body's weights and BatchNorm statistics stay fixed.
+        seed: seeds Python, NumPy and torch, the shuffling, dropout and the random validation set.
+        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+        precision: ``"32"`` or ``"bf16"`` (bf16 autocast; GPU only).
+        num_workers: DataLoader worker processes (``None``: 0 on the CPU, 4 on a GPU).
+        limit_train_batches: train on this many batches (int) or this fraction (float) per epoch.
+        fold: validation fold of the store (``None``: fold 0 if the store has folds, else a random
+            10 % of the training rows); ``"all"`` trains one model per fold.
+        export: weights that become the model: ``best`` (lowest validation loss) or ``last``.
+        train_fraction: train on a random share (0, 1] of the training rows (the bootstrap
+            analysis of training-set size); the validation rows stay whole.
+        subsample_seed: seed of that subsample (``None``: ``seed``).
+        resume: continue the run in ``out`` from its last checkpoint.
+        quiet: no progress bar.
+    """
+
+    preset: str
+    store: str
+    out: str
+    init: str | None = None
+    head: str | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    max_epochs: int | None = None
+    patience: int | None = None
+    lr_patience: int | None = None
+    l2: float | None = None
+    class_weights: str | None = None
+    width: float | None = None
+    frozen_body: bool = False
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "32"
+    num_workers: int | None = None
+    limit_train_batches: int | float | None = None
+    fold: int | str | None = None
+    export: str = "best"
+    train_fraction: float = 1.0
+    subsample_seed: int | None = None
+    resume: bool = False
+    quiet: bool = False
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> "TrainSettings":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise TypeError(f"unknown training setting(s): {', '.join(unknown)}")
+        return cls(**kwargs)
+
+
+@dataclass
+class ResolvedSettings:
+    """Settings with every preset default filled in (recorded in ``run.json``)."""
+
+    preset: str
+    store: str
+    out: str
+    init: str | None
+    head: str
+    lr: float
+    batch_size: int
+    max_epochs: int
+    patience: int
+    lr_patience: int
+    lr_factor: float
+    l2: float
+    class_weights: str
+    width: float
+    frozen_body: bool
+    seed: int
+    device: str
+    precision: str
+    num_workers: int
+    limit_train_batches: int | float | None
+    fold: int | None
+    export: str
+    task: str
+    train_fraction: float = 1.0
+    subsample_seed: int = 0
+    quiet: bool = False
+    resume: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    #: Settings that may differ when a run is resumed (they do not change the numbers on one device).
+    RESUMABLE_CHANGES = ("out", "quiet", "resume", "num_workers", "max_epochs", "store", "init",
+                         "device", "extra")
+
+
+def resolve(settings: TrainSettings, fold: int | None = None, width: float | None = None,
+            device: str = "cpu") -> ResolvedSettings:
+    """Fill in the preset's defaults; ``ValueError`` (one sentence) for impossible combinations.
+
+    ``fold`` is the concrete validation fold (``None`` = random validation set), ``width`` the
+    network width when it is fixed by ``--init`` and ``device`` the resolved device.
+    """
+    if settings.preset not in PRESETS:
+        raise ValueError(f"unknown preset {settings.preset!r}; choose one of {', '.join(PRESET_NAMES)}")
+    preset = PRESETS[settings.preset]
+    if str(settings.precision) not in PRECISIONS:
+        raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}")
+    if settings.export not in EXPORTS:
+        raise ValueError(f"--export must be one of {', '.join(EXPORTS)}")
+    class_weights = settings.class_weights or preset.class_weights
+    if class_weights not in CLASS_WEIGHTS:
+        raise ValueError(f"--class-weights must be one of {', '.join(CLASS_WEIGHTS)}")
+    head = settings.head or preset.head
+    if preset.task == "multiclass" and head != "multiclass":
+        raise ValueError("the multiclass preset needs the multiclass head")
+    if preset.task == "binary" and head == "multiclass":
+        raise ValueError(f"the {preset.name} preset trains a binary head, not the multiclass one")
+    lr, max_epochs = preset.lr, preset.max_epochs
+    if settings.frozen_body:
+        lr, max_epochs = FROZEN_BODY_LR, FROZEN_BODY_EPOCHS
+    resolved = ResolvedSettings(
+        preset=preset.name,
+        store=str(settings.store),
+        out=str(settings.out),
+        init=str(settings.init) if settings.init is not None else None,
+        head=head,
+        lr=float(settings.lr if settings.lr is not None else lr),
+        batch_size=int(settings.batch_size if settings.batch_size is not None else preset.batch_size),
+        max_epochs=int(settings.max_epochs if settings.max_epochs is not None else max_epochs),
+        patience=int(settings.patience if settings.patience is not None else preset.patience),
+        lr_patience=int(settings.lr_patience if settings.lr_patience is not None else preset.lr_patience),
+        lr_factor=preset.lr_factor,
+        l2=float(settings.l2 if settings.l2 is not None else preset.l2),
+        class_weights=class_weights,
+        width=float(width if width is not None else (settings.width if settings.width is not None else 1.0)),
+        frozen_body=bool(settings.frozen_body),
+        seed=int(settings.seed),
+        device=device,
+        precision=str(settings.precision),
+        num_workers=int(settings.num_workers if settings.num_workers is not None
+                        else (4 if device == "cuda" else 0)),
+        limit_train_batches=settings.limit_train_batches,
+        fold=fold,
+        export=settings.export,
+        task=preset.task,
+        train_fraction=float(settings.train_fraction),
+        subsample_seed=int(settings.subsample_seed if settings.subsample_seed is not None else settings.seed),
+        quiet=bool(settings.quiet),
+        resume=bool(settings.resume),
+    )
+    for name in ("lr", "l2"):
+        if getattr(resolved, name) < 0 or (name == "lr" and resolved.lr == 0):
+            raise ValueError(f"--{name} must be positive")
+    for name in ("batch_size", "max_epochs"):
+        if getattr(resolved, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+    for name in ("patience", "lr_patience", "num_workers"):
+        if getattr(resolved, name) < 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be 0 or more")
+    if not 0 < resolved.train_fraction <= 1:
+        raise ValueError("--train-fraction must lie in (0, 1]")
+    if not 0 < resolved.width <= 4:
+        raise ValueError("--width must lie in (0, 4]")
+    return resolved
+
+
+def with_fold(settings: TrainSettings, fold: int, out: str) -> TrainSettings:
+    """A copy of ``settings`` for one cross-validation fold written to ``out``."""
+    return replace(settings, fold=fold, out=out)
