@@ -1,0 +1,130 @@
+"""``chromtransfer motifs scan|enrich``: JASPAR motif sites and the KS ranking of TFs."""
+from __future__ import annotations
+
+import click
+
+
+@click.group("motifs")
+def motifs_group() -> None:
+    """Scan sequences for motif sites (FIMO p-values) and rank TFs by attribution scores."""
+
+
+@motifs_group.command("scan")
+@click.option("--data", "store", type=click.Path(), default=None, help="Dataset store to scan.")
+@click.option("--split", default=None, type=click.Choice(["train", "test", "all"]),
+              help="Rows of the store to scan (default: all).")
+@click.option("--bed", type=click.Path(), default=None, help="Region file (BED/narrowPeak/TSV) to cut from --genome.")
+@click.option("--genome", type=click.Path(), default=None, help="Genome FASTA/2bit for --bed.")
+@click.option("--window", type=click.IntRange(min=1), default=None,
+              help="With --bed: re-centre regions to windows of this many bp (default: regions as given).")
+@click.option("--fasta", type=click.Path(), default=None, help="FASTA file of sequences to scan.")
+@click.option("--motifs", "motif_file", type=click.Path(), default=None,
+              help="MEME (.meme) or JASPAR (.jaspar/.pfm) motif file instead of the bundled JASPAR.")
+@click.option("--release", default="JASPAR2022", show_default=True, help="JASPAR release (bundled with pyjaspar).")
+@click.option("--collection", default="CORE", show_default=True, help="JASPAR collection.")
+@click.option("--tax-group", default="vertebrates", show_default=True, help="JASPAR taxonomic group.")
+@click.option("--pvalue", "threshold", type=click.FloatRange(0, 1, min_open=True), default=1e-5, show_default=True,
+              help="Report sites with p-value below this.")
+@click.option("--background", default="uniform", show_default=True,
+              help="uniform | nrdb (FIMO's default) | motif-file | sequences | A,C,G,T frequencies.")
+@click.option("--pseudocount", type=click.FloatRange(0, min_open=True), default=0.1, show_default=True,
+              help="FIMO's --motif-pseudo.")
+@click.option("--score-range", type=click.IntRange(min=10), default=1000, show_default=True,
+              help="Integer range of a PWM column (FIMO: 1000; larger = closer to unscaled p-values).")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--out", "out", type=click.Path(), required=True, help="Output TSV of sites.")
+def scan_command(store, split, bed, genome, window, fasta, motif_file, release, collection, tax_group, threshold,
+                 background, pseudocount, score_range, device, batch_size, out) -> None:
+    """Find motif sites (both strands, p < --pvalue, entirely inside each sequence)."""
+    from ..errors import InputError
+    from ..interpret import scan_io
+    from ..interpret.jaspar import load_motifs, read_meme_background
+    from ..interpret.motifs import MotifScanner
+    from ..interpret.pwm import background_from_codes
+
+    sources = [name for name, given in (("--data", store), ("--bed", bed), ("--fasta", fasta)) if given]
+    if len(sources) != 1:
+        raise click.UsageError("give exactly one of --data, --bed (with --genome) or --fasta")
+    if bed and not genome:
+        raise click.UsageError("--bed needs --genome")
+    if split and not store:
+        raise click.UsageError("--split applies to --data only")
+
+    def chunks():
+        if store:
+            return scan_io.chunks_from_store(store, split)
+        if bed:
+            return scan_io.chunks_from_regions(bed, genome, window)
+        return scan_io.chunks_from_fasta(fasta)
+
+    motifs = load_motifs(motif_file, release, collection, tax_group)
+    spec = background.strip().lower()
+    if spec == "motif-file":
+        bg = read_meme_background(motif_file) if motif_file else None
+        if bg is None:
+            raise InputError(motif_file or "--background", "no 'Background letter frequencies' in the motif file",
+                             fix="use --background uniform or give the frequencies as A,C,G,T")
+    elif spec == "sequences":
+        bg = background_from_codes(chunk.codes for chunk in chunks())
+    else:
+        bg = background
+    try:
+        scanner = MotifScanner(motifs, background=bg, threshold=threshold, pseudocount=pseudocount,
+                               score_range=score_range, device=device, batch_size=batch_size)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    inputs = {"data": store, "split": split, "bed": bed, "genome": genome, "window": window, "fasta": fasta,
+              "motifs": motif_file or f"{release}/{collection}/{tax_group}", "background_option": background}
+    manifest = scan_io.write_sites(scanner, chunks(), out, inputs={k: v for k, v in inputs.items() if v is not None})
+    bg_text = ",".join(f"{x:.4g}" for x in scanner.background)
+    click.echo(f"motifs: {len(motifs)} ({len(scanner.weak_motifs)} cannot reach p < {threshold:g})")
+    click.echo(f"background A,C,G,T: {bg_text}")
+    click.echo(f"sequences: {manifest['sequences']}  sites: {manifest['sites']}")
+    click.echo(f"wrote {out} and {out}.json")
+
+
+@motifs_group.command("enrich")
+@click.option("--attributions", "attr_a", type=click.Path(), required=True,
+              help="Attribution directory (from 'chromtransfer attribute') of model A.")
+@click.option("--attributions-b", "attr_b", type=click.Path(), default=None,
+              help="Attribution directory of model B (same regions): adds the B - A comparison.")
+@click.option("--sites", type=click.Path(), required=True, help="Site table from 'chromtransfer motifs scan'.")
+@click.option("--min-sites", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Test TFs with at least this many sites.")
+@click.option("--fdr", type=click.FloatRange(0, 1, min_open=True), default=0.001, show_default=True,
+              help="Benjamini-Hochberg FDR for significance.")
+@click.option("--group-by", type=click.Choice(["tf", "motif"]), default="tf", show_default=True,
+              help="Test TF names (pooling a TF's matrices) or single matrices.")
+@click.option("--aggregate", type=click.Choice(["auto", "max", "min"]), default="auto", show_default=True,
+              help="Site score: max (gradient x input) / min (ISM) over the site's bases; auto by method.")
+@click.option("--top", type=click.IntRange(min=1), default=20, show_default=True, help="TFs per end of the D bar chart.")
+@click.option("--no-figures", is_flag=True, help="Write the tables only.")
+@click.option("--out", "out", type=click.Path(), required=True, help="Output directory.")
+def enrich_command(attr_a, attr_b, sites, min_sites, fdr, group_by, aggregate, top, no_figures, out) -> None:
+    """Rank TFs by KS tests of their sites' attribution scores against other TFs' sites."""
+    from ..interpret.enrich import load_attributions, run_enrichment, write_enrichment
+    from ..interpret.scan_io import read_sites
+
+    a = load_attributions(attr_a)
+    b = load_attributions(attr_b) if attr_b else None
+    table = read_sites(sites)
+    result = run_enrichment(table, a, b, group_by=group_by, min_sites=min_sites, fdr=fdr, aggregate=aggregate,
+                            source=sites)
+    params = {"sites": str(sites), "min_sites": min_sites, "fdr": fdr, "group_by": group_by, "aggregate": aggregate}
+    manifest = write_enrichment(result, out, a, b, group_by=group_by, figures=not no_figures, top=top,
+                                parameters=params)
+    click.echo(f"sites scored: {manifest['sites_scored']}  groups tested: {manifest['groups_tested']}  "
+               f"significant: {manifest['significant_a']}")
+    key = "tf"
+    for label, frame in (("model A", result.a), ("model B", result.b), ("B - A", result.comparison)):
+        if frame is None or not len(frame):
+            continue
+        ranked = frame.sort_values("D", ascending=False)
+        click.echo(f"{label}: top " + ", ".join(f"{t} ({d:+.3f})" for t, d in zip(ranked[key].head(5), ranked["D"].head(5)))
+                   + "; bottom " + ", ".join(f"{t} ({d:+.3f})" for t, d in zip(ranked[key].tail(3), ranked["D"].tail(3))))
+    click.echo(f"wrote {out}/enrichment.tsv" + (" (+ enrichment_b.tsv, comparison.tsv)" if b is not None else ""))
+
+
+def register(app: click.Group) -> None:
+    app.add_command(motifs_group)

@@ -1,0 +1,1 @@
+"""Interpretation: attributions (gradient x input, ISM), motif sites and TF enrichment."""

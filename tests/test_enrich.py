@@ -1,0 +1,227 @@
+"""TF enrichment: site scores, non-overlap backgrounds, signed KS D, BH, two-model comparison, CLI."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from chromtransfer.cli import main
+from chromtransfer.errors import ArtifactError, InputError
+from chromtransfer.interpret.enrich import (Attributions, enrichment_test, ks_enrichment, load_attributions,
+                                            overlap_mask, run_enrichment, score_sites, signed_ks)
+
+L = 200
+
+
+def _save_attributions(directory: Path, scores, names, method="grad_x_input", codes=None) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    arrays = {"scores": np.asarray(scores, np.float32), "names": np.asarray(names), "method": np.array(method)}
+    if codes is not None:
+        arrays["codes"] = codes
+    np.savez(directory / "attributions.npz", **arrays)
+    return directory
+
+
+def _synthetic(rng, n_regions=150, tfs=("HIGH", "LOW", "N1", "N2", "N3", "N4"), sites_per_region=8):
+    """Random sites of several TFs; per-base scores N(0, 1) with HIGH sites raised and LOW lowered."""
+    names = np.array([f"r{i}" for i in range(n_regions)])
+    scores = rng.normal(size=(n_regions, L)).astype(np.float32)
+    rows = []
+    for r in range(n_regions):
+        for _ in range(sites_per_region):
+            tf = tfs[rng.integers(len(tfs))]
+            w = int(rng.integers(6, 15))
+            s = int(rng.integers(0, L - w))
+            rows.append((names[r], r, s, s + w, "+", f"ID_{tf}", tf))
+    sites = pd.DataFrame(rows, columns=["region", "region_index", "site_start", "site_end", "strand", "motif_id", "tf"])
+    for row in sites.itertuples():
+        if row.tf == "HIGH":
+            scores[row.region_index, row.site_start:row.site_end] += 1.5
+        elif row.tf == "LOW":
+            scores[row.region_index, row.site_start:row.site_end] -= 1.5
+    return names, scores, sites
+
+
+def test_overlap_mask_matches_brute_force():
+    rng = np.random.default_rng(0)
+    n = 400
+    region = rng.integers(0, 15, n)
+    start = rng.integers(0, 300, n)
+    end = start + rng.integers(1, 25, n)
+    member = rng.random(n) < 0.2
+    got = overlap_mask(region, start, end, member)
+    expected = np.array([any(region[j] == region[i] and start[j] < end[i] and end[j] > start[i]
+                             for j in np.flatnonzero(member)) for i in range(n)])
+    np.testing.assert_array_equal(got, expected)
+    assert got[member].all()
+    # Touching intervals ([0,5) and [5,9)) do not overlap.
+    touch = overlap_mask(np.array([0, 0]), np.array([0, 5]), np.array([5, 9]), np.array([True, False]))
+    assert touch.tolist() == [True, False]
+
+
+def test_planted_tf_ranks_first_and_low_tf_last_with_bh():
+    rng = np.random.default_rng(1)
+    names, scores, sites = _synthetic(rng)
+    attr = Attributions(Path("."), scores, names, "grad_x_input")
+    result = run_enrichment(sites, attr, min_sites=100, fdr=0.001)
+    table = result.a.set_index("tf")
+    assert result.a["tf"].iloc[0] == "HIGH"
+    assert result.a["tf"].iloc[-1] == "LOW"
+    assert table.loc["HIGH", "D"] > 0.5 and table.loc["HIGH", "significant"]
+    assert table.loc["LOW", "D"] < -0.3 and table.loc["LOW", "significant"]
+    nulls = table.loc[["N1", "N2", "N3", "N4"]]
+    assert (nulls["D"].abs() < table.loc["HIGH", "D"]).all()
+    # Benjamini-Hochberg by hand.
+    p = result.a["p"].to_numpy()
+    order = np.argsort(p)
+    m = p.size
+    adjusted = np.minimum.accumulate((p[order] * m / np.arange(1, m + 1))[::-1])[::-1]
+    expected = np.empty(m)
+    expected[order] = np.minimum(adjusted, 1)
+    np.testing.assert_allclose(result.a["fdr"].to_numpy(), expected, rtol=1e-12)
+    np.testing.assert_array_equal(result.a["significant"].to_numpy(), expected < 0.001)
+    # Site score = max over the site's bases.
+    s = result.sites.iloc[0]
+    assert s["site_score"] == pytest.approx(scores[s["row"], s["site_start"]:s["site_end"]].max())
+
+
+def test_signed_ks_matches_scipy_and_mean_rank_sign():
+    from scipy.stats import ks_2samp, rankdata
+
+    rng = np.random.default_rng(2)
+    low = rng.normal(-0.3, 1, 300)
+    bg = rng.normal(0, 1, 2000)
+    d, p, frac = signed_ks(low, bg)
+    ref = ks_2samp(low, bg)
+    assert abs(d) == pytest.approx(ref.statistic) and p == pytest.approx(ref.pvalue)
+    ranks = rankdata(np.concatenate([low, bg]))
+    assert (ranks[:300].mean() < ranks[300:].mean()) and d < 0 and frac < 0.5
+    d_hi, _, _ = signed_ks(-low, bg)
+    assert d_hi > 0
+
+
+def test_overlap_exclusion_defines_the_background():
+    # TF X sits on Y sites in every region (overlapping); Z sites never overlap X.
+    regions, rows = 120, []
+    for r in range(regions):
+        rows += [(f"r{r}", 10, 20, "X"), (f"r{r}", 15, 25, "Y"), (f"r{r}", 100, 110, "Z"), (f"r{r}", 150, 160, "Y")]
+    sites = pd.DataFrame(rows, columns=["region", "site_start", "site_end", "tf"])
+    sites["motif_id"] = sites["tf"]
+    rng = np.random.default_rng(3)
+    sites["site_score"] = rng.normal(size=len(sites))
+    table = enrichment_test(sites, min_sites=100).set_index("tf")
+    # X's background: Z (120) + the non-overlapping Y (120); the overlapping Y sites are excluded.
+    assert table.loc["X", "background_sites"] == 240
+    # Y's background: Z only (every X site overlaps a Y site) -> 120.
+    assert table.loc["Y", "background_sites"] == 120
+    assert table.loc["Z", "background_sites"] == 360
+    # With overlapping Y sites carrying X's signal, excluding them keeps X's D honest.
+    sites.loc[(sites["tf"] == "Y") & (sites["site_start"] == 15), "site_score"] += 50
+    sites.loc[sites["tf"] == "X", "site_score"] += 50
+    x = enrichment_test(sites, min_sites=100).set_index("tf").loc["X"]
+    assert x["D"] == pytest.approx(1.0)
+
+
+def test_ism_uses_minimum_and_region_matching():
+    names = np.array(["a", "b"])
+    scores = np.zeros((2, 20), np.float32)
+    scores[0, 3:6] = [-1, 2, -3]
+    attr = Attributions(Path("."), scores, names, "ism")
+    sites = pd.DataFrame({"region": ["a", "zz", "b"], "site_start": [3, 0, 0], "site_end": [6, 4, 4],
+                          "tf": "T", "motif_id": "M"})
+    scored = score_sites(sites, attr)
+    assert list(scored["region"]) == ["a", "b"]  # the site of an unattributed region is dropped
+    assert scored["site_score"].iloc[0] == -3
+    assert score_sites(sites, attr, aggregate="max")["site_score"].iloc[0] == 2
+    with pytest.raises(InputError, match="outside"):
+        score_sites(pd.DataFrame({"region": ["a"], "site_start": [15], "site_end": [25], "tf": "T",
+                                  "motif_id": "M"}), attr)
+
+
+def test_sequence_check_catches_other_sequences():
+    codes = np.zeros((1, 20), np.uint8)  # all A
+    attr = Attributions(Path("."), np.zeros((1, 20), np.float32), np.array(["a"]), "grad_x_input", codes)
+    good = pd.DataFrame({"region": ["a", "a"], "site_start": [0, 5], "site_end": [3, 8], "strand": ["+", "-"],
+                         "sequence": ["AAA", "TTT"], "tf": "T", "motif_id": "M"})
+    assert len(score_sites(good, attr)) == 2
+    bad = good.assign(sequence=["AAA", "AAA"])
+    with pytest.raises(InputError, match="does not match"):
+        score_sites(bad, attr)
+
+
+def test_two_model_comparison_finds_the_gaining_tf():
+    rng = np.random.default_rng(4)
+    names, scores_a, sites = _synthetic(rng, tfs=("GAIN", "N1", "N2", "N3", "N4", "N5"))
+    scores_a = rng.normal(size=scores_a.shape).astype(np.float32)
+    scores_b = scores_a + rng.normal(scale=0.3, size=scores_a.shape).astype(np.float32)
+    for row in sites.itertuples():
+        if row.tf == "GAIN":
+            scores_b[row.region_index, row.site_start:row.site_end] += 2.0
+    a = Attributions(Path("a"), scores_a, names, "grad_x_input")
+    order = rng.permutation(len(names))  # model B stores the regions in another order
+    b = Attributions(Path("b"), scores_b[order], names[order], "grad_x_input")
+    result = run_enrichment(sites, a, b, min_sites=100)
+    comp = result.comparison.set_index("tf")
+    assert result.comparison["tf"].iloc[0] == "GAIN"
+    assert comp.loc["GAIN", "D"] > 0.5 and comp.loc["GAIN", "significant"]
+    assert abs(comp.loc["GAIN", "D_a"]) < 0.25 and comp.loc["GAIN", "D_b"] > 0.5
+    np.testing.assert_allclose(result.sites["score_b"] - result.sites["score_a"],
+                               [scores_b[names.tolist().index(r), s:e].max() - scores_a[names.tolist().index(r), s:e].max()
+                                for r, s, e in zip(result.sites["region"], result.sites["site_start"],
+                                                   result.sites["site_end"])], rtol=1e-6)
+
+
+def test_load_attributions_errors(tmp_path):
+    with pytest.raises(ArtifactError, match="attribute"):
+        load_attributions(tmp_path / "none")
+    _save_attributions(tmp_path / "dup", np.zeros((2, 5)), ["a", "a"])
+    with pytest.raises(ArtifactError, match="appears"):
+        load_attributions(tmp_path / "dup")
+    _save_attributions(tmp_path / "m", np.zeros((2, 5)), ["a", "b"], method="saliency")
+    with pytest.raises(ArtifactError, match="method"):
+        load_attributions(tmp_path / "m")
+    (tmp_path / "trunc").mkdir()
+    (tmp_path / "trunc" / "attributions.npz").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(ArtifactError, match="unreadable"):
+        load_attributions(tmp_path / "trunc")
+
+
+def test_ks_enrichment_skips_small_groups():
+    rng = np.random.default_rng(6)
+    groups = np.array(["A"] * 150 + ["B"] * 20 + ["C"] * 200)
+    table = ks_enrichment(rng.normal(size=370), groups, np.arange(370), np.zeros(370, int), np.ones(370, int),
+                          min_sites=100)
+    assert set(table["group"]) == {"A", "C"}
+    counts = table.set_index("group")["background_sites"]
+    assert counts["A"] == 220 and counts["C"] == 170  # small groups still belong to the background
+
+
+def test_cli_enrich_end_to_end_with_figures(tmp_path):
+    rng = np.random.default_rng(5)
+    names, scores, sites = _synthetic(rng)
+    codes = rng.integers(0, 4, size=scores.shape).astype(np.uint8)
+    a = _save_attributions(tmp_path / "attr_a", scores, names, codes=codes)
+    scores_b = scores.copy()
+    for row in sites.itertuples():
+        if row.tf == "N1":
+            scores_b[row.region_index, row.site_start:row.site_end] += 2
+    b = _save_attributions(tmp_path / "attr_b", scores_b, names, codes=codes)
+    site_file = tmp_path / "sites.tsv"
+    sites.drop(columns="strand").to_csv(site_file, sep="\t", index=False)
+    out = tmp_path / "enrich"
+    assert main(["motifs", "enrich", "--attributions", str(a), "--attributions-b", str(b), "--sites", str(site_file),
+                 "--top", "5", "--out", str(out)]) == 0
+    table = pd.read_csv(out / "enrichment.tsv", sep="\t")
+    assert table["tf"].iloc[0] == "HIGH" and list(table["D"]) == sorted(table["D"], reverse=True)
+    comparison = pd.read_csv(out / "comparison.tsv", sep="\t")
+    assert comparison["tf"].iloc[0] == "N1" and {"D_a", "D_b", "fdr_a", "fdr_b"} <= set(comparison.columns)
+    for name in ("d_ranking.png", "ecdf_top.png", "d_scatter.png", "d_ranking_difference.png", "site_scores.tsv.gz"):
+        assert (out / name).stat().st_size > 1000, name
+    assert list(out.glob("logo_*.png"))
+    manifest = json.loads((out / "enrichment.json").read_text())
+    assert manifest["groups_tested"] == len(table) and manifest["significant_a"] >= 2
+    assert main(["motifs", "enrich", "--attributions", str(tmp_path / "nothing"), "--sites", str(site_file),
+                 "--out", str(tmp_path / "e2")]) == 2
