@@ -1,0 +1,372 @@
+"""The ``attribute`` stage: inputs -> selection -> per-base attributions -> an output directory.
+
+Inputs (:class:`AttributionInputs`, equal-length sequences as uint8 codes):
+
+* a dataset store (:func:`inputs_from_store`), one split or all rows; coordinates and strand come
+  from the store's ``regions.tsv.gz``;
+* regions of a genome (:func:`inputs_from_bed`): the ``window`` bp centred on each region's
+  midpoint, named as in the file (4th BED column, else ``chrom:start-end``), with the file's own
+  chromosome spelling;
+* a FASTA file (:func:`inputs_from_fasta`): records of one length, no coordinates.
+
+Selection: ``predicted-positive`` keeps rows whose probability (of the chosen class for a
+multi-class model) is above ``threshold`` (strictly, as ``p > 0.5`` in the paper); ``all`` keeps
+every row.
+
+The output directory (:func:`write_attributions`; read back with :func:`load_attributions`)::
+
+    attributions.npz        np.savez_compressed; arrays
+                              scores      (N, L) float32  gradient x input, or the ISM per-base
+                                                          summary (mean of the alternative deltas)
+                              ism         (N, L, 4) float32, method "ism" only (A, C, G, T;
+                                          reference base 0)
+                              codes       (N, L) uint8
+                              names       (N,) str
+                              chrom       (N,) str   ("" without coordinates)
+                              start, end  (N,) int64 (-1 without coordinates)
+                              strand      (N,) str
+                              prediction  (N,) float32 probability of the attributed output unit
+                              method, target  0-d str arrays
+    attributions.bedGraph   per-base scores on the genome (rows with coordinates only; a base in
+                            several windows gets the mean, see :mod:`.tracks`)
+    attributions.bw         the same as bigWig, when pybigtools is installed
+    manifest.json           written last: model, method, target, class, selection, counts, inputs,
+                            files, provenance
+
+The directory is assembled under a temporary name and swapped into place at the end, so an
+interrupted run never leaves a half-written directory or damages an earlier one.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..artifacts import provenance, write_json
+from ..errors import ArtifactError, ChromTransferError, InputError
+
+log = logging.getLogger(__name__)
+
+METHODS = ("grad_x_input", "ism")
+SELECTIONS = ("predicted-positive", "all")
+NPZ_FILE = "attributions.npz"
+BEDGRAPH_FILE = "attributions.bedGraph"
+BIGWIG_FILE = "attributions.bw"
+MANIFEST_FILE = "manifest.json"
+FORMAT = "chromtransfer-attributions"
+
+
+@dataclass
+class AttributionInputs:
+    """Equal-length sequences to attribute, with names and (optional) genomic coordinates.
+
+    ``codes`` may be a store's memory map with ``rows`` selecting its rows (``None``: all rows);
+    it is read block by block. ``chrom`` is ``""`` and ``start``/``end`` are -1 for rows without
+    coordinates. ``chrom_sizes`` (chromosome -> length) is known when a genome is at hand.
+    """
+
+    codes: np.ndarray  # (M, L) uint8, possibly a memory map
+    names: np.ndarray  # (N,) str
+    chrom: np.ndarray  # (N,) str
+    start: np.ndarray  # (N,) int64
+    end: np.ndarray  # (N,) int64
+    strand: np.ndarray  # (N,) str
+    source: dict[str, Any] = field(default_factory=dict)
+    chrom_sizes: dict[str, int] | None = None
+    rows: np.ndarray | None = None  # (N,) rows of ``codes``; None = every row
+
+    def __len__(self) -> int:
+        return int(self.codes.shape[0] if self.rows is None else len(self.rows))
+
+    @property
+    def length(self) -> int:
+        return int(self.codes.shape[1])
+
+    def block(self, begin: int, end: int) -> np.ndarray:
+        """Codes of rows ``begin:end``, ``(end - begin, L)`` uint8, in memory."""
+        if self.rows is None:
+            return np.ascontiguousarray(self.codes[begin:end], dtype=np.uint8)
+        return np.ascontiguousarray(self.codes[self.rows[begin:end]], dtype=np.uint8)
+
+    @property
+    def has_coordinates(self) -> bool:
+        return bool(len(self) and ((self.chrom != "") & (self.start >= 0)).any())
+
+    def subset(self, keep: np.ndarray) -> "AttributionInputs":
+        """The rows ``keep`` (indices into this object), with their codes loaded into memory."""
+        base = np.arange(self.codes.shape[0]) if self.rows is None else self.rows
+        codes = np.ascontiguousarray(self.codes[base[keep]], dtype=np.uint8).reshape(len(keep), self.length)
+        return AttributionInputs(codes, self.names[keep], self.chrom[keep], self.start[keep], self.end[keep],
+                                 self.strand[keep], self.source, self.chrom_sizes)
+
+
+def _str_array(values) -> np.ndarray:
+    return np.asarray([str(v) for v in values], dtype=str) if len(values) else np.zeros(0, dtype="<U1")
+
+
+def inputs_from_store(path: str | os.PathLike, split: str = "test") -> AttributionInputs:
+    """Rows of a dataset store: ``split`` is ``train``, ``test`` or ``all``."""
+    from ..datasets.store import open_store
+
+    store = open_store(path)
+    try:
+        rows = store.indices(split)
+    except ValueError as exc:
+        raise InputError(path, str(exc), fix="use --split train, test or all") from exc
+    regions = store.regions.iloc[rows]
+    chrom = _str_array(regions["chrom"].fillna(""))
+    start = regions["start"].to_numpy(dtype=np.int64)
+    sizes = None
+    genome_inputs = store.manifest.get("inputs", {}).get("genome") or []
+    if genome_inputs and Path(genome_inputs[0]["path"]).is_file() and (chrom != "").any():
+        try:
+            from ..genome import Genome
+
+            sizes = dict(Genome(genome_inputs[0]["path"]).lengths)
+        except Exception as exc:  # the genome only supplies bigWig chromosome sizes
+            log.info("genome %s not usable for chromosome sizes (%s)", genome_inputs[0]["path"], exc)
+    return AttributionInputs(
+        codes=store.sequences,
+        rows=rows,
+        names=_str_array(regions["name"]),
+        chrom=chrom,
+        start=start,
+        end=regions["end"].to_numpy(dtype=np.int64),
+        strand=_str_array(regions["strand"].replace("", "+")),
+        source={"kind": "store", "path": str(Path(path).resolve()), "split": split, "rows": int(len(rows))},
+        chrom_sizes=sizes,
+    )
+
+
+def inputs_from_bed(bed: str | os.PathLike, genome_path: str | os.PathLike, window: int = 600) -> AttributionInputs:
+    """The ``window`` bp centred on each region of a BED (or region TSV) file, read from a genome.
+
+    Rows keep the file's order and chromosome spelling (exact duplicate regions are dropped); a
+    region whose window runs off a chromosome end, or on a chromosome the genome lacks, stops with
+    the file's line number.
+    """
+    from ..genome import Genome
+    from ..intervals import centred_windows, read_regions
+
+    genome = Genome(genome_path)
+    regions = read_regions(bed, genome)  # exact duplicates removed (names must identify rows)
+    if not len(regions):
+        raise InputError(bed, "no regions found", fix="give a BED file with chrom, start, end columns")
+    spelling = read_regions(bed, dedupe=False).set_index("line")["chrom"]
+    windows = centred_windows(regions, window, genome, on_off_end="error")
+    chroms = windows["chrom"].to_numpy(dtype=object)
+    starts = windows["start"].to_numpy(np.int64)
+    ends = windows["end"].to_numpy(np.int64)
+    codes = genome.fetch_many(chroms, starts, ends)
+    file_chrom = _str_array(spelling.loc[windows["line"].to_numpy()])
+    sizes = {c: int(genome.length(c)) for c in np.unique(file_chrom)}
+    return AttributionInputs(
+        codes=codes,
+        names=_str_array(windows["name"]),
+        chrom=file_chrom,
+        start=starts,
+        end=ends,
+        strand=np.full(len(codes), "+"),
+        source={"kind": "bed", "path": str(Path(bed).resolve()), "genome": str(Path(genome_path).resolve()),
+                "window": int(window), "rows": int(len(codes))},
+        chrom_sizes=sizes,
+    )
+
+
+def inputs_from_fasta(path: str | os.PathLike) -> AttributionInputs:
+    """Every record of a FASTA file; all records must have the same length."""
+    from ..fasta import read_fasta
+
+    records = read_fasta(path)
+    lengths = {len(r.codes) for r in records}
+    if len(lengths) > 1:
+        first = records[0]
+        odd = next(r for r in records if len(r.codes) != len(first.codes))
+        raise InputError(path, f"record {odd.name!r} is {len(odd.codes)} bp but {first.name!r} is "
+                               f"{len(first.codes)} bp", line=odd.line,
+                         fix="attributions need sequences of one length (e.g. the model's 600 bp windows)")
+    n = len(records)
+    codes = np.stack([r.codes for r in records]).astype(np.uint8)
+    return AttributionInputs(
+        codes=codes,
+        names=_str_array([r.name for r in records]),
+        chrom=np.full(n, ""),
+        start=np.full(n, -1, dtype=np.int64),
+        end=np.full(n, -1, dtype=np.int64),
+        strand=np.full(n, "+"),
+        source={"kind": "fasta", "path": str(Path(path).resolve()), "rows": n},
+    )
+
+
+def output_unit(model, class_name: str | int | None) -> tuple[int | None, str]:
+    """The attributed output: ``(class_index, label)``; a binary model gives ``(None, "positive")``.
+
+    ``class_name`` selects a multi-class model's class by name (``model.config.classes``) or by
+    index; a binary model has one output unit and takes no class.
+    """
+    classes = [str(c) for c in getattr(model.config, "classes", [])]
+    if not getattr(model, "multiclass", False):
+        if class_name not in (None, ""):
+            raise ChromTransferError(f"--class {class_name} given, but the model is binary "
+                                     "(one output unit): drop --class")
+        return None, "positive"
+    if class_name in (None, ""):
+        raise ChromTransferError(f"the model is multi-class: choose the output with --class "
+                                 f"(one of {', '.join(classes)})")
+    if str(class_name) in classes:
+        return classes.index(str(class_name)), str(class_name)
+    try:
+        index = int(class_name)
+    except ValueError:
+        raise ChromTransferError(f"unknown class {class_name!r}: the model has {', '.join(classes)}") from None
+    if not 0 <= index < len(classes):
+        raise ChromTransferError(f"class index {index} out of range 0..{len(classes) - 1}")
+    return index, classes[index]
+
+
+def predict_unit(model, inputs: AttributionInputs, class_index: int | None, *, batch_size: int, device,
+                 chunk: int = 65536) -> np.ndarray:
+    """Probabilities of the attributed output unit, ``(N,)`` float32 (read in blocks of ``chunk`` rows)."""
+    from ..inference import predict_codes
+
+    out = np.zeros(len(inputs), dtype=np.float32)
+    column = class_index or 0
+    for begin in range(0, len(inputs), chunk):
+        block = inputs.block(begin, begin + chunk)
+        out[begin:begin + len(block)] = predict_codes(model, block, batch_size=batch_size, device=device)[:, column]
+    return out
+
+
+def attribute(model, inputs: AttributionInputs, *, method: str = "grad_x_input", target: str = "probability",
+              class_index: int | None = None, select: str = "predicted-positive", threshold: float = 0.5,
+              batch_size: int = 128, device="auto", chunk: int = 256,
+              progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Select rows and attribute them; returns the arrays of ``attributions.npz`` plus ``selected``.
+
+    Args:
+        model: a loaded :class:`~chromtransfer.models.ChromTransferNet`.
+        inputs: the candidate rows.
+        method: ``grad_x_input`` or ``ism``.
+        target: ``probability`` or ``logit``.
+        class_index: the multi-class output unit (``None`` for binary models).
+        select, threshold: see the module docstring.
+        batch_size: sequences per pass (gradient x input) or mutants per batch (ISM).
+        chunk: sequences attributed between two ``progress(done, total)`` calls.
+    """
+    from .attribution import grad_x_input
+    from .ism import ism, ism_scores
+
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
+    if select not in SELECTIONS:
+        raise ValueError(f"unknown selection {select!r}: use one of {', '.join(SELECTIONS)}")
+    prediction = predict_unit(model, inputs, class_index, batch_size=max(batch_size, 256), device=device)
+    rows = np.flatnonzero(prediction > threshold) if select == "predicted-positive" else np.arange(len(inputs))
+    chosen = inputs.subset(rows)
+    n, length = chosen.codes.shape
+    scores = np.zeros((n, length), dtype=np.float32)
+    deltas = np.zeros((n, length, 4), dtype=np.float32) if method == "ism" else None
+    for begin in range(0, n, chunk):
+        block = chosen.codes[begin:begin + chunk]
+        if method == "ism":
+            d = ism(model, block, target=target, class_index=class_index, batch_size=batch_size, device=device)
+            deltas[begin:begin + len(block)] = d
+            scores[begin:begin + len(block)] = ism_scores(d, block)
+        else:
+            scores[begin:begin + len(block)] = grad_x_input(model, block, target=target, class_index=class_index,
+                                                            batch_size=batch_size, device=device)
+        if progress is not None:
+            progress(min(n, begin + chunk), n)
+    arrays = {
+        "scores": scores,
+        "codes": chosen.codes.astype(np.uint8),
+        "names": chosen.names,
+        "chrom": chosen.chrom,
+        "start": chosen.start.astype(np.int64),
+        "end": chosen.end.astype(np.int64),
+        "strand": chosen.strand,
+        "prediction": prediction[rows].astype(np.float32),
+        "method": np.array(method),
+        "target": np.array(target),
+    }
+    if deltas is not None:
+        arrays["ism"] = deltas
+    return {"arrays": arrays, "selected": chosen, "n_input": len(inputs), "n_selected": n}
+
+
+def write_attributions(out_dir: str | os.PathLike, result: dict[str, Any], manifest: dict[str, Any], *,
+                       bigwig: bool = True) -> dict[str, Any]:
+    """Write the output directory (see the module docstring); returns the manifest written.
+
+    Files are assembled in a staging directory beside ``out_dir`` and swapped in at the end.
+    """
+    from .tracks import merge_tracks, write_bedgraph, write_bigwig
+
+    out_dir = Path(out_dir)
+    staging = out_dir.with_name(f".{out_dir.name}.writing-{os.getpid()}")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    try:
+        arrays = result["arrays"]
+        with open(staging / NPZ_FILE, "wb") as handle:
+            np.savez_compressed(handle, **arrays)
+        files = [NPZ_FILE]
+        selected: AttributionInputs = result["selected"]
+        tracks: dict[str, Any] = {"bedgraph": None, "bigwig": None, "overlaps": "mean"}
+        if selected.has_coordinates:
+            blocks = list(merge_tracks(arrays["chrom"], arrays["start"], arrays["end"], arrays["scores"],
+                                       arrays["strand"]))
+            lines = write_bedgraph(staging / BEDGRAPH_FILE, blocks, name=f"{manifest.get('method', '')}",
+                                   description=f"{manifest.get('method', '')} {manifest.get('target', '')}")
+            files.append(BEDGRAPH_FILE)
+            tracks["bedgraph"] = {"file": BEDGRAPH_FILE, "lines": lines}
+            if bigwig:
+                sizes = dict(selected.chrom_sizes or {})
+                for block in blocks:
+                    if len(block.ends) and block.chrom not in sizes:
+                        sizes[block.chrom] = int(block.ends[-1])  # unknown: the last covered base
+                if write_bigwig(staging / BIGWIG_FILE, blocks, sizes):
+                    files.append(BIGWIG_FILE)
+                    tracks["bigwig"] = {"file": BIGWIG_FILE, "writer": "pybigtools",
+                                        "chrom_sizes": "genome" if selected.chrom_sizes else "last covered base"}
+                else:
+                    tracks["bigwig"] = "skipped: pybigtools not installed"
+        manifest = {"format": FORMAT, "format_version": 1, **manifest, "tracks": tracks, "files": files,
+                    "counts": {"input": result["n_input"], "selected": result["n_selected"]},
+                    "provenance": provenance()}
+        write_json(staging / MANIFEST_FILE, manifest)
+        if out_dir.exists():
+            trash = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+            os.replace(out_dir, trash)
+            os.replace(staging, out_dir)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            out_dir.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging, out_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return manifest
+
+
+def load_attributions(directory: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The arrays of an attribution directory (``method``/``target`` as plain strings)."""
+    directory = Path(directory)
+    if not (directory / MANIFEST_FILE).exists():
+        raise ArtifactError(f"{directory}: not a complete attribution directory ({MANIFEST_FILE} is missing; "
+                            "run 'chromtransfer attribute' again)")
+    try:
+        with np.load(directory / NPZ_FILE, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{directory / NPZ_FILE}: unreadable ({exc}); run 'chromtransfer attribute' again") from exc
+    for key in ("method", "target"):
+        if key in arrays:
+            arrays[key] = str(arrays[key])
+    return arrays
