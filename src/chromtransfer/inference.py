@@ -95,7 +95,7 @@ def predict_codes(model: torch.nn.Module, codes: np.ndarray, *, batch_size: int 
     try:
         with torch.inference_mode():
             for start in range(0, codes.shape[0], batch_size):
-                batch = torch.from_numpy(np.ascontiguousarray(codes[start:start + batch_size]))
+                batch = torch.from_numpy(np.require(codes[start:start + batch_size], np.uint8, ["C", "W"]))
                 batch = batch.to(dev, non_blocking=True)
                 prob = probabilities(model(one_hot(batch, dtype)), multiclass)
                 if rc_average:

@@ -1,0 +1,127 @@
+"""The bootstrap analysis of training-set size (the paper's Table 1).
+
+For every fraction f and replicate r, fine-tune the pre-trained model on a random, label-stratified
+subsample of f of the training rows (the validation fold stays whole, so early stopping sees the
+same data in every replicate; the subsample is drawn from ``numpy.random.default_rng([seed, r,
+round(f * 1e6)])``), then evaluate on the whole test split. Results are kept per replicate
+(``OUT/f<percent>/rep<r>/metrics.json``): a killed analysis resumes replicate by replicate, and a
+replicate killed mid-training resumes from its own checkpoint.
+
+Outputs: ``OUT/bootstrap_replicates.tsv`` (one row per replicate), ``OUT/bootstrap_table.tsv``
+(Table 1: percent, training size, mean and sd of negative, positive and overall test F1) and
+``OUT/bootstrap_f1.png``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .artifacts import write_json
+from .datasets.store import open_store
+from .evaluation.metrics import binary_metrics
+
+PAPER_FRACTIONS = (0.01, 0.05, 0.1, 0.15, 0.2, 0.25, 0.5, 0.75)
+
+
+def replicate_dir(out: Path, fraction: float, replicate: int) -> Path:
+    return Path(out) / f"f{fraction * 100:g}" / f"rep{replicate}"
+
+
+def run_bootstrap(
+    store_path: str | os.PathLike,
+    init: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    fractions: Sequence[float] = PAPER_FRACTIONS,
+    replicates: int = 10,
+    seed: int = 0,
+    fold: int | None = 0,
+    include_full: bool = False,
+    train_options: dict[str, Any] | None = None,
+    device: str = "auto",
+    batch_size: int = 1024,
+    echo: Callable[[str], None] = print,
+) -> pd.DataFrame:
+    """Run (or resume) the analysis; returns the Table-1 summary (one row per fraction).
+
+    Args:
+        store_path: binary fine-tuning store of one cell line.
+        init: the pre-trained model (run or model directory).
+        fractions: shares of the training rows, each in (0, 1].
+        replicates: subsamples per fraction.
+        include_full: also fine-tune once on all training rows (fraction 1.0, one replicate).
+        train_options: settings passed on to :func:`chromtransfer.training.train_model`
+            (``max_epochs``, ``lr``, ``width``, ...); the preset is ``finetune``.
+    """
+    from .inference import predict_codes
+    from .modelio import load_model
+    from .training import train_model
+    from .training.engine import is_complete
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    store = open_store(store_path)
+    if store.task != "binary":
+        from .errors import InputError
+
+        raise InputError(store_path, "the bootstrap analysis needs a binary fine-tuning store",
+                         fix="build one with 'chromtransfer prepare finetune'")
+    fractions = sorted({float(f) for f in fractions})
+    bad = [f for f in fractions if not 0 < f <= 1]
+    if bad:
+        raise ValueError(f"fractions must lie in (0, 1], got {bad}")
+    plan = [(f, r) for f in fractions for r in range(replicates)]
+    if include_full and 1.0 not in fractions:
+        plan.append((1.0, 0))
+    test_rows = store.indices("test")
+    test_labels = np.asarray(store.labels[test_rows])
+    rows = []
+    for i, (fraction, replicate) in enumerate(plan, 1):
+        run_dir = replicate_dir(out, fraction, replicate)
+        result_path = run_dir / "metrics.json"
+        if result_path.exists():
+            rows.append(json.loads(result_path.read_text()))
+            continue
+        echo(f"bootstrap {i}/{len(plan)}: {fraction * 100:g} % of the training rows, replicate {replicate}")
+        if not is_complete(run_dir):
+            options = dict(train_options or {})
+            options.setdefault("quiet", True)
+            train_model(preset="finetune", store=str(store_path), out=str(run_dir), init=str(init),
+                        fold=fold, seed=seed + replicate, device=device,
+                        train_fraction=fraction, subsample_seed=seed + replicate,
+                        resume=(run_dir / "checkpoints" / "last.ckpt").exists(), **options)
+        model = load_model(run_dir, device="cpu")
+        scores = predict_codes(model, store.sequences[test_rows], batch_size=batch_size, device=device)[:, 0]
+        run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
+        metrics = binary_metrics(test_labels, scores)
+        row = {"fraction": fraction, "percent": fraction * 100, "replicate": replicate,
+               "n_train": run.get("n_train", run.get("rows", {}).get("train")), **metrics}
+        write_json(result_path, row)
+        rows.append(row)
+    replicates_table = pd.DataFrame(rows)
+    replicates_table.to_csv(out / "bootstrap_replicates.tsv", sep="\t", index=False)
+    table = summarise(replicates_table)
+    table.to_csv(out / "bootstrap_table.tsv", sep="\t", index=False)
+    from .plots import bootstrap_f1
+
+    bootstrap_f1(replicates_table, out / "bootstrap_f1.png")
+    return table
+
+
+def summarise(replicates_table: pd.DataFrame) -> pd.DataFrame:
+    """Table 1: per fraction, the training size and mean / sd (ddof 1) of the test F1 scores."""
+    grouped = replicates_table.groupby("percent", sort=True)
+    table = pd.DataFrame({"replicates": grouped.size()})
+    if "n_train" in replicates_table:
+        table["n_train"] = grouped["n_train"].median()
+    for metric in ("f1_negative", "f1_positive", "f1_overall", "auroc"):
+        table[f"{metric}_mean"] = grouped[metric].mean()
+        table[f"{metric}_sd"] = grouped[metric].std(ddof=1)
+    table = table.reset_index()
+    table.insert(0, "fraction", table["percent"] / 100)
+    return table

@@ -1,0 +1,88 @@
+"""``chromtransfer run``, ``demo`` and ``bootstrap``: the study workflow and Table 1."""
+from __future__ import annotations
+
+import click
+
+
+@click.command("run")
+@click.argument("config", type=click.Path())
+@click.option("--out", type=click.Path(), default=None,
+              help="Study folder (default: a folder named after the config, beside it).")
+def run_command(config: str, out: str | None) -> None:
+    """Run (or resume) the whole study described by CONFIG (YAML).
+
+    Stages already complete are skipped, so a killed study resumes where it stopped; a training
+    stage resumes from its last checkpoint.
+    """
+    from pathlib import Path
+
+    from ..workflow.study import run_study
+
+    out = out or str(Path(config).with_suffix(""))
+    summary = run_study(config, out, echo=click.echo)
+    click.echo(f"summary: {Path(out) / 'summary.json'}")
+    click.echo(f"report:  {Path(out) / 'report.html'}")
+    _print_headline(summary)
+
+
+@click.command("demo")
+@click.option("--out", type=click.Path(), default="demo-output", show_default=True, help="Output folder.")
+@click.option("--config", type=click.Path(), default=None, help="Another study config (default: the bundled demo).")
+def demo_command(out: str, config: str | None) -> None:
+    """Make the bundled synthetic data and run the demo study on it (the real network)."""
+    from importlib.resources import files
+    from pathlib import Path
+
+    from ..workflow.study import run_study
+
+    config = config or str(files("chromtransfer") / "configs" / "demo.yaml")
+    summary = run_study(config, out, echo=click.echo)
+    click.echo(f"summary: {Path(out) / 'summary.json'}")
+    click.echo(f"report:  {Path(out) / 'report.html'}")
+    _print_headline(summary)
+
+
+def _print_headline(summary: dict) -> None:
+    for cell, entry in summary.get("cells", {}).items():
+        parts = []
+        for kind in ("finetuned", "baseline", "pretrained"):
+            m = entry.get(kind) or {}
+            if m.get("auroc") is not None:
+                parts.append(f"{kind} AUROC {m['auroc']:.3f} F1 {m.get('f1_overall') or float('nan'):.3f}")
+        click.echo(f"{cell}: " + "; ".join(parts))
+
+
+@click.command("bootstrap")
+@click.option("--data", "store", required=True, type=click.Path(), help="Binary fine-tuning store.")
+@click.option("--init", required=True, type=click.Path(), help="Pre-trained run or model directory.")
+@click.option("--fractions", default="0.01,0.05,0.1,0.15,0.2,0.25,0.5,0.75", show_default=True,
+              help="Comma-separated shares of the training rows.")
+@click.option("--replicates", default=10, show_default=True, help="Subsamples per fraction.")
+@click.option("--fold", default=0, show_default=True, help="Validation fold used for early stopping.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--max-epochs", type=int, default=None, help="Override the fine-tuning preset's epochs.")
+@click.option("--lr", type=float, default=None, help="Override the fine-tuning learning rate.")
+@click.option("--batch-size", type=int, default=None, help="Override the fine-tuning batch size.")
+@click.option("--include-full", is_flag=True, help="Also fine-tune once on all training rows.")
+@click.option("--out", required=True, type=click.Path(), help="Output folder (resumable).")
+def bootstrap_command(store, init, fractions, replicates, fold, seed, device, max_epochs, lr, batch_size,
+                      include_full, out) -> None:
+    """Fine-tune on subsamples of the training set: the paper's Table 1 (resumable)."""
+    from ..bootstrap import run_bootstrap
+    from ..errors import InputError
+
+    try:
+        values = [float(f) for f in fractions.split(",") if f.strip()]
+    except ValueError as exc:
+        raise InputError("--fractions", f"not a list of numbers: {fractions!r}", fix="e.g. 0.05,0.1,0.5") from exc
+    options = {k: v for k, v in (("max_epochs", max_epochs), ("lr", lr), ("batch_size", batch_size)) if v is not None}
+    table = run_bootstrap(store, init, out, fractions=values, replicates=replicates, seed=seed, fold=fold,
+                          include_full=include_full, train_options=options, device=device, echo=click.echo)
+    click.echo(table.to_csv(sep="\t", index=False, float_format="%.4f"), nl=False)
+
+
+def register(app: click.Group) -> None:
+    app.add_command(run_command)
+    app.add_command(demo_command)
+    app.add_command(bootstrap_command)

@@ -1,0 +1,176 @@
+"""Interpretation stages of the study: which TFs each fine-tuned model relies on.
+
+``interpret_cell``: the fine-tuned model's positive predictions (p > 0.5, training and test rows of
+the cell line's store, as the paper) are attributed (gradient x input by default, or ISM) with the
+fine-tuned and with the pre-trained model; JASPAR sites are scanned on the same windows; each TF is
+ranked by the KS test of its sites' scores (fine-tuned model), and fine-tuned vs pre-trained by the
+same test on the per-site differences. ``compare_cells``: the two cell lines' models on the union of
+both lines' positive windows. Each stage writes ``summary.json`` in its folder for the report.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..artifacts import write_json
+
+if TYPE_CHECKING:
+    from .study import Study
+
+
+def _settings(study: "Study") -> dict[str, Any]:
+    i = study.config.interpret
+    return {"method": i.get("method", "grad_x_input"), "pvalue": float(i.get("pvalue", 1e-5)),
+            "min_sites": int(i.get("min_sites", 100)), "fdr": float(i.get("fdr", 0.001)),
+            "batch_size": int(i.get("batch_size", 128)), "top": int(i.get("top", 20))}
+
+
+def _scanner(study: "Study", settings: dict[str, Any]):
+    from ..interpret.jaspar import load_jaspar, load_motifs
+    from ..interpret.motifs import MotifScanner
+
+    motif_file = study.config.interpret.get("motifs")
+    motifs = load_motifs(study.config.resolve(motif_file)) if motif_file else load_jaspar()
+    return MotifScanner(motifs, threshold=settings["pvalue"], device=study.config.device)
+
+
+def _scan(study: "Study", settings: dict[str, Any], codes: np.ndarray, names: np.ndarray, out: Path):
+    from ..interpret.scan_io import chunks_from_arrays, read_sites, write_sites
+
+    write_sites(_scanner(study, settings), chunks_from_arrays(codes, names), out)
+    return read_sites(out)
+
+
+def _attribute_rows(study: "Study", model_dir: Path, inputs, settings, out: Path, select: str) -> dict[str, Any]:
+    from ..interpret.pipeline import attribute, write_attributions
+    from ..modelio import load_model
+
+    model = load_model(model_dir)
+    result = attribute(model, inputs, method=settings["method"], select=select, batch_size=settings["batch_size"],
+                       device=study.config.device)
+    write_attributions(out, result, {"model": str(model_dir), "method": settings["method"], "select": select},
+                       bigwig=False)
+    return result
+
+
+def _truth(study: "Study") -> dict[str, Any] | None:
+    path = study.inputs.get("truth")
+    return json.loads(Path(path).read_text()) if path and Path(path).exists() else None
+
+
+def _significant(table, key: str = "tf") -> list[str]:
+    ranked = table[table["significant"].astype(bool)].sort_values("D", ascending=False)
+    return [str(v) for v in ranked[key] if True]
+
+
+def interpret_cell(study: "Study", cell: str) -> dict[str, Any]:
+    from ..interpret.enrich import load_attributions, run_enrichment, write_enrichment
+    from ..interpret.pipeline import inputs_from_store
+
+    settings = _settings(study)
+    out = study.out / "interpret" / cell
+    out.mkdir(parents=True, exist_ok=True)
+    finetuned = study.finetuned(cell)[0]
+    inputs = inputs_from_store(study.store(cell), split="all")
+    result = _attribute_rows(study, finetuned, inputs, settings, out / "finetuned", "predicted-positive")
+    selected = result["selected"]
+    truth = _truth(study)
+    planted = _planted(truth, cell) if truth else []
+    if len(selected) == 0:
+        return _empty(out, cell, settings, planted, "the fine-tuned model predicts no window positive (p > 0.5)")
+    _attribute_rows(study, study.pretrained, selected, settings, out / "pretrained", "all")
+    sites = _scan(study, settings, selected.codes, selected.names, out / "sites.tsv")
+    if len(sites) == 0:
+        return _empty(out, cell, settings, planted, f"no motif site with p < {settings['pvalue']:g} in the windows")
+    attr_ft = load_attributions(out / "finetuned")
+    attr_pt = load_attributions(out / "pretrained")
+    single = run_enrichment(sites, attr_ft, min_sites=settings["min_sites"], fdr=settings["fdr"])
+    write_enrichment(single, out / "enrichment", attr_ft, top=settings["top"])
+    paired = run_enrichment(sites, attr_pt, attr_ft, min_sites=settings["min_sites"], fdr=settings["fdr"])
+    write_enrichment(paired, out / "vs_pretrained", attr_pt, attr_ft, top=settings["top"])
+    top = _significant(single.a)
+    info: dict[str, Any] = {
+        "cell": cell, "regions": int(len(selected)), "sites": int(len(sites)), "method": settings["method"],
+        "top_tfs": top,
+        "gained_vs_pretrained": _significant(paired.comparison) if paired.comparison is not None else [],
+        "tables": [["enrichment/enrichment.tsv", "KS ranking of TFs, fine-tuned model (best first)"],
+                   ["vs_pretrained/comparison.tsv", "Fine-tuned minus pre-trained: per-site difference test"]],
+        "figures": [["enrichment/d_ranking.png", f"{cell}: TFs ranked by signed KS D (fine-tuned model)"],
+                    ["enrichment/ecdf_top.png", f"{cell}: site-score ECDFs of the top TFs against the background"],
+                    ["vs_pretrained/d_scatter.png", f"{cell}: D of the pre-trained vs the fine-tuned model"]],
+    }
+    logos = sorted((out / "enrichment").glob("logo_*.png"))[:2]
+    info["figures"] += [[str(p.relative_to(out)), f"{cell}: attribution logo of an example region"] for p in logos]
+    if truth:
+        info["planted_tfs"] = planted
+        info["planted_in_top5"] = bool(set(planted) & set(top[:5]))
+    write_json(out / "summary.json", info)
+    return {k: info[k] for k in ("regions", "sites", "top_tfs")}
+
+
+def _empty(out: Path, cell: str, settings: dict[str, Any], planted: list[str], reason: str) -> dict[str, Any]:
+    """Record an interpretation with nothing to rank (the report says why)."""
+    info = {"cell": cell, "regions": 0, "sites": 0, "method": settings["method"], "top_tfs": [],
+            "note": reason, "tables": [], "figures": []}
+    if planted:
+        info["planted_tfs"] = planted
+        info["planted_in_top5"] = False
+    write_json(out / "summary.json", info)
+    return {"regions": 0, "sites": 0, "top_tfs": [], "note": reason}
+
+
+def _planted(truth: dict[str, Any], cell: str) -> list[str]:
+    cells = truth.get("cells", {})
+    for name, tfs in cells.items():
+        if name.lower() == cell.lower():
+            return list(tfs)
+    return []
+
+
+def compare_cells(study: "Study", cell_a: str, cell_b: str) -> dict[str, Any]:
+    """Models of two cell lines on the union of both lines' positive windows (same regions)."""
+    from ..interpret.enrich import load_attributions, run_enrichment, write_enrichment
+    from ..interpret.pipeline import inputs_from_store
+
+    settings = _settings(study)
+    out = study.out / "interpret" / "compare"
+    out.mkdir(parents=True, exist_ok=True)
+    from ..datasets.store import open_store
+    from ..interpret.pipeline import AttributionInputs
+
+    parts = []
+    for cell in (cell_a, cell_b):
+        inputs = inputs_from_store(study.store(cell), split="all")
+        labels = np.asarray(open_store(study.store(cell)).labels)
+        parts.append(inputs.subset(np.flatnonzero(labels == 1)))
+    names = np.concatenate([p.names for p in parts])
+    _, first = np.unique(names, return_index=True)
+    first = np.sort(first)
+    merged = AttributionInputs(np.concatenate([p.codes for p in parts])[first], names[first],
+                               np.concatenate([p.chrom for p in parts])[first],
+                               np.concatenate([p.start for p in parts])[first],
+                               np.concatenate([p.end for p in parts])[first],
+                               np.concatenate([p.strand for p in parts])[first])
+    if len(merged) == 0:
+        write_json(out / "summary.json", {"cells": [cell_a, cell_b], "regions": 0, "note": "no positive windows",
+                                          "tables": [], "figures": []})
+        return {"regions": 0}
+    _attribute_rows(study, study.finetuned(cell_a)[0], merged, settings, out / cell_a, "all")
+    _attribute_rows(study, study.finetuned(cell_b)[0], merged, settings, out / cell_b, "all")
+    sites = _scan(study, settings, merged.codes, merged.names, out / "sites.tsv")
+    attr_a, attr_b = load_attributions(out / cell_a), load_attributions(out / cell_b)
+    paired = run_enrichment(sites, attr_a, attr_b, min_sites=settings["min_sites"], fdr=settings["fdr"])
+    write_enrichment(paired, out / "enrichment", attr_a, attr_b, top=settings["top"])
+    info = {
+        "cells": [cell_a, cell_b], "regions": int(len(merged)), "sites": int(len(sites)),
+        "more_important_in_b": _significant(paired.comparison) if paired.comparison is not None else [],
+        "tables": [["enrichment/comparison.tsv",
+                    f"{cell_b} minus {cell_a}: per-site difference test, with each model's D"]],
+        "figures": [["enrichment/d_scatter.png", f"D of the {cell_a} model vs the {cell_b} model"],
+                    ["enrichment/d_ranking_difference.png", f"TFs ranked by D of the difference ({cell_b} - {cell_a})"]],
+    }
+    write_json(out / "summary.json", info)
+    return {"regions": info["regions"], "sites": info["sites"]}

@@ -1,0 +1,316 @@
+"""The paper's whole study as resumable stages (``chromtransfer run CONFIG.yaml``).
+
+Stages, in order (each skipped when its marker says it is complete; see :mod:`.stages`):
+
+1. ``inputs``: the synthetic genome and labels (``inputs.synthetic``) or the user's files;
+2. ``prepare/pretrain``, ``prepare/<cell>``, ``prepare/multiclass``: dataset stores;
+3. ``train/pretrain``: the cell-type agnostic model;
+4. ``train/<cell>/finetune/fold<k>`` and ``train/<cell>/baseline/fold<k>``: fine-tuned from the
+   pre-trained body, and the same network from scratch, for every cell line and fold;
+5. ``train/multiclass/fold<k>``: the multi-class baseline;
+6. ``evaluate/<cell>``: fine-tuned (ensemble of folds), binary baseline and pre-trained-only models
+   on the cell line's test split; ``evaluate/multiclass``;
+7. ``bootstrap``: Table 1 for one cell line;
+8. ``interpret/<cell>`` and ``interpret/compare``: attributions, motif sites, KS ranking of TFs;
+9. ``report``: ``summary.json`` and ``report.html`` (always rebuilt).
+
+Directory layout under OUT: ``inputs/``, ``data/<store>``, ``models/<name>``, ``evaluation/<cell>``,
+``bootstrap/``, ``interpret/<cell>``, ``stages/`` (markers), ``summary.json``, ``report.html``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..artifacts import write_json
+from .config import StudyConfig, load_config
+from .stages import Stage, StageRunner
+
+log = logging.getLogger("chromtransfer.workflow")
+
+
+class Study:
+    """One study: a config, an output folder and the stage runner that walks through it."""
+
+    def __init__(self, config: StudyConfig, out: str | Path, echo: Callable[[str], None] = print):
+        self.config = config
+        self.out = Path(out).resolve()
+        self.echo = echo
+        self.runner = StageRunner(self.out, echo)
+        self.inputs: dict[str, Any] = {}
+
+    # -- paths -------------------------------------------------------------------------------
+    def store(self, name: str) -> Path:
+        return self.out / "data" / name
+
+    def model(self, *parts: str) -> Path:
+        return self.out.joinpath("models", *parts)
+
+    def finetuned(self, cell: str) -> list[Path]:
+        return [self.model(cell, "finetune", f"fold{k}") for k in self.config.folds]
+
+    def baselines(self, cell: str) -> list[Path]:
+        return [self.model(cell, "baseline", f"fold{k}") for k in self.config.folds]
+
+    @property
+    def pretrained(self) -> Path:
+        return self.model("pretrain")
+
+    @property
+    def multiclass_enabled(self) -> bool:
+        return bool(self.config.multiclass.get("enabled", True))
+
+    # -- stages ------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        """Run every stage not yet complete; returns the summary."""
+        cfg = self.config
+        self.inputs = self.runner.run(Stage("inputs", self._inputs, "input files"))
+        self.runner.run(Stage("prepare/pretrain", self._prepare_pretrain, "pre-training store"))
+        for cell in cfg.cells:
+            self.runner.run(Stage(f"prepare/{cell}", lambda c=cell: self._prepare_cell(c), f"{cell} store"))
+        if self.multiclass_enabled:
+            self.runner.run(Stage("prepare/multiclass", self._prepare_multiclass, "multi-class store"))
+        self.runner.run(Stage("train/pretrain", self._train_pretrain, "pre-training"))
+        for cell in cfg.cells:
+            for fold, run_dir in zip(cfg.folds, self.finetuned(cell)):
+                self.runner.run(Stage(f"train/{cell}/finetune/fold{fold}",
+                                      lambda c=cell, k=fold, d=run_dir: self._train_cell(c, "finetune", k, d),
+                                      f"fine-tune {cell}, fold {fold}"))
+            for fold, run_dir in zip(cfg.folds, self.baselines(cell)):
+                self.runner.run(Stage(f"train/{cell}/baseline/fold{fold}",
+                                      lambda c=cell, k=fold, d=run_dir: self._train_cell(c, "baseline", k, d),
+                                      f"binary baseline {cell}, fold {fold}"))
+        if self.multiclass_enabled:
+            for fold in cfg.folds:
+                self.runner.run(Stage(f"train/multiclass/fold{fold}", lambda k=fold: self._train_multiclass(k),
+                                      f"multi-class baseline, fold {fold}"))
+        for cell in cfg.cells:
+            self.runner.run(Stage(f"evaluate/{cell}", lambda c=cell: self._evaluate_cell(c), f"evaluate {cell}"))
+        if self.multiclass_enabled:
+            self.runner.run(Stage("evaluate/multiclass", self._evaluate_multiclass, "evaluate multi-class"))
+        if cfg.bootstrap.get("enabled", True) and cfg.bootstrap:
+            self.runner.run(Stage("bootstrap", self._bootstrap, "bootstrap of training-set size"))
+        if cfg.interpret.get("enabled", True) and cfg.interpret:
+            from . import interpretation
+
+            for cell in self.interpret_cells:
+                self.runner.run(Stage(f"interpret/{cell}", lambda c=cell: interpretation.interpret_cell(self, c),
+                                      f"attributions and TF ranking, {cell}"))
+            pair = self.compare_pair
+            if pair:
+                self.runner.run(Stage("interpret/compare", lambda: interpretation.compare_cells(self, *pair),
+                                      f"{pair[0]} vs {pair[1]}"))
+        from .summary import write_outputs
+
+        return write_outputs(self)
+
+    @property
+    def interpret_cells(self) -> list[str]:
+        return list(self.config.interpret.get("cells", self.config.cells))
+
+    @property
+    def compare_pair(self) -> tuple[str, str] | None:
+        pair = self.config.interpret.get("compare")
+        if pair is None and len(self.interpret_cells) >= 2:
+            pair = self.interpret_cells[:2]
+        return tuple(pair) if pair else None
+
+    # inputs and data --------------------------------------------------------------------------
+    def _inputs(self) -> dict[str, Any]:
+        cfg = self.config
+        if "synthetic" in cfg.inputs:
+            from ..datasets.synthetic import make_synthetic
+
+            options = dict(cfg.inputs["synthetic"] or {})
+            options.setdefault("seed", cfg.seed)
+            return make_synthetic(self.out / "inputs", **options).as_dict()
+        resolved: dict[str, Any] = {}
+        for key, value in cfg.inputs.items():
+            resolved[key] = [cfg.resolve(v) for v in value] if isinstance(value, list) else cfg.resolve(value)
+        return resolved
+
+    def _label_source(self) -> dict[str, Any]:
+        for key in ("labels_csv", "label_matrix", "signal_matrix"):
+            if self.inputs.get(key):
+                return {key: self.inputs[key]}
+        raise KeyError("no label input")
+
+    def _common_prepare(self) -> dict[str, Any]:
+        p = self.config.prepare
+        options = {k: p[k] for k in ("length", "test_chroms", "folds", "max_n_fraction", "exclude_chroms",
+                                      "fold_scheme", "min_distance") if k in p}
+        options["seed"] = self.config.seed
+        return options
+
+    def _prepare_pretrain(self) -> dict[str, Any]:
+        from ..datasets.pretrain import prepare_pretrain
+
+        options = self._common_prepare()
+        options.update(self.config.prepare.get("pretrain", {}) or {})
+        exclude = self.inputs.get("exclude_positives")
+        if exclude is None and self.config.prepare.get("exclude_cell_positives", True):
+            exclude = self._cell_positive_regions()
+        path = prepare_pretrain(self.inputs["genome"], self.inputs["rdhs"], self.store("pretrain"),
+                                exclude_positives=exclude, blacklist=self.inputs.get("blacklist"), **options)
+        return {"store": str(path)}
+
+    def _cell_positive_regions(self) -> str | None:
+        """A BED of the windows open in any considered cell line (removed from pre-training)."""
+        from ..datasets.labels import exclusive_positives  # noqa: F401  (documents the rule's home)
+        from ..genome import open_genome
+
+        source = self._label_source()
+        genome = open_genome(self.inputs["genome"])
+        if "label_matrix" in source:
+            from ..datasets.labels import read_label_matrix
+
+            regions, opened, _ = read_label_matrix(source["label_matrix"], genome)
+        elif "signal_matrix" in source:
+            from ..datasets.labels import read_signal_matrix
+
+            regions, opened, *_ = read_signal_matrix(source["signal_matrix"], genome)
+        else:
+            return None  # published label files: their positives are excluded by inputs.exclude_positives
+        keep = np.asarray(opened).any(axis=1)
+        path = self.out / "inputs" / "cell_type_positives.bed"
+        regions.loc[keep, ["chrom", "start", "end"]].to_csv(path, sep="\t", header=False, index=False)
+        return str(path)
+
+    def _prepare_cell(self, cell: str) -> dict[str, Any]:
+        from ..datasets.finetune import prepare_finetune
+
+        options = self._common_prepare()
+        options.update(self.config.prepare.get("finetune", {}) or {})
+        path = prepare_finetune(self.inputs["genome"], self.store(cell), cell=cell, cells=self._cells_considered(),
+                                blacklist=self.inputs.get("blacklist"), **self._label_source(), **options)
+        return {"store": str(path)}
+
+    def _cells_considered(self):
+        return self.config.prepare.get("cells_considered")
+
+    def _prepare_multiclass(self) -> dict[str, Any]:
+        from ..datasets.finetune import prepare_finetune
+
+        options = self._common_prepare()
+        options.update(self.config.prepare.get("finetune", {}) or {})
+        options.update(self.config.multiclass.get("prepare", {}) or {})
+        path = prepare_finetune(self.inputs["genome"], self.store("multiclass"), task="multiclass",
+                                cells=self._cells_considered(), blacklist=self.inputs.get("blacklist"),
+                                **self._label_source(), **options)
+        return {"store": str(path)}
+
+    # training ----------------------------------------------------------------------------------
+    def train_options(self, preset: str) -> dict[str, Any]:
+        options = dict(self.config.train.get("common", {}) or {})
+        options.update(self.config.train.get(preset, {}) or {})
+        options.setdefault("device", self.config.device)
+        options.setdefault("seed", self.config.seed)
+        options.setdefault("quiet", True)
+        if str(options.get("precision", "32")) == "bf16" and not _cuda_available(options["device"]):
+            self.echo(f"note: {preset}: bf16 needs a GPU; training in float32 on the CPU")
+            options["precision"] = "32"
+        return options
+
+    def _train(self, preset: str, store: Path, out: Path, fold: int | None, init: Path | None = None) -> dict:
+        from ..training import train_model
+
+        run = train_model(preset=preset, store=str(store), out=str(out), fold=fold,
+                          init=None if init is None else str(init), resume=True, **self.train_options(preset))
+        return {"run": str(run)}
+
+    def _train_pretrain(self) -> dict[str, Any]:
+        return self._train("pretrain", self.store("pretrain"), self.pretrained, self.config.folds[0])
+
+    def _train_cell(self, cell: str, preset: str, fold: int, run_dir: Path) -> dict[str, Any]:
+        init = self.pretrained if preset == "finetune" else None
+        return self._train(preset, self.store(cell), run_dir, fold, init)
+
+    def _train_multiclass(self, fold: int) -> dict[str, Any]:
+        return self._train("multiclass", self.store("multiclass"), self.model("multiclass", f"fold{fold}"), fold)
+
+    # evaluation --------------------------------------------------------------------------------
+    def _evaluate_options(self) -> dict[str, Any]:
+        options = {k: v for k, v in self.config.evaluate.items() if k in ("batch_size", "rc_average", "f1_average")}
+        options["device"] = self.config.device
+        options["echo"] = lambda *_: None
+        return options
+
+    def _evaluate_cell(self, cell: str) -> dict[str, Any]:
+        from ..evaluation.evaluate import evaluate_models
+
+        base = self.out / "evaluation" / cell
+        results = {}
+        for kind, models in (("finetuned", self.finetuned(cell)), ("baseline", self.baselines(cell)),
+                             ("pretrained", [self.pretrained])):
+            metrics = evaluate_models(models, self.store(cell), "test", base / kind, **self._evaluate_options())
+            results[kind] = _headline(metrics)
+        write_json(base / "headline.json", results)
+        return results
+
+    def _evaluate_multiclass(self) -> dict[str, Any]:
+        """Per cell line, the AUROC of the multi-class model's probability of that line on the line's
+        own binary test set (the paper's comparison), plus the 7-class evaluation."""
+        from ..datasets.store import open_store
+        from ..evaluation.evaluate import evaluate_models
+        from ..evaluation.metrics import auprc, auroc
+        from ..inference import predict_codes
+        from ..modelio import load_model
+
+        models = [self.model("multiclass", f"fold{k}") for k in self.config.folds]
+        evaluate_models(models, self.store("multiclass"), "test", self.out / "evaluation" / "multiclass",
+                        **self._evaluate_options())
+        loaded = [load_model(m) for m in models]
+        classes = [c.lower() for c in loaded[0].config.classes]
+        per_cell = {}
+        for cell in self.config.cells:
+            store = open_store(self.store(cell))
+            rows = store.indices("test")
+            codes = store.sequences[rows]
+            probs = np.mean([predict_codes(m, codes, device=self.config.device) for m in loaded], axis=0)
+            column = classes.index(cell.lower())
+            labels = np.asarray(store.labels[rows])
+            per_cell[cell] = {"auroc": auroc(labels, probs[:, column]), "auprc": auprc(labels, probs[:, column])}
+        write_json(self.out / "evaluation" / "multiclass" / "per_cell.json", per_cell)
+        return per_cell
+
+    # bootstrap ---------------------------------------------------------------------------------
+    def _bootstrap(self) -> dict[str, Any]:
+        from ..bootstrap import PAPER_FRACTIONS, run_bootstrap
+
+        b = self.config.bootstrap
+        cell = b.get("cell", self.config.cells[0])
+        table = run_bootstrap(self.store(cell), self.pretrained, self.out / "bootstrap",
+                              fractions=b.get("fractions", PAPER_FRACTIONS), replicates=int(b.get("replicates", 10)),
+                              seed=self.config.seed, fold=self.config.folds[0],
+                              train_options={k: v for k, v in self.train_options("finetune").items()
+                                             if k not in ("device", "seed")},
+                              device=self.config.device, echo=self.echo)
+        return {"cell": cell, "rows": len(table)}
+
+
+def _cuda_available(device: str) -> bool:
+    if device == "cpu":
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+HEADLINE_KEYS = ("auroc", "auprc", "f1_negative", "f1_positive", "f1_overall", "brier", "ece")
+
+
+def _headline(document: dict[str, Any]) -> dict[str, Any]:
+    """The ensemble's (or the single model's) test metrics from an ``evaluate_models`` result."""
+    metrics = document["metrics"]
+    chosen = metrics.get(document.get("ensemble") or "") or next(iter(metrics.values()))
+    return {k: chosen[k] for k in HEADLINE_KEYS if k in chosen}
+
+
+def run_study(config_path: str | Path, out: str | Path, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Load the config and run (or resume) the study into ``out``; returns the summary."""
+    config = load_config(config_path)
+    return Study(config, out, echo).run()

@@ -1,0 +1,220 @@
+"""The study's outputs a person reads: ``summary.json`` and ``report.html``.
+
+``summary.json`` (schema in the README)::
+
+    {"name": ..., "cells": {CELL: {"finetuned": {auroc, auprc, f1_negative, f1_positive,
+       f1_overall, brier, ece}, "baseline": {...}, "pretrained": {...},
+       "top_tfs": [...], "planted_tfs": [...]}},
+     "multiclass": {CELL: {"auroc": x, "auprc": x}},
+     "bootstrap": [{"fraction": f, "n_train": n, "f1_overall_mean": x, "f1_overall_sd": x, ...}],
+     "comparison": {...}, "data": {STORE: {...counts...}}, "timings": {STAGE: seconds}}
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from ..artifacts import provenance, write_json
+from ..report import Section, write_report
+
+if TYPE_CHECKING:
+    from .study import Study
+
+MODEL_KINDS = (("finetuned", "fine-tuned"), ("baseline", "binary baseline"), ("pretrained", "pre-trained only"))
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def build_summary(study: "Study") -> dict[str, Any]:
+    out = study.out
+    summary: dict[str, Any] = {"name": study.config.name, "config": str(study.config.path), "cells": {},
+                               "multiclass": {}, "bootstrap": [], "data": {}, "timings": {}}
+    for cell in study.config.cells:
+        entry = _read_json(out / "evaluation" / cell / "headline.json") or {}
+        interpretation = _read_json(out / "interpret" / cell / "summary.json") or {}
+        entry.update({k: v for k, v in interpretation.items() if k in ("top_tfs", "planted_tfs", "planted_in_top5")})
+        summary["cells"][cell] = entry
+    summary["multiclass"] = _read_json(out / "evaluation" / "multiclass" / "per_cell.json") or {}
+    table_path = out / "bootstrap" / "bootstrap_table.tsv"
+    if table_path.exists():
+        table = pd.read_csv(table_path, sep="\t")
+        summary["bootstrap"] = table.to_dict(orient="records")
+        summary["bootstrap_cell"] = study.config.bootstrap.get("cell", study.config.cells[0])
+    comparison = _read_json(out / "interpret" / "compare" / "summary.json")
+    if comparison:
+        summary["comparison"] = comparison
+    from ..datasets.store import open_store
+    from ..datasets.summary import store_summary
+
+    for store_dir in sorted((out / "data").glob("*")) if (out / "data").exists() else []:
+        if (store_dir / "manifest.json").exists():
+            s = store_summary(open_store(store_dir))
+            summary["data"][store_dir.name] = {k: s[k] for k in ("task", "rows", "positives", "negatives",
+                                                                  "splits", "by_split_class", "length")}
+    summary["timings"] = study.runner.timings()
+    summary["timings"]["total"] = round(sum(summary["timings"].values()), 3)
+    summary["provenance"] = provenance()
+    return _clean(summary)
+
+
+def write_outputs(study: "Study") -> dict[str, Any]:
+    """Write ``summary.json`` and ``report.html`` into the study folder; returns the summary."""
+    summary = build_summary(study)
+    write_json(study.out / "summary.json", summary)
+    write_report(study.out / "report.html", f"chromtransfer study: {study.config.name}",
+                 report_sections(study, summary),
+                 intro="Pre-training on open chromatin against genomic background, fine-tuning on "
+                       "cell-type specific regions, comparison with the same network trained from "
+                       "scratch and with a multi-class model, and interpretation of the models.")
+    return summary
+
+
+def report_sections(study: "Study", summary: dict[str, Any]) -> list[Section]:
+    from .. import plots
+
+    out = study.out
+    figures = out / "figures"
+    figures.mkdir(exist_ok=True)
+    sections = []
+
+    data_rows = []
+    for name, d in summary["data"].items():
+        row = {"data set": name, "task": d["task"], "rows": d["rows"], "train": d["splits"].get("train"),
+               "test": d["splits"].get("test")}
+        if d["task"] == "binary":
+            row.update({"positives": d["positives"], "negatives": d["negatives"]})
+        data_rows.append(row)
+    data = Section("Data", paragraphs=[f"Windows of {next(iter(summary['data'].values()))['length']} bp; "
+                                       "test rows come from the held-out chromosomes."] if data_rows else [])
+    if data_rows:
+        data.tables.append(("Rows per data set and split", pd.DataFrame(data_rows)))
+    sections.append(data)
+
+    curves = Section("Learning curves",
+                     paragraphs=["Training (dashed) and validation (solid) loss per epoch; the triangle marks "
+                                 "the epoch whose weights were kept (lowest validation loss)."])
+    csvs = {"pre-training": study.pretrained / "learning_curve.csv"}
+    if csvs["pre-training"].exists():
+        curves.figures.append(("Pre-training", plots.learning_curves(csvs, figures / "learning_pretrain.png",
+                                                                      title="Pre-trained model")))
+    for cell in study.config.cells:
+        runs = {"fine-tuned": study.finetuned(cell)[0] / "learning_curve.csv",
+                "baseline": study.baselines(cell)[0] / "learning_curve.csv"}
+        runs = {k: v for k, v in runs.items() if v.exists()}
+        if runs:
+            curves.figures.append((f"{cell}: fine-tuned vs binary baseline (fold {study.config.folds[0]})",
+                                   plots.learning_curves(runs, figures / f"learning_{cell}.png", title=cell)))
+    sections.append(curves)
+
+    rows = []
+    for cell, entry in summary["cells"].items():
+        for kind, label in MODEL_KINDS:
+            if kind in entry:
+                rows.append({"cell line": cell, "model": label, **{k: entry[kind].get(k) for k in
+                             ("auroc", "auprc", "f1_negative", "f1_positive", "f1_overall", "brier", "ece")}})
+        if cell in summary["multiclass"]:
+            rows.append({"cell line": cell, "model": "multi-class", "auroc": summary["multiclass"][cell].get("auroc"),
+                         "auprc": summary["multiclass"][cell].get("auprc")})
+    metrics = Section("Test-set performance",
+                      paragraphs=["F1 at threshold 0.5 per class and their macro average (overall); AUROC, "
+                                  "AUPRC (average precision), Brier score and expected calibration error "
+                                  "(10 equal-width bins). Fine-tuned rows are the average of the fold models."])
+    if rows:
+        metrics.tables.append(("Every model side by side", pd.DataFrame(rows).astype(object).where(
+            pd.DataFrame(rows).notna(), None).infer_objects()))
+    sections.append(metrics)
+
+    calibration = Section("Calibration and ROC curves")
+    for cell in study.config.cells:
+        cal, roc = {}, {}
+        for kind, label in MODEL_KINDS:
+            base = out / "evaluation" / cell / kind
+            for name, store_in in (("calibration.tsv", cal), ("roc.tsv", roc)):
+                if (base / name).exists():
+                    table = pd.read_csv(base / name, sep="\t")
+                    chosen = "ensemble" if (table["model"] == "ensemble").any() else table["model"].iloc[0]
+                    store_in[label] = table[table["model"] == chosen]
+        if cal:
+            calibration.figures.append((f"{cell}: calibration on the test set",
+                                        plots.calibration_curves(cal, figures / f"calibration_{cell}.png",
+                                                                 title=f"{cell} calibration")))
+        if roc:
+            aucs = {label: summary["cells"][cell].get(kind, {}).get("auroc") for kind, label in MODEL_KINDS}
+            calibration.figures.append((f"{cell}: ROC curves on the test set",
+                                        plots.roc_curves(roc, figures / f"roc_{cell}.png", title=f"{cell} ROC",
+                                                         aucs={k: v for k, v in aucs.items() if v is not None})))
+    sections.append(calibration)
+
+    boot = Section("Bootstrap of training-set size")
+    if summary["bootstrap"]:
+        table = pd.DataFrame(summary["bootstrap"])
+        keep = [c for c in ("percent", "n_train", "replicates", "f1_negative_mean", "f1_negative_sd",
+                            "f1_positive_mean", "f1_positive_sd", "f1_overall_mean", "f1_overall_sd") if c in table]
+        boot.paragraphs.append(f"{summary.get('bootstrap_cell')}: fine-tuning on random subsamples of the "
+                               "training rows; test F1 mean and standard deviation over replicates (Table 1 of "
+                               "the paper).")
+        boot.tables.append(("Test F1 by share of the training data", table[keep]))
+        boot.figures.append(("Test F1 against training-set size", out / "bootstrap" / "bootstrap_f1.png"))
+    sections.append(boot)
+
+    sections.extend(_interpretation_sections(study, summary))
+
+    timings = Section("Run time")
+    if summary["timings"]:
+        timings.tables.append(("Seconds per stage (including earlier invocations of a resumed study)",
+                               pd.DataFrame([{"stage": k, "seconds": v} for k, v in summary["timings"].items()])))
+    sections.append(timings)
+    return sections
+
+
+def _interpretation_sections(study: "Study", summary: dict[str, Any]) -> list[Section]:
+    sections = []
+    for cell in study.interpret_cells:
+        base = study.out / "interpret" / cell
+        info = _read_json(base / "summary.json")
+        if not info:
+            continue
+        section = Section(f"Interpretation: {cell}")
+        top = info.get("top_tfs") or []
+        section.paragraphs.append(
+            "TFs ranked by the two-sample Kolmogorov-Smirnov D of their sites' maximum gradient x input "
+            "against all other TFs' non-overlapping sites (Benjamini-Hochberg FDR). "
+            f"Significant TFs, best first: {', '.join(top[:15]) or 'none'}.")
+        if info.get("note"):
+            section.paragraphs.append(f"Nothing to rank: {info['note']}.")
+        if info.get("planted_tfs"):
+            section.paragraphs.append(f"Planted drivers of this synthetic cell type: {', '.join(info['planted_tfs'])}.")
+        for name, caption in info.get("tables", []):
+            path = base / name
+            if path.exists():
+                section.tables.append((caption, pd.read_csv(path, sep="\t").head(15)))
+        for name, caption in info.get("figures", []):
+            section.figures.append((caption, base / name))
+        sections.append(section)
+    compare = _read_json(study.out / "interpret" / "compare" / "summary.json")
+    if compare:
+        section = Section(f"Interpretation: {' vs '.join(compare.get('cells', []))}")
+        base = study.out / "interpret" / "compare"
+        for name, caption in compare.get("tables", []):
+            if (base / name).exists():
+                section.tables.append((caption, pd.read_csv(base / name, sep="\t").head(15)))
+        for name, caption in compare.get("figures", []):
+            section.figures.append((caption, base / name))
+        sections.append(section)
+    return sections
