@@ -1,0 +1,117 @@
+"""The study workflow: a tiny study end to end, killed during training and resumed."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+TINY_STUDY = """
+name: tiny workflow test
+seed: 3
+device: cpu
+inputs:
+  synthetic: {size: tiny}
+prepare:
+  length: 200
+  test_chroms: [chr2]
+  folds: 2
+  pretrain: {neg_ratio: 1.0}
+  finetune: {neg_ratio: 2.0, background: 10}
+cells: [HepG2, K562]
+folds: [0]
+train:
+  common: {width: 0.25, batch_size: 32}
+  pretrain: {max_epochs: 2}
+  finetune: {max_epochs: 2, lr: 1.0e-3}
+  baseline: {max_epochs: 2}
+  multiclass: {max_epochs: 1}
+bootstrap:
+  cell: HepG2
+  fractions: [0.5]
+  replicates: 1
+interpret:
+  cells: [HepG2, K562]
+  min_sites: 3
+  fdr: 0.5
+"""
+
+
+def _command(config: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "chromtransfer.cli", "run", str(config), "--out", str(out)]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def killed_and_resumed(tmp_path_factory):
+    """Run the tiny study, SIGKILL it while it trains a fine-tuning model, then run it again."""
+    base = tmp_path_factory.mktemp("study")
+    config, out = base / "tiny.yaml", base / "out"
+    config.write_text(TINY_STUDY)
+    process = subprocess.Popen(_command(config, out), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               env=_env(), start_new_session=True)
+    target = out / "models" / "HepG2" / "finetune" / "fold0" / "run.json"
+    deadline = time.time() + 600
+    while not target.exists():
+        if process.poll() is not None:
+            pytest.fail(f"study ended before the fine-tuning stage: {process.stdout.read().decode()[-2000:]}")
+        if time.time() > deadline:
+            process.kill()
+            pytest.fail("the fine-tuning stage never started")
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    markers = {p.name: p.stat().st_mtime_ns for p in (out / "stages").glob("*.json")}
+    assert "train_pretrain.json" in markers and "train_HepG2_finetune_fold0.json" not in markers
+    second = subprocess.run(_command(config, out), capture_output=True, text=True, env=_env(), timeout=900)
+    return out, markers, second
+
+
+def test_resumed_study_finishes_without_redoing_completed_stages(killed_and_resumed):
+    out, markers, second = killed_and_resumed
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "[skip] train/pretrain: complete" in second.stdout
+    assert "[run ] train/pretrain" not in second.stdout
+    for name, mtime in markers.items():  # completed stages were not run again
+        assert (out / "stages" / name).stat().st_mtime_ns == mtime, name
+    assert (out / "stages" / "train_HepG2_finetune_fold0.json").exists()
+    assert (out / "models" / "HepG2" / "finetune" / "fold0" / "model.json").exists()
+
+
+def test_summary_follows_the_documented_schema(killed_and_resumed):
+    out, _, _ = killed_and_resumed
+    summary = json.loads((out / "summary.json").read_text())
+    for cell in ("HepG2", "K562"):
+        entry = summary["cells"][cell]
+        for kind in ("finetuned", "baseline", "pretrained"):
+            assert set(entry[kind]) >= {"auroc", "auprc", "f1_negative", "f1_positive", "f1_overall"}
+            assert 0 <= entry[kind]["auroc"] <= 1
+        assert "top_tfs" in entry and entry["planted_tfs"]
+        assert 0 <= summary["multiclass"][cell]["auroc"] <= 1
+    assert [row["fraction"] for row in summary["bootstrap"]] == [0.5]
+    assert {"f1_overall_mean", "f1_overall_sd"} <= set(summary["bootstrap"][0])
+    assert {"prepare/pretrain", "train/pretrain", "bootstrap", "interpret/HepG2"} <= set(summary["timings"])
+
+
+def test_report_is_self_contained_with_figures(killed_and_resumed):
+    out, _, _ = killed_and_resumed
+    html = (out / "report.html").read_text()
+    assert "<h2>Test-set performance</h2>" in html and "<h2>Learning curves</h2>" in html
+    assert html.count("data:image/png;base64,") >= 5
+    assert "src=\"http" not in html and "href=\"http" not in html
+
+
+def test_bad_config_is_one_error_line(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("inputs: {synthetic: {size: tiny}}\ncells: HepG2\n")
+    result = subprocess.run(_command(config, tmp_path / "out"), capture_output=True, text=True, env=_env())
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "cells must be a non-empty list" in result.stderr
