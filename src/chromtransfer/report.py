@@ -25,8 +25,9 @@ table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
 th { background: #f0f4f8; }
 td:first-child, th:first-child { text-align: left; }
-figure { margin: 1em 0; }
-figure img { max-width: 100%; border: 1px solid #eee; }
+.figures { display: flex; flex-wrap: wrap; gap: 1em; }
+figure { margin: 0; flex: 0 1 520px; }
+figure img { width: 100%; border: 1px solid #eee; }
 figcaption { font-size: 0.9em; color: #555; }
 .note { color: #555; font-size: 0.9em; }
 """
@@ -49,7 +50,11 @@ class Section:
 def _table_html(caption: str, table: pd.DataFrame) -> str:
     formatted = table.copy()
     for column in formatted.columns:
-        if pd.api.types.is_float_dtype(formatted[column]):
+        values = pd.to_numeric(formatted[column], errors="coerce")
+        whole = values.dropna()
+        if len(whole) and whole.eq(whole.round()).all() and pd.api.types.is_float_dtype(formatted[column]):
+            formatted[column] = values.map(lambda v: "" if pd.isna(v) else f"{int(v)}")
+        elif pd.api.types.is_float_dtype(formatted[column]):
             formatted[column] = formatted[column].map(lambda v: "" if pd.isna(v) else f"{v:.3f}")
     body = formatted.to_html(index=False, border=0, escape=True)
     return f"<p><b>{html.escape(caption)}</b></p>\n{body}" if caption else body
@@ -74,7 +79,9 @@ def render(title: str, sections: Iterable[Section], intro: str = "") -> str:
         parts.append(f"<h2>{html.escape(section.title)}</h2>")
         parts += [f"<p>{html.escape(p)}</p>" for p in section.paragraphs]
         parts += [_table_html(c, t) for c, t in section.tables]
-        parts += [_figure_html(c, p) for c, p in section.figures if Path(p).exists()]
+        figures = [_figure_html(c, p) for c, p in section.figures if Path(p).exists()]
+        if figures:
+            parts.append('<div class="figures">' + "\n".join(figures) + "</div>")
     parts.append("</body></html>")
     return "\n".join(parts)
 

@@ -24,7 +24,11 @@ The genome model:
   is either open in exactly one cell line (its positives), open in none (the pre-training rDHSs),
   or open in two or three lines. Every open site carries 3-4 instances of *ubiquitous* motifs
   (CTCF, NRF1, NFYA, ZNF143, YY1); a site open in line C carries 5-8 instances of C's *driver*
-  motifs (2 per line for shared sites), all within 100 bp of the centre. Motif instances are drawn
+  motifs (2 per line for shared sites), all within 100 bp of the centre. A site open in none of
+  the six lines stands for an rDHS open in other biosamples of the compendium: it carries 1-3
+  instances of the drivers of one randomly chosen line (fewer than a positive), so a model
+  pre-trained on these sites against background learns detectors of every driver, as a model
+  pre-trained on the real compendium does, without seeing any line's own positives. Motif instances are drawn
   from the JASPAR 2022 matrices (pyjaspar's bundled database, no network) with column
   probabilities raised to ``strength`` (default 3: near-consensus sites) and renormalised, on a random
   strand. SP1/KLF and AP-1 motifs are not used as ubiquitous motifs because KLF5 and FOS::JUN are
@@ -32,9 +36,9 @@ The genome model:
 * **Decoys** (REST, SOX2, MEF2C, OLIG2) are planted uniformly over the whole genome (one per
   1.5 kb on average), so they occur equally in open sites and background and carry no label.
 
-So a model of open chromatin against background learns the ubiquitous grammar, which does not tell
-cell lines apart, and a model fine-tuned on one line's positives against the other sites must
-learn that line's drivers. Everything is drawn from ``numpy.random.default_rng(seed)``: the same
+So a model of open chromatin against background learns the ubiquitous grammar and detectors of the
+drivers, but not which drivers mark which line; a model fine-tuned on one line's positives against
+the other sites must learn that line's combination of drivers. Everything is drawn from ``numpy.random.default_rng(seed)``: the same
 seed and size give byte-identical files.
 """
 from __future__ import annotations
@@ -265,6 +269,11 @@ def make_synthetic(out: str | os.PathLike, seed: int = 0, size: str = "small", s
     for (chrom, centre), open_in in zip(sites, categories):
         occupied = np.zeros(2 * _CORE, dtype=bool)
         wanted = [str(m) for m in rng.choice(UBIQUITOUS, size=int(rng.integers(3, 5)), replace=True)]
+        if not open_in:
+            # Open in none of the six lines but in other biosamples of the compendium (as most
+            # rDHSs are): a few instances of one line's drivers, fewer than a true positive has.
+            donor = cells[int(rng.integers(len(cells)))]
+            wanted += [str(m) for m in rng.choice(DRIVERS[donor], size=int(rng.integers(1, 4)), replace=True)]
         for c in open_in:
             k = int(rng.integers(5, 9)) if len(open_in) == 1 else 2
             drivers = DRIVERS[c]
