@@ -7,7 +7,7 @@ import click
 @click.command("synth")
 @click.option("--out", required=True, type=click.Path(), help="Output folder.")
 @click.option("--seed", default=0, show_default=True, help="Random seed (same seed: identical files).")
-@click.option("--size", default="small", show_default=True, type=click.Choice(["tiny", "small", "medium"]),
+@click.option("--size", default="small", show_default=True, type=click.Choice(["tiny", "small", "demo", "medium"]),
               help="small: 16 Mb, ~500 positives per cell line (CPU demo); medium: 5x; tiny: for tests.")
 @click.option("--strength", default=3.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Exponent on motif probabilities when drawing planted sites (higher: closer to consensus).")

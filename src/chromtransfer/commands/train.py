@@ -27,6 +27,26 @@ class _BatchLimit(click.ParamType):
         return number
 
 
+class _Devices(click.ParamType):
+    """A positive number of processes per node, or 'auto'."""
+
+    name = "N|auto"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().lower()
+        if text == "auto":
+            return "auto"
+        try:
+            number = int(text)
+        except ValueError:
+            self.fail(f"{value!r} is neither a number of devices nor 'auto'", param, ctx)
+        if number < 1:
+            self.fail("at least 1 device", param, ctx)
+        return number
+
+
 class _Fold(click.ParamType):
     name = "K|all"
 
@@ -67,9 +87,26 @@ class _Fold(click.ParamType):
                    "lr 1e-3 and 20 epochs unless given.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seeds shuffling, dropout, initialisation and the random validation set.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--precision", type=click.Choice(["32", "bf16"]), default="32", show_default=True,
-              help="bf16 = bf16 autocast (GPU only; refused on the CPU).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Accelerator: cuda when a GPU is visible (auto), or cpu.")
+@click.option("--devices", type=_Devices(), default="1", show_default=True,
+              help="Processes per node: GPUs to use (auto = all visible), or CPU processes. More than one "
+                   "process in all trains with DDP; --batch-size stays the global batch.")
+@click.option("--num-nodes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Machines (with --devices processes each); see docs/scaling.md for SLURM and torchrun.")
+@click.option("--strategy", type=click.Choice(["auto", "ddp", "ddp_spawn"]), default="auto", show_default=True,
+              help="auto = ddp when several processes; ddp re-runs this command for the other "
+                   "processes of a node; ddp_spawn spawns them from Python.")
+@click.option("--sync-batchnorm/--no-sync-batchnorm", default=True, show_default=True,
+              help="Under DDP, BatchNorm statistics over the global batch (as one process would).")
+@click.option("--bn-momentum", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="BatchNorm momentum, Keras convention (default 0.99 as published; e.g. 0.9 for runs "
+                   "of few steps).")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="Dropout rate (default: the published 0.1, or the --init model's).")
+@click.option("--precision", type=click.Choice(["32", "bf16", "64"]), default="32", show_default=True,
+              help="bf16 = bf16 autocast (GPU only; refused on the CPU); 64 = float64, slow, for "
+                   "numerical checks.")
 @click.option("--num-workers", type=int, default=None,
               help="DataLoader worker processes (default 0 on the CPU, 4 on a GPU).")
 @click.option("--limit-train-batches", type=_BatchLimit(), default=None,
@@ -100,16 +137,25 @@ def train_command(preset: str, store: str, out: str, **options) -> None:
                   batch 256, 50 epochs, softmax cross-entropy
     Max epochs 100 unless stated. RUN gets run.json, checkpoints/, learning_curve.csv and,
     once training is complete, the best epoch's model (model.safetensors + model.json).
-    """
-    from ..training import read_run, train_model
 
+    \b
+    Several GPUs or machines (Lightning DDP; docs/scaling.md):
+      chromtransfer train ... --device cuda --devices 4            one node, 4 GPUs
+      srun chromtransfer train ... --devices 4 --num-nodes 2       SLURM, 8 GPUs
+    The batch size stays the global one (each of W processes gets batch/W rows).
+    """
     from pathlib import Path
+
+    from ..training import read_run, train_model
+    from ..training.distributed import is_primary
 
     try:
         run_dir = train_model(preset=preset, store=store, out=out, **options)
     except KeyboardInterrupt:
         click.echo("interrupted: continue the run with the same command plus --resume", err=True)
         raise
+    if not is_primary():  # the other DDP processes: rank 0 reports
+        return
 
     fold_dirs = sorted(p for p in Path(run_dir).glob("fold*") if (p / "run.json").exists())
     for directory in (fold_dirs if str(options.get("fold")).lower() == "all" else [Path(run_dir)]):

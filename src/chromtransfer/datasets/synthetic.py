@@ -85,6 +85,8 @@ MOTIF_IDS: dict[str, str] = {
 SIZES: dict[str, dict[str, int]] = {
     "tiny": {"chromosomes": 5, "genome_bp": 2_500_000, "positives": 40, "none": 150, "shared": 20},
     "small": {"chromosomes": 10, "genome_bp": 16_000_000, "positives": 500, "none": 1500, "shared": 250},
+    # the demo: a large compendium and small cell-type sets, the regime transfer learning is for
+    "demo": {"chromosomes": 10, "genome_bp": 16_000_000, "positives": 150, "none": 3000, "shared": 150},
     "medium": {"chromosomes": 16, "genome_bp": 80_000_000, "positives": 2500, "none": 7500, "shared": 1250},
 }
 #: Per-line factor on the number of positives (the published sets differ in size, too).
@@ -195,7 +197,8 @@ def make_synthetic(out: str | os.PathLike, seed: int = 0, size: str = "small", s
         out: output folder (created; files in it are replaced).
         seed: random seed; the same seed and size give identical files.
         size: ``"small"`` (16 Mb, ~500 positives per line, trains in minutes on a CPU),
-            ``"medium"`` (5x) or ``"tiny"`` (for tests).
+            ``"medium"`` (5x), ``"demo"`` (16 Mb, 3,000 rDHSs open in none of the lines and
+            ~150 positives per line: small cell-type sets) or ``"tiny"`` (for tests).
         strength: exponent on the motif matrices' probabilities when drawing instances.
     """
     if size not in SIZES:

@@ -7,6 +7,9 @@ Public API::
     run = train_model(preset="pretrain", store="stores/pretrain", out="runs/pretrain", seed=1)
     ft = train_model(preset="finetune", store="stores/HepG2", out="runs/HepG2", init=run)
 
+Several GPUs or machines: ``devices=``, ``num_nodes=``, ``strategy=`` (Lightning DDP; the batch
+size stays global, see docs/scaling.md and :mod:`chromtransfer.training.distributed`).
+
 Importing this package is light: Lightning and torch load when a run starts.
 """
 from .engine import (

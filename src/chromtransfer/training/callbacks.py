@@ -2,6 +2,9 @@
 
 Lightning runs checkpoint callbacks after all others, so when ``last.ckpt`` is written at the end
 of an epoch the learning-curve row of that epoch and the early-stopping state are already in it.
+
+Under DDP every process keeps the same learning-curve rows (the epoch metrics are reduced over all
+processes before they reach the callbacks); only global rank 0 writes files.
 """
 from __future__ import annotations
 
@@ -59,16 +62,35 @@ class AtomicModelCheckpoint(ModelCheckpoint):
         super().load_state_dict(state_dict)
 
 
+class QuietProcess(Callback):
+    """Runs ``quiet`` in a process that Lightning spawned for training (``ddp_spawn``).
+
+    The launching process silences Lightning around ``fit``; spawned processes start afresh.
+    """
+
+    def __init__(self, quiet: Any):
+        self.quiet = quiet
+        self._parent = os.getpid()
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if os.getpid() != self._parent:
+            self.quiet()
+
+
 class LearningCurve(Callback):
     """Keeps one row per epoch (:data:`CURVE_COLUMNS`) and rewrites ``path`` atomically.
 
     The rows are part of the checkpoint, so a resumed run's curve holds exactly the epochs of the
-    checkpoint it resumed from, followed by the new ones.
+    checkpoint it resumed from, followed by the new ones. Only global rank 0 writes the file.
     """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.rows: list[dict[str, float]] = []
+        self._writer = True
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._writer = bool(trainer.is_global_zero)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.write()  # after a resume: the checkpoint's rows, dropping any later ones
@@ -82,6 +104,8 @@ class LearningCurve(Callback):
         self.write()
 
     def write(self) -> None:
+        if not self._writer:
+            return
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=CURVE_COLUMNS, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
@@ -104,7 +128,10 @@ def _fmt(value: Any) -> str:
 
 
 class ThroughputProgressBar(TQDMProgressBar):
-    """The tqdm progress bar plus ``seq/s``: training sequences per second in this epoch."""
+    """The tqdm progress bar plus ``seq/s``: training sequences per second in this epoch.
+
+    Under DDP the bar is rank 0's and counts the global batches (all processes together).
+    """
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -118,7 +145,7 @@ class ThroughputProgressBar(TQDMProgressBar):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:
-        self._seen += int(batch[1].shape[0])
+        self._seen += int(batch[2]) if len(batch) > 2 else int(batch[1].shape[0])
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:

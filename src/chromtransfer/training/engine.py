@@ -24,9 +24,18 @@ GPU, cuDNN may pick different kernels between processes, so expect agreement to 
 
 Lightning keeps no logs of its own here (no logger, nothing in the working directory); the
 learning curve and ``run.json`` are the records of a run.
+
+Several processes (``--devices``, ``--num-nodes``; Lightning's DDP, see docs/scaling.md): every
+process runs this same code. Only global rank 0 (:func:`~chromtransfer.training.distributed.is_primary`,
+read from the launcher's environment variables) writes ``run.json``, removes stale checkpoints,
+exports the model and writes ``folds.json``; Lightning's checkpoints are written by rank 0 alone
+and read by every process on resume, so the run directory must be on a file system all nodes
+share. The other processes make the same read-only decisions (resume or not, which fold) from the
+same files and settings, train, and leave the writing to rank 0.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import json
@@ -35,6 +44,7 @@ import os
 import pickle
 import random
 import signal
+import subprocess
 import time
 import warnings
 import zipfile
@@ -46,7 +56,7 @@ import numpy as np
 from ..artifacts import file_sha256, provenance, write_json
 from ..datasets.store import Store, open_store
 from ..errors import ArtifactError, ChromTransferError
-from .presets import PRESET_NAMES, PRESETS, ResolvedSettings, TrainSettings, resolve, with_fold
+from .presets import PRESET_NAMES, PRESETS, ResolvedSettings, TrainSettings, parse_devices, resolve, with_fold
 
 log = logging.getLogger("chromtransfer.training")
 
@@ -121,6 +131,8 @@ def train_folds(settings: TrainSettings | None = None, **kwargs: Any) -> list[Pa
         raise ArtifactError(f"{parent}: already holds finished cross-validation models; "
                             "choose another --out")
     paths = [_train_one(with_fold(settings, k, str(parent / name))) for k, name in enumerate(names)]
+    if not is_primary():
+        return paths
     summaries = [read_run(path) for path in paths]
     write_json(parent / FOLDS_FILE, {
         "format": "chromtransfer-folds",
@@ -205,6 +217,29 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def is_primary() -> bool:
+    """Whether this process is global rank 0 (see :func:`chromtransfer.training.distributed.is_primary`)."""
+    from .distributed import is_primary as primary  # imports torch: only when a run starts
+
+    return primary()
+
+
+def resolve_process_count(device: str, devices: int | str) -> int:
+    """Processes per node: ``--devices`` as given, or for ``auto`` every visible GPU (1 on the CPU)."""
+    import torch
+
+    try:
+        count = parse_devices(devices)
+    except ValueError as exc:
+        raise ChromTransferError(str(exc)) from exc
+    if count is None:
+        return max(1, torch.cuda.device_count()) if device == "cuda" else 1
+    if device == "cuda" and count > torch.cuda.device_count():
+        raise ChromTransferError(f"--devices {count}: only {torch.cuda.device_count()} CUDA GPU(s) are "
+                                 "visible on this node; use --devices auto or a smaller number")
+    return count
+
+
 def _concrete_fold(store: Store, fold: int | str | None) -> int | None:
     """The validation fold: ``None`` -> fold 0 when the store has folds, else no fold."""
     if fold is None:
@@ -245,7 +280,8 @@ def _plan(settings: TrainSettings) -> _Plan | Path:
             return run_dir
         raise ArtifactError(f"{run_dir}: already holds a finished model; choose another --out")
     previous = read_run(run_dir) if (run_dir / RUN_FILE).exists() else None
-    if previous is not None and not settings.resume:
+    # The other DDP processes may start after rank 0 has written run.json for this very run.
+    if previous is not None and not settings.resume and is_primary():
         raise ArtifactError(
             f"{run_dir}: holds an unfinished training run (status {previous.get('status')}); "
             "add --resume to continue it, or choose another --out")
@@ -281,8 +317,9 @@ def _plan(settings: TrainSettings) -> _Plan | Path:
     if preset.task == "binary" and len(store.classes) != 2:
         raise ArtifactError(f"{store.path}: a binary store must have 2 classes, not {len(store.classes)}")
     fold = _concrete_fold(store, settings.fold)
+    devices = resolve_process_count(device, settings.devices)
     try:
-        resolved = resolve(settings, fold=fold, width=width, device=device)
+        resolved = resolve(settings, fold=fold, width=width, device=device, devices=devices)
     except ValueError as exc:
         raise ChromTransferError(str(exc)) from exc
     manifest_sha = file_sha256(store.path / "manifest.json")
@@ -316,10 +353,19 @@ def _build_model(plan: _Plan):
     from ..models import build_model, transfer_body
 
     s, classes = plan.settings, plan.store.classes
+    extra = {} if s.dropout is None else {"dropout": s.dropout}
     if plan.source is not None:
-        return transfer_body(plan.source, head=s.head, classes=classes)
-    n_outputs = len(classes) if s.head == "multiclass" else 1
-    return build_model(s.head, width=s.width, n_outputs=n_outputs, classes=classes)
+        model = transfer_body(plan.source, head=s.head, classes=classes, **extra)
+    else:
+        n_outputs = len(classes) if s.head == "multiclass" else 1
+        model = build_model(s.head, width=s.width, n_outputs=n_outputs, classes=classes, **extra)
+    if s.bn_momentum is not None:
+        import torch
+
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.momentum = 1.0 - s.bn_momentum  # PyTorch weights the new batch by momentum
+    return model
 
 
 def seed_everything(seed: int) -> None:
@@ -331,26 +377,72 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+#: Lightning warnings that do not apply to these runs: the loaders read in the main process on
+#: purpose, the run directory is reused on resume, epochs can be shorter than the logging interval,
+#: the samplers are ours, and epoch metrics are reduced over the DDP processes before logging.
+_HARMLESS_WARNINGS = (r".*does not have many workers.*",
+                      r".*exists and is not empty.*",
+                      r".*is smaller than the logging interval.*",
+                      r".*sampler.*set_epoch.*",
+                      r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",
+                      r".*when logging on epoch level in distributed setting.*")
+_LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning")
+
+
+def quiet_lightning_process() -> None:
+    """Apply :func:`_quiet_lightning`'s settings for the rest of this process's life.
+
+    For processes that exist only to train (those ``ddp_spawn`` spawns), called from a callback.
+    """
+    for name in _LIGHTNING_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for message in _HARMLESS_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
+
+
 @contextlib.contextmanager
 def _quiet_lightning() -> Iterator[None]:
     """Silence Lightning's informational chatter (device tables, tips) and known-harmless warnings."""
-    names = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning")
-    loggers = [logging.getLogger(name) for name in names]
+    loggers = [logging.getLogger(name) for name in _LIGHTNING_LOGGERS]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.WARNING)
     try:
         with warnings.catch_warnings():
-            for message in (r".*does not have many workers.*",
-                            r".*exists and is not empty.*",
-                            r".*is smaller than the logging interval.*",
-                            r".*sampler.*set_epoch.*",
-                            r".*isinstance\(treespec, LeafSpec\)` is deprecated.*"):
+            for message in _HARMLESS_WARNINGS:
                 warnings.filterwarnings("ignore", message=message)
             yield
     finally:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
+
+
+#: How long rank 0, at exit, waits for the processes it launched to end.
+CHILD_EXIT_TIMEOUT_S = 120
+_LAUNCHED: list[subprocess.Popen] = []
+
+
+def _remember_launched(processes: list[Any]) -> None:
+    """Have this process, when it exits, wait for the training processes its launcher started.
+
+    Lightning's script launcher starts the other processes of a node once, at the first ``fit``;
+    they re-run the same command or script and follow it call by call (``--fold all`` trains every
+    fold with them), so they can only be waited for at the very end. Waiting there makes
+    ``chromtransfer train`` return only once every process of the run has finished.
+    """
+    new = [p for p in processes if isinstance(p, subprocess.Popen) and p not in _LAUNCHED]
+    if new and not _LAUNCHED:
+        atexit.register(_wait_for_launched)
+    _LAUNCHED.extend(new)
+
+
+def _wait_for_launched() -> None:
+    for process in _LAUNCHED:
+        try:
+            process.wait(timeout=CHILD_EXIT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            log.warning("training process %s did not exit; stopping it", process.pid)
+            process.kill()
 
 
 def _utc() -> str:
@@ -374,7 +466,11 @@ def _train_one(settings: TrainSettings) -> Path:
     if len(np.unique(train_labels)) < 2:
         raise ArtifactError(f"{plan.store.path}: the training rows hold a single class; "
                             "a classifier needs at least two")
+    if len(val_rows) < s.world_size:
+        raise ArtifactError(f"{plan.store.path}: {len(val_rows)} validation rows cannot be shared by "
+                            f"{s.world_size} processes; train on fewer processes")
     weights = balanced_class_weights(train_labels, n_classes) if s.class_weights == "balanced" else None
+    primary = is_primary()
 
     document = plan.previous or {
         "format": RUN_FORMAT,
@@ -405,15 +501,20 @@ def _train_one(settings: TrainSettings) -> Path:
     document["settings"]["max_epochs"] = s.max_epochs
     document["sessions"].append({"started_utc": _utc(),
                                  "resumed_from": str(plan.resume_from) if plan.resume_from else None,
-                                 "device": s.device})
+                                 "device": s.device, "devices": s.devices, "num_nodes": s.num_nodes,
+                                 "world_size": s.world_size, "strategy": s.strategy})
     if document["status"] not in ("trained", "complete"):  # else only the export is missing
         document["status"] = "running"
-        write_json(run_dir / RUN_FILE, document)
-        _fit(plan, model, weights, train_rows, val_rows)
+        if primary:
+            write_json(run_dir / RUN_FILE, document)
+        _fit(plan, model, weights, train_rows, val_rows, primary)
+        if not primary:
+            return run_dir
         document["status"] = "trained"
         document["sessions"][-1]["fit_finished_utc"] = _utc()
         write_json(run_dir / RUN_FILE, document)
-    _export(plan, model, document)
+    if primary:
+        _export(plan, model, document)
     return run_dir
 
 
@@ -428,30 +529,45 @@ def _init_record(init: str | None) -> dict[str, Any] | None:
             "preset": model_doc.get("preset"), "config": model_doc.get("config")}
 
 
-def _fit(plan: _Plan, model, weights, train_rows: np.ndarray, val_rows: np.ndarray) -> None:
+def _fit(plan: _Plan, model, weights, train_rows: np.ndarray, val_rows: np.ndarray,
+         primary: bool = True) -> None:
+    import copy
+
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import EarlyStopping
 
-    from .callbacks import AtomicModelCheckpoint, LearningCurve, ThroughputProgressBar
+    from .callbacks import AtomicModelCheckpoint, LearningCurve, QuietProcess, ThroughputProgressBar
     from .data import make_loader
+    from .distributed import convert_sync_batchnorm
     from .module import ChromTransferModule
 
     s, run_dir = plan.settings, plan.run_dir
     cuda = s.device == "cuda"
-    module = ChromTransferModule(model, lr=s.lr, l2=s.l2, class_weights=weights,
+    distributed = s.strategy != "single"
+    network = model
+    if distributed and s.world_size > 1 and s.sync_batchnorm:
+        # a copy: the export loads the checkpoint into the plain-BatchNorm model (same state keys)
+        network = convert_sync_batchnorm(copy.deepcopy(model), s.device)
+    module = ChromTransferModule(network, lr=s.lr, l2=s.l2, class_weights=weights,
                                  lr_patience=s.lr_patience, lr_factor=s.lr_factor,
                                  frozen_body=s.frozen_body, seed=s.seed)
+    if s.precision == "64":
+        # Lightning converts to float64 only after restoring a checkpoint: a float32 module would
+        # round the resumed float64 weights to float32 first.
+        module = module.double()
     train_loader = make_loader(plan.store, train_rows, s.batch_size, shuffle=True, seed=s.seed,
-                               num_workers=s.num_workers, pin_memory=cuda)
+                               num_workers=s.num_workers, pin_memory=cuda, world_size=s.world_size)
     val_loader = make_loader(plan.store, val_rows, s.batch_size, shuffle=False, seed=s.seed,
-                             num_workers=s.num_workers, pin_memory=cuda)
+                             num_workers=s.num_workers, pin_memory=cuda, world_size=s.world_size)
     checkpoints = run_dir / CHECKPOINT_DIR
-    if plan.resume_from is None and checkpoints.exists():
+    if primary and plan.resume_from is None and checkpoints.exists():
         for stale in checkpoints.glob("*.ckpt"):  # an earlier attempt that never finished an epoch
             stale.unlink()
-    for stale in checkpoints.glob(".*.tmp-*"):
-        stale.unlink()
+    if primary:
+        for stale in checkpoints.glob(".*.tmp-*"):
+            stale.unlink()
     callbacks: list[Any] = [
+        QuietProcess(quiet_lightning_process),
         LearningCurve(run_dir / CURVE_FILE),
         # best.ckpt first, then last.ckpt, so that last.ckpt holds the best-checkpoint state of
         # this very epoch (Lightning keeps the order of its checkpoint callbacks).
@@ -468,14 +584,22 @@ def _fit(plan: _Plan, model, weights, train_rows: np.ndarray, val_rows: np.ndarr
     if not s.quiet:
         callbacks.append(ThroughputProgressBar())
     limit = s.limit_train_batches if s.limit_train_batches is not None else 1.0
+    plugins: list[Any] = []
+    from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+    if SLURMEnvironment.detect():
+        # No mid-epoch "hpc" checkpoints and self-requeueing on SIGUSR1: a requeued job continues
+        # from the last epoch-end checkpoint with --resume, which keeps resumed runs exact.
+        plugins.append(SLURMEnvironment(auto_requeue=False))
     with _quiet_lightning():
         trainer = pl.Trainer(
-            accelerator="gpu" if cuda else "cpu", devices=1,
-            precision="bf16-mixed" if s.precision == "bf16" else "32-true",
+            accelerator="gpu" if cuda else "cpu", devices=s.devices, num_nodes=s.num_nodes,
+            strategy=s.strategy if distributed else "auto",
+            precision={"bf16": "bf16-mixed", "64": "64-true"}.get(s.precision, "32-true"),
             max_epochs=s.max_epochs, logger=False, default_root_dir=str(run_dir),
             callbacks=callbacks, enable_progress_bar=not s.quiet, enable_model_summary=False,
             num_sanity_val_steps=0, limit_train_batches=limit, use_distributed_sampler=False,
-            log_every_n_steps=1,
+            log_every_n_steps=1, plugins=plugins or None,
         )
         try:
             trainer.fit(module, train_loader, val_loader,
@@ -486,6 +610,8 @@ def _fit(plan: _Plan, model, weights, train_rows: np.ndarray, val_rows: np.ndarr
                 signal.signal(signal.SIGINT, signal.default_int_handler)
                 raise KeyboardInterrupt from None
             raise
+        finally:
+            _remember_launched(getattr(getattr(trainer.strategy, "launcher", None), "procs", None) or [])
     if trainer.interrupted:
         raise KeyboardInterrupt
 

@@ -17,10 +17,19 @@ training-mode predictions made during the epoch, as Keras' training metrics; no 
 plateau watch ``val_loss``.
 
 Reproducibility: before every training batch the global torch RNG (dropout) is reseeded from
-``(seed, epoch, batch index)``, so a run resumed from an epoch-end checkpoint draws the very same
-dropout masks as an uninterrupted one. The plateau scheduler is stepped here, right after
+``(seed, epoch, batch index, rank)``, so a run resumed from an epoch-end checkpoint draws the very
+same dropout masks as an uninterrupted one, and the processes of a DDP run draw different masks
+(rank 0's equal those of a single-process run). The plateau scheduler is stepped here, right after
 validation and before the epoch-end checkpoint is written, and its state travels in the checkpoint,
 so a resumed run continues the same learning-rate schedule.
+
+Several processes (DDP, ``W`` of them): a batch is ``(codes, labels, total)`` where ``total`` is the
+size ``B`` of the global batch this process holds a share of. Each process's loss is
+``(W / B) * sum(weighted cross-entropy of its rows) + L2``; DDP averages the gradients over the
+processes, which gives exactly the gradient of ``mean over the B rows + L2``, the single-process
+loss, even when the shares differ in size. The epoch metrics are sums reduced over the processes
+and AUROC over the gathered predictions of all of them, so every process (and the learning curve,
+the early stopping and the plateau schedule) sees the numbers of the whole data set.
 """
 from __future__ import annotations
 
@@ -36,6 +45,7 @@ from torch.nn import functional as F
 
 from ..encoding import one_hot
 from ..models import ChromTransferNet, l2_penalty
+from .distributed import all_gather_rows, all_reduce_sum
 
 PLATEAU_KEY = "chromtransfer_plateau"
 #: Keras' Adam epsilon (K.epsilon()); PyTorch's default is 1e-8.
@@ -44,20 +54,25 @@ ADAM_EPSILON = 1e-7
 PLATEAU_MIN_DELTA = 1e-4
 
 
-def batch_seed(seed: int, epoch: int, batch: int) -> int:
-    """A 63-bit torch seed derived from ``(seed, epoch, batch)`` (NumPy's SeedSequence hashing)."""
-    state = np.random.SeedSequence([int(seed), int(epoch), int(batch)]).generate_state(2, dtype=np.uint32)
+def batch_seed(seed: int, epoch: int, batch: int, rank: int = 0) -> int:
+    """A 63-bit torch seed derived from ``(seed, epoch, batch, rank)`` (NumPy's SeedSequence hashing).
+
+    Rank 0 hashes ``(seed, epoch, batch)`` alone, so one process draws what rank 0 draws.
+    """
+    key = [int(seed), int(epoch), int(batch)] + ([int(rank)] if rank else [])
+    state = np.random.SeedSequence(key).generate_state(2, dtype=np.uint32)
     return (int(state[0]) << 31) ^ int(state[1])
 
 
 def per_sequence_loss(logits: torch.Tensor, labels: torch.Tensor, multiclass: bool) -> torch.Tensor:
-    """Cross-entropy per sequence, ``(N,)`` float32.
+    """Cross-entropy per sequence, ``(N,)`` (float32, or float64 for float64 logits).
 
     Args:
         logits: ``(N, 1)`` (binary) or ``(N, C)`` (multi-class) network outputs.
         labels: ``(N,)`` integer labels (0/1, or class indices).
     """
-    logits = logits.float()
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()
     if multiclass:
         return F.cross_entropy(logits, labels, reduction="none")
     return F.binary_cross_entropy_with_logits(logits[:, 0], labels.float(), reduction="none")
@@ -83,33 +98,44 @@ def auroc(scores: np.ndarray, labels: np.ndarray, multiclass: bool) -> float:
 
 
 class _Accumulator:
-    """Running sums of one epoch's losses plus its scores and labels (kept on the device)."""
+    """One epoch's running sums (this process's rows) plus its scores and labels, on the device.
+
+    ``data`` sums the (class-weighted, for training) per-sequence cross-entropy, ``penalty`` sums
+    the L2 term once per row, ``rows`` counts rows; :meth:`reduce` totals them over all processes.
+    """
 
     def __init__(self) -> None:
-        self.loss = 0.0
-        self.data = 0.0
+        self.data: torch.Tensor | float = 0.0
+        self.penalty: torch.Tensor | float = 0.0
         self.rows = 0
         self.scores: list[torch.Tensor] = []
         self.labels: list[torch.Tensor] = []
 
-    def add(self, loss: torch.Tensor | None, data: torch.Tensor, n: int, scores: torch.Tensor,
+    def add(self, per_sequence: torch.Tensor, penalty: torch.Tensor | None, scores: torch.Tensor,
             labels: torch.Tensor) -> None:
-        if loss is not None:
-            self.loss = self.loss + loss.detach() * n
-        self.data = self.data + data.detach() * n
+        n = int(labels.shape[0])
+        self.data = self.data + per_sequence.detach().double().sum()
+        if penalty is not None:
+            self.penalty = self.penalty + penalty.detach().double() * n
         self.rows += n
         self.scores.append(scores.detach().float())
         self.labels.append(labels.detach())
 
-    def means(self) -> tuple[float, float]:
-        if self.rows == 0:
-            return math.nan, math.nan
-        return float(self.loss) / self.rows, float(self.data) / self.rows
-
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        if not self.scores:
-            return np.zeros((0, 1), np.float32), np.zeros(0, np.int64)
-        return torch.cat(self.scores).cpu().numpy(), torch.cat(self.labels).cpu().numpy()
+    def reduce(self, device: torch.device, n_outputs: int) -> tuple[float, float, np.ndarray, np.ndarray]:
+        """``(mean data term, mean penalty, scores (N, C), labels (N,))`` over every process's rows."""
+        sums = torch.stack([torch.as_tensor(self.data, dtype=torch.float64, device=device),
+                            torch.as_tensor(self.penalty, dtype=torch.float64, device=device),
+                            torch.tensor(float(self.rows), dtype=torch.float64, device=device)])
+        data, penalty, rows = (float(v) for v in all_reduce_sum(sums).cpu())
+        if self.scores:
+            scores, labels = torch.cat(self.scores), torch.cat(self.labels)
+        else:
+            scores = torch.zeros((0, n_outputs), dtype=torch.float32, device=device)
+            labels = torch.zeros(0, dtype=torch.int64, device=device)
+        scores, labels = all_gather_rows(scores), all_gather_rows(labels)
+        if rows == 0:
+            return math.nan, math.nan, scores.cpu().numpy(), labels.cpu().numpy()
+        return data / rows, penalty / rows, scores.cpu().numpy(), labels.cpu().numpy()
 
 
 class ChromTransferModule(pl.LightningModule):
@@ -127,8 +153,8 @@ class ChromTransferModule(pl.LightningModule):
             BatchNorm layers stay in inference mode (running statistics fixed).
         seed: dropout reseeding seed.
 
-    A batch is ``(codes (N, L) uint8, labels (N,) int64)``; :meth:`forward` takes codes and
-    returns logits.
+    A batch is ``(codes (N, L) uint8, labels (N,) int64[, total])`` where ``total`` is the size of
+    the global batch under DDP (default N); :meth:`forward` takes codes and returns logits.
     """
 
     def __init__(self, model: ChromTransferNet, *, lr: float, l2: float = 1e-4,
@@ -176,7 +202,7 @@ class ChromTransferModule(pl.LightningModule):
                     module.eval()
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
-        return self.model(one_hot(codes))
+        return self.model(one_hot(codes, dtype=self.model.head.output.weight.dtype))
 
     # -- loss ----------------------------------------------------------------------------------
     def penalty(self) -> torch.Tensor:
@@ -195,44 +221,78 @@ class ChromTransferModule(pl.LightningModule):
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         self._freeze_body_batchnorm()
-        torch.manual_seed(batch_seed(self.seed, self.current_epoch, batch_idx))
+        torch.manual_seed(batch_seed(self.seed, self.current_epoch, batch_idx, self._rank()))
 
-    def training_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(loss, data term)`` of a training batch: class-weighted mean cross-entropy + L2 penalty."""
+    def _rank(self) -> int:
+        return int(self.trainer.global_rank) if self._trainer is not None else 0
+
+    def _world(self) -> int:
+        return int(self.trainer.world_size) if self._trainer is not None else 1
+
+    def weighted_losses(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Per-sequence cross-entropy times the class weight of its label, ``(N,)``."""
         per = per_sequence_loss(logits, labels, self.multiclass)
         if self.class_weights.numel():
             per = per * self.class_weights[labels]
-        data = per.mean()
-        return data + self.penalty(), data
+        return per
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_loss(self, logits: torch.Tensor, labels: torch.Tensor, total: int | None = None,
+                      world_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(loss, data term)`` of this process's share of a training batch.
+
+        The data term is the class-weighted cross-entropy summed over the share, times
+        ``world_size / total`` (``total``: rows of the global batch, default the share's own
+        size), so that averaging the processes' gradients gives the gradient of the global
+        batch's mean; with one process it is the batch mean. ``loss`` adds the L2 penalty.
+        """
+        loss, data, _ = self._loss(self.weighted_losses(logits, labels), total, world_size)
+        return loss, data
+
+    def _loss(self, per: torch.Tensor, total: int | None,
+              world_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(loss, data term, L2 penalty)`` from the weighted per-sequence losses of a share."""
+        total = int(per.shape[0]) if total is None else int(total)
+        data = per.sum() * (float(world_size) / total)
+        penalty = self.penalty()
+        return data + penalty, data, penalty
+
+    @staticmethod
+    def _unpack(batch: Any) -> tuple[torch.Tensor, torch.Tensor, int]:
+        if len(batch) == 3:
+            codes, labels, total = batch
+            return codes, labels, int(total)
         codes, labels = batch
+        return codes, labels, int(labels.shape[0])
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        codes, labels, total = self._unpack(batch)
         logits = self(codes)
-        loss, data = self.training_loss(logits, labels)
-        n = int(labels.shape[0])
-        self._train.add(loss, data, n, self._scores(logits), labels)
-        self.log("loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False, batch_size=n)
+        per = self.weighted_losses(logits, labels)
+        loss, _, penalty = self._loss(per, total, self._world())
+        self._train.add(per, penalty, self._scores(logits), labels)
+        self.log("loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False,
+                 batch_size=int(labels.shape[0]))
         return loss
 
     # -- validation ----------------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
         self._valid = _Accumulator()
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        codes, labels = batch
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        codes, labels, _ = self._unpack(batch)
         logits = self(codes)
-        data = per_sequence_loss(logits, labels, self.multiclass).mean()
-        self._valid.add(None, data, int(labels.shape[0]), self._scores(logits), labels)
+        self._valid.add(per_sequence_loss(logits, labels, self.multiclass), None,
+                        self._scores(logits), labels)
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
             return
         penalty = float(self.penalty().detach())
-        train_loss, train_bce = self._train.means()
-        _, val_bce = self._valid.means()
+        n_outputs = int(self.model.config.n_outputs)
+        train_bce, train_penalty, train_scores, train_labels = self._train.reduce(self.device, n_outputs)
+        val_bce, _, val_scores, val_labels = self._valid.reduce(self.device, n_outputs)
+        train_loss = train_bce + train_penalty
         val_loss = val_bce + penalty
-        train_scores, train_labels = self._train.arrays()
-        val_scores, val_labels = self._valid.arrays()
         lr = float(self.trainer.optimizers[0].param_groups[0]["lr"])
         record = {
             "epoch": int(self.current_epoch) + 1,
@@ -249,6 +309,7 @@ class ChromTransferModule(pl.LightningModule):
         self.epoch_record = record
         self._train = _Accumulator()
         self._valid = _Accumulator()
+        # Every process holds the same (reduced) values, so no further sync_dist averaging.
         self.log_dict({k: float(v) for k, v in record.items() if k not in ("epoch", "seconds", "val_loss")},
                       prog_bar=False, logger=False)
         self.log("val_loss", val_loss, prog_bar=True, logger=False)

@@ -16,6 +16,10 @@ All use Adam and the L2 penalty 1e-4 on the convolution kernels. ``baseline`` us
 weights like ``finetune``: the binary baseline is the fine-tuned model's from-scratch twin, so the
 two differ only in the initial body and the learning rate. ``--frozen-body`` (the authors' later
 script) trains only the head of a fine-tuned model, at 1e-3 for 20 epochs unless overridden.
+
+Batch sizes are global: with ``devices x num_nodes`` > 1 processes (DDP) each process takes its
+share of every batch of ``batch_size`` rows, so the published batch sizes and learning rates hold
+on any number of GPUs (docs/scaling.md).
 """
 from __future__ import annotations
 
@@ -24,7 +28,12 @@ from typing import Any
 
 PRESET_NAMES = ("pretrain", "finetune", "baseline", "multiclass")
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("32", "bf16")
+#: ``auto``: one process per device (DDP when there are several); ``ddp``: Lightning's launcher
+#: starts the other processes by re-running the command; ``ddp_spawn``: it spawns them from Python.
+STRATEGIES = ("auto", "ddp", "ddp_spawn")
+#: ``32``: float32; ``bf16``: bf16 autocast (GPU); ``64``: float64 throughout, slow, for numerical
+#: checks (e.g. that several DDP processes compute what one process computes).
+PRECISIONS = ("32", "bf16", "64")
 CLASS_WEIGHTS = ("balanced", "none")
 EXPORTS = ("best", "last")
 #: Learning rate and epochs of the authors' frozen-body script.
@@ -97,7 +106,20 @@ class TrainSettings:
         frozen_body: train only the head; the body's weights and BatchNorm statistics stay fixed.
         seed: seeds Python, NumPy and torch, the shuffling, dropout and the random validation set.
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
-        precision: ``"32"`` or ``"bf16"`` (bf16 autocast; GPU only).
+        devices: processes (GPUs, or CPU processes) per node, or ``"auto"`` (every visible GPU;
+            one process on the CPU). With more than one process in all the run uses DDP and
+            ``batch_size`` stays the global batch size (see docs/scaling.md).
+        num_nodes: machines; ``devices x num_nodes`` processes in all.
+        strategy: one of :data:`STRATEGIES`.
+        sync_batchnorm: under DDP, BatchNorm statistics over the global batch (as one process
+            would compute them) rather than over each process's share.
+        bn_momentum: BatchNorm momentum in Keras' convention (``None``: the published 0.99; the
+            moving statistics keep this share of their value each step). Short runs of few
+            steps need a lower value (e.g. 0.9) for the moving statistics to catch up.
+        dropout: dropout rate of the network (``None``: the published 0.1, or the ``--init``
+            model's rate).
+        precision: ``"32"``, ``"bf16"`` (bf16 autocast; GPU only) or ``"64"`` (float64, for
+            numerical checks).
         num_workers: DataLoader worker processes (``None``: 0 on the CPU, 4 on a GPU).
         limit_train_batches: train on this many batches (int) or this fraction (float) per epoch.
         fold: validation fold of the store (``None``: fold 0 if the store has folds, else a random
@@ -135,6 +157,12 @@ class TrainSettings:
     subsample_seed: int | None = None
     resume: bool = False
     quiet: bool = False
+    devices: int | str = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    sync_batchnorm: bool = True
+    dropout: float | None = None
+    bn_momentum: float | None = None
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> "TrainSettings":
@@ -176,22 +204,32 @@ class ResolvedSettings:
     subsample_seed: int = 0
     quiet: bool = False
     resume: bool = False
+    devices: int = 1
+    num_nodes: int = 1
+    strategy: str = "single"
+    world_size: int = 1
+    sync_batchnorm: bool = True
+    dropout: float | None = None
+    bn_momentum: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    #: Settings that may differ when a run is resumed (they do not change the numbers on one device).
+    #: Settings that may differ when a run is resumed (they do not change the numbers on one
+    #: device; a different number of processes changes only the dropout masks and rounding).
     RESUMABLE_CHANGES = ("out", "quiet", "resume", "num_workers", "max_epochs", "store", "init",
-                         "device", "extra")
+                         "device", "devices", "num_nodes", "strategy", "world_size", "extra")
 
 
 def resolve(settings: TrainSettings, fold: int | None = None, width: float | None = None,
-            device: str = "cpu") -> ResolvedSettings:
+            device: str = "cpu", devices: int | None = None) -> ResolvedSettings:
     """Fill in the preset's defaults; ``ValueError`` (one sentence) for impossible combinations.
 
     ``fold`` is the concrete validation fold (``None`` = random validation set), ``width`` the
-    network width when it is fixed by ``--init`` and ``device`` the resolved device.
+    network width when it is fixed by ``--init``, ``device`` the resolved device and ``devices``
+    the resolved number of processes per node (``None``: ``settings.devices``, which must then be
+    a number).
     """
     if settings.preset not in PRESETS:
         raise ValueError(f"unknown preset {settings.preset!r}; choose one of {', '.join(PRESET_NAMES)}")
@@ -208,6 +246,24 @@ def resolve(settings: TrainSettings, fold: int | None = None, width: float | Non
         raise ValueError("the multiclass preset needs the multiclass head")
     if preset.task == "binary" and head == "multiclass":
         raise ValueError(f"the {preset.name} preset trains a binary head, not the multiclass one")
+    if settings.strategy not in STRATEGIES:
+        raise ValueError(f"--strategy must be one of {', '.join(STRATEGIES)}")
+    if devices is None:
+        devices = parse_devices(settings.devices)
+        if devices is None:
+            raise ValueError("--devices auto must be resolved against the visible devices first")
+    if int(devices) < 1:
+        raise ValueError("--devices must be at least 1 (or auto)")
+    if int(settings.num_nodes) < 1:
+        raise ValueError("--num-nodes must be at least 1")
+    world_size = int(devices) * int(settings.num_nodes)
+    strategy = settings.strategy
+    if strategy == "auto":
+        strategy = "ddp" if world_size > 1 else "single"
+    if settings.bn_momentum is not None and not 0 <= float(settings.bn_momentum) < 1:
+        raise ValueError("--bn-momentum must lie in [0, 1)")
+    if settings.dropout is not None and not 0 <= float(settings.dropout) < 1:
+        raise ValueError("--dropout must lie in [0, 1)")
     lr, max_epochs = preset.lr, preset.max_epochs
     if settings.frozen_body:
         lr, max_epochs = FROZEN_BODY_LR, FROZEN_BODY_EPOCHS
@@ -240,6 +296,13 @@ def resolve(settings: TrainSettings, fold: int | None = None, width: float | Non
         subsample_seed=int(settings.subsample_seed if settings.subsample_seed is not None else settings.seed),
         quiet=bool(settings.quiet),
         resume=bool(settings.resume),
+        devices=int(devices),
+        num_nodes=int(settings.num_nodes),
+        strategy=strategy,
+        world_size=world_size,
+        sync_batchnorm=bool(settings.sync_batchnorm),
+        dropout=float(settings.dropout) if settings.dropout is not None else None,
+        bn_momentum=float(settings.bn_momentum) if settings.bn_momentum is not None else None,
     )
     for name in ("lr", "l2"):
         if getattr(resolved, name) < 0 or (name == "lr" and resolved.lr == 0):
@@ -254,7 +317,24 @@ def resolve(settings: TrainSettings, fold: int | None = None, width: float | Non
         raise ValueError("--train-fraction must lie in (0, 1]")
     if not 0 < resolved.width <= 4:
         raise ValueError("--width must lie in (0, 4]")
+    if world_size > 1 and resolved.batch_size < 2 * world_size:
+        raise ValueError(f"--batch-size {resolved.batch_size} is the global batch; split over {world_size} "
+                         f"processes each would get fewer than 2 rows (use at least {2 * world_size})")
     return resolved
+
+
+def parse_devices(value: int | str) -> int | None:
+    """``--devices``: a positive count, or ``None`` for ``"auto"``; ``ValueError`` otherwise."""
+    text = str(value).strip().lower()
+    if text == "auto":
+        return None
+    try:
+        count = int(text)
+    except ValueError:
+        raise ValueError(f"--devices must be a number or auto, not {value!r}") from None
+    if count < 1:
+        raise ValueError("--devices must be at least 1 (or auto)")
+    return count
 
 
 def with_fold(settings: TrainSettings, fold: int, out: str) -> TrainSettings:
