@@ -31,5 +31,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
+# Benchmarks against the reference tools (TensorFlow/Keras, tangermeme, memelite, FIMO), which
+# live in .venv-bench, never in the package's own environment. Tables print; numbers go to
+# benchmarks/results.json.
+bench: $(STAMP)
+	bash benchmarks/setup_bench_env.sh .venv-bench
+	$(BIN)/python benchmarks/run_all.py
+
 clean:
-	rm -rf $(VENV) demo-output
+	rm -rf $(VENV) .venv-bench demo-output
