@@ -58,7 +58,8 @@ def _reverse_complement(codes: torch.Tensor) -> torch.Tensor:
 
 
 def predict_codes(model: torch.nn.Module, codes: np.ndarray, *, batch_size: int = 1024,
-                  device: str | torch.device = "auto", rc_average: bool = False) -> np.ndarray:
+                  device: str | torch.device = "auto", rc_average: bool = False,
+                  fast: bool = True) -> np.ndarray:
     """Probabilities for equal-length sequences.
 
     Args:
@@ -70,6 +71,9 @@ def predict_codes(model: torch.nn.Module, codes: np.ndarray, *, batch_size: int 
         batch_size: sequences per forward pass.
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or a :class:`torch.device`.
         rc_average: average each probability with that of the reverse complement sequence.
+        fast: on the CPU in float32, run an inference-only copy of the model
+            (:func:`chromtransfer.fast.codes_runner`: the same probabilities to float32 rounding,
+            several times faster); ``False`` runs the model itself.
 
     Returns:
         ``float32`` array ``(N, n_outputs)``: sigmoid probabilities (binary heads, n_outputs = 1)
@@ -92,14 +96,20 @@ def predict_codes(model: torch.nn.Module, codes: np.ndarray, *, batch_size: int 
     if codes.shape[0] == 0:
         return np.zeros((0, n_outputs or 1), dtype=np.float32)
     out: list[np.ndarray] = []
+    runner = None
+    if fast:
+        from .fast import codes_runner
+
+        runner = codes_runner(model, dev)
+    forward = runner or (lambda b: model(one_hot(b, dtype)))
     try:
         with torch.inference_mode():
             for start in range(0, codes.shape[0], batch_size):
                 batch = torch.from_numpy(np.require(codes[start:start + batch_size], np.uint8, ["C", "W"]))
                 batch = batch.to(dev, non_blocking=True)
-                prob = probabilities(model(one_hot(batch, dtype)), multiclass)
+                prob = probabilities(forward(batch), multiclass)
                 if rc_average:
-                    rc = probabilities(model(one_hot(_reverse_complement(batch), dtype)), multiclass)
+                    rc = probabilities(forward(_reverse_complement(batch)), multiclass)
                     prob = (prob + rc) / 2
                 out.append(prob.float().cpu().numpy())
     finally:
