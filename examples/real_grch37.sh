@@ -55,4 +55,5 @@ done
 "$CT" prepare finetune --genome "$GENOME" --task multiclass --labels-csv "$CSV" \
     --test-chroms "$TEST" --folds 3 --seed 0 --out "$OUT/multiclass"
 
-"$CT" info dataset "$OUT/pretrain" | head -8
+"$CT" info dataset "$OUT/pretrain" > "$OUT/pretrain.info.txt"  # (head would end the pipe early under pipefail)
+sed -n 1,8p "$OUT/pretrain.info.txt"
