@@ -458,25 +458,49 @@ def _summary(samples: dict, info: dict) -> dict:
             "infer_median_per_cpu_s": med(samples["infer_cpu"])}
 
 
-def _phase(starters: list, args, label: str) -> dict[str, dict]:
-    """Start the workers, time them in interleaved rounds, stop them; name -> summary."""
+def _phase(starters: list, args, label: str, errors: dict[str, str]) -> dict[str, dict]:
+    """Start the workers, time them in interleaved rounds, stop them; name -> summary.
+
+    A worker that fails to start or dies is left out of the rest of the phase; its error goes
+    into ``errors`` (the benchmark goes on without it).
+    """
     workers: list[Worker] = []
+
+    def drop(worker_or_name, exc: Exception) -> None:
+        name = worker_or_name if isinstance(worker_or_name, str) else worker_or_name.name
+        errors[name] = str(exc)[-2000:]
+        print(f"[{label}] {name} left out: {str(exc).splitlines()[-1] if str(exc) else exc!r}",
+              file=sys.stderr, flush=True)
+        if not isinstance(worker_or_name, str):
+            workers.remove(worker_or_name)
+            worker_or_name.close()
+
     try:
-        for start in starters:
-            workers.append(start())
-        for w in workers:  # untimed warm-up call of each kind
-            for op in w.workloads:
-                w.call(op, 1)
+        for name, start in starters:
+            try:
+                workers.append(start())
+            except (RuntimeError, OSError, json.JSONDecodeError) as exc:
+                drop(name, exc)
+        for w in list(workers):  # untimed warm-up call of each kind
+            try:
+                for op in w.workloads:
+                    w.call(op, 1)
+            except (RuntimeError, OSError, json.JSONDecodeError) as exc:
+                drop(w, exc)
         samples = {w.name: {"train": [], "infer": [], "train_cpu": [], "infer_cpu": []}
                    for w in workers}
         for r in range(args.rounds):
             order = workers if r % 2 == 0 else workers[::-1]
             for op, steps, batch in (("train", args.train_steps, args.train_batch),
                                      ("infer", args.infer_steps, args.infer_batch)):
-                for w in order:
-                    if op not in w.workloads:
+                for w in list(order):
+                    if op not in w.workloads or w not in workers:
                         continue
-                    reply = w.call(op, steps)
+                    try:
+                        reply = w.call(op, steps)
+                    except (RuntimeError, OSError, json.JSONDecodeError) as exc:
+                        drop(w, exc)
+                        continue
                     samples[w.name][op].append(batch * steps / reply["seconds"])
                     samples[w.name][op + "_cpu"].append(batch * steps / max(reply["cpu_seconds"], 1e-9))
             line = "  ".join(
@@ -509,9 +533,10 @@ def run(args) -> dict:
         def start() -> Worker:
             print(f"starting {name} ...", file=sys.stderr, flush=True)
             return _torch_worker(name, config, args, codes_path, labels_path, workloads)
-        return start
+        return name, start
 
-    result: dict = {"configs": {}, "levers": {}}
+    result: dict = {"configs": {}, "levers": {}, "errors": {}}
+    errors = result["errors"]
     try:
         starters = []
         if not args.no_keras:
@@ -519,21 +544,25 @@ def run(args) -> dict:
                 def keras_start() -> Worker:
                     print("starting keras ...", file=sys.stderr, flush=True)
                     return _keras_worker(args, codes_path, labels_path)
-                starters.append(keras_start)
+                starters.append(("keras", keras_start))
             else:
                 print(f"note: {args.bench_python} not found (run benchmarks/setup_bench_env.sh); "
                       "Keras is left out", file=sys.stderr)
         starters += [torch_starter("pytorch_plain", PLAIN), torch_starter("chromtransfer", OPTIMISED)]
-        result["configs"] = _phase(starters, args, "main")
+        result["configs"] = _phase(starters, args, "main", errors)
+        if "chromtransfer" not in result["configs"]:
+            raise RuntimeError(f"the chromtransfer worker failed:\n{errors.get('chromtransfer')}")
 
         names = [name for name in LEVERS if not args.lever or name in args.lever] if args.levers else []
         for first in range(0, len(names), args.group):
             group = names[first:first + args.group]
             starters = [torch_starter("chromtransfer", OPTIMISED)]
             starters += [torch_starter(name, LEVERS[name][0], LEVERS[name][1]) for name in group]
-            phase = _phase(starters, args, "levers " + ",".join(group))
-            base = phase["chromtransfer"]
+            phase = _phase(starters, args, "levers " + ",".join(group), errors)
+            base = phase.get("chromtransfer")
             for name in group:
+                if name not in phase or base is None:
+                    continue
                 for op in LEVERS[name][1]:
                     lever = phase[name]
                     result["levers"][f"{name}/{op}"] = {
@@ -557,7 +586,8 @@ def run(args) -> dict:
             result[f"{op}_ratio_vs_keras_of_medians"] = ours[f"{op}_median"] / keras[f"{op}_median"]
             result[f"{op}_ratio_vs_keras_per_cpu_s"] = (ours[f"{op}_median_per_cpu_s"]
                                                         / keras[f"{op}_median_per_cpu_s"])
-        result[f"{op}_ratio_vs_pytorch_plain"] = _paired(ours, configs["pytorch_plain"], op)
+        if "pytorch_plain" in configs:
+            result[f"{op}_ratio_vs_pytorch_plain"] = _paired(ours, configs["pytorch_plain"], op)
     result["settings"] = {
         "rounds": args.rounds, "threads": args.threads, "length": args.length,
         "train_batch": args.train_batch, "infer_batch": args.infer_batch,
@@ -596,6 +626,8 @@ def print_table(result: dict) -> None:
           f"features {diff.get('features', float('nan')):.1e}, probabilities {diff['probabilities']:.1e}, "
           f"logits {diff['logits']:.1e} = {diff['logits_relative']:.1e} of max |logit| {diff['max_abs_logit']:.1f} (plain float32 vs "
           f"float64: {diff['plain_float32_vs_float64_logits']:.1e})")
+    for name, error in result.get("errors", {}).items():
+        print(f"{name}: failed ({error.strip().splitlines()[-1] if error.strip() else 'no message'})")
     if result["levers"]:
         print(f"\nlevers (chromtransfer with one change; ratio < 1 means the change is slower)")
         print(f"{'lever/workload':36s} {'seq/s':>8s} {'ratio':>7s} {'per cpu-s':>10s}  what")

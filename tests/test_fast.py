@@ -248,3 +248,21 @@ def test_hooks_see_every_module_of_a_unit():
     finally:
         handle.remove()
     assert seen == [(5, model.body.stem.conv.out_channels, 50)]
+
+
+def test_batchnorm_subclasses_keep_their_own_forward():
+    """A BatchNorm1d subclass (e.g. the synchronised one of multi-process training) is called as a
+    module, with the documented (N, C, L) shape, not replaced by the plain-BatchNorm arithmetic."""
+    calls = []
+
+    class Watched(torch.nn.BatchNorm1d):
+        def forward(self, x):
+            calls.append(tuple(x.shape))
+            return super().forward(x)
+
+    torch.manual_seed(0)
+    model = build_model("finetune", width=0.25).train()
+    old = model.body.stem.bn
+    model.body.stem.bn = Watched(old.num_features, eps=old.eps, momentum=old.momentum)
+    model(one_hot(_codes(5, 40, seed=2))).sum().backward()
+    assert calls == [(5, old.num_features, 40)]

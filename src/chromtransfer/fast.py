@@ -1,4 +1,4 @@
-"""Fast inference for :class:`~chromtransfer.models.ChromTransferNet` on the CPU (and GPU).
+"""Fast inference for :class:`~chromtransfer.models.ChromTransferNet` on the CPU.
 
 :func:`fuse_for_inference` turns a trained model into an inference-only module that computes the
 same logits (float32 differences ~1e-6; the test suite holds it to 1e-5) with less work per
@@ -15,15 +15,22 @@ sequence:
 * optionally (off by default: measured slower here, the wider output costs more than the
   second pass over the input saves), the two convolutions of a projection block that read the
   same input with the same kernel (main path and shortcut) run as one with both filter banks;
-* BatchNorm of the dense head is folded into the following Dense layer (exact algebra).
+* BatchNorm of the dense head is folded into the following Dense layer (exact algebra);
+* the model runs on any device, but these choices target oneDNN on the CPU.
 
 BatchNorm of the body is **not** folded into the convolutions. The network applies ReLU before
-BatchNorm (conv -> ReLU -> BN), so BN cannot enter its own convolution, only the next one; the
-next convolution zero-pads its input, and a padded zero is not BN of anything, so the folded
-bias is exact only away from the edges. Exactness needs per-position edge biases added before
-the next ReLU, which costs more small operations than the one pass over the activations that
-BN costs (measured in ``benchmarks/bench_throughput.py``). BN therefore stays one affine pass
-(``y * scale + shift``) per conv unit.
+BatchNorm (conv -> ReLU -> BN), so BN cannot enter its own convolution, only the next one
+(``W * BN(r) = (W s) * r + W t``); but the next convolution zero-pads its input, and a padded
+zero is not BN of anything, so the folded bias ``W t`` is right only away from the sequence
+edges. The exact fold needs a per-position bias at the first and last ``k // 2`` positions of
+every layer, added before the next ReLU, i.e. the ReLU can no longer be fused into the
+convolution, or the edge columns must be recomputed: more work than it saves, since the affine
+BN pass is only ~7 % of the fused model's time (profile: chunks of 32, one thread; the
+convolutions take ~87 %). Padding with the value that BN maps to zero (``-t / s``) would keep the
+fold exact but needs a padded copy of every activation, the cost the pass already has. BN
+therefore stays one affine pass (``y * scale + shift``, with the residual add where there is one)
+per conv unit. Where activations do not need zero padding, the fold is done: the head's
+BatchNorm layers are folded into the following Dense layers.
 
 :func:`forward_in_chunks` runs a module over a large batch in cache-sized chunks on several
 worker threads, each running single-threaded kernels; this keeps activations in the CPU caches
@@ -105,7 +112,7 @@ def _bn_affine(bn: nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class _Affine(nn.Module):
-    """Per-channel ``x * scale + shift`` on ``(N, C, 1, L)`` (inference BatchNorm), one pass."""
+    """Per-channel ``x * scale + shift`` on ``(N, C, 1, L)``: inference BatchNorm in one pass."""
 
     def __init__(self, scale: torch.Tensor, shift: torch.Tensor):
         super().__init__()
@@ -113,7 +120,7 @@ class _Affine(nn.Module):
         self.register_buffer("shift", shift.view(1, -1, 1, 1).clone())
 
     def forward(self, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
-        """``x * scale + shift`` (``+ add`` when given: the residual of a block, same pass count)."""
+        """``x * scale + shift``, plus ``add`` when given (the residual input of a block)."""
         if add is None:
             return torch.addcmul(self.shift, x, self.scale)
         return torch.addcmul(add + self.shift, x, self.scale)

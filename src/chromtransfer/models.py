@@ -227,7 +227,9 @@ def conv_relu_channels_last(x4: torch.Tensor, weight4: torch.Tensor, bias: torch
                             pad: int) -> torch.Tensor:
     """``relu(conv2d(x4, weight4, bias, padding=(0, pad)))`` on channels-last CPU float32 input,
     as one oneDNN call (ReLU as a fused post-op) where available. No autograd."""
-    if pointwise_conv_available():
+    # Under torch.compile the plain operations: the private op's shape function reports
+    # contiguous strides for a channels-last result, and the compiler fuses conv + ReLU itself.
+    if pointwise_conv_available() and not torch.compiler.is_compiling():
         return torch.ops.mkldnn._convolution_pointwise(x4, weight4, bias, [0, pad], [1, 1], [1, 1],
                                                        1, "relu", [], "")
     return F.conv2d(x4, weight4, bias, padding=(0, pad)).relu_()
@@ -349,9 +351,14 @@ class _BatchNormRows(torch.autograd.Function):
 
 
 def _batch_norm_rows(bn: nn.BatchNorm1d, z: torch.Tensor, dropout: nn.Dropout) -> torch.Tensor:
-    """``dropout(bn(z))`` for rows ``(M, C)``: the same semantics as the modules on ``(N, C, L)``."""
+    """``dropout(bn(z))`` for rows ``(M, C)``: the same semantics as the modules on ``(N, C, L)``.
+
+    Only a plain ``nn.BatchNorm1d`` takes :class:`_BatchNormRows`; anything else is called as a
+    module on the rows.
+    """
     scale = _dropout_scale(z, dropout)
-    if not (bn.training and bn.affine and torch.is_grad_enabled() and z.requires_grad):
+    if type(bn) is not nn.BatchNorm1d or not (bn.training and bn.affine and torch.is_grad_enabled()
+                                              and z.requires_grad):
         out = bn(z)
         return out if scale is None else out * scale
     if z.shape[0] < 2:
@@ -398,7 +405,9 @@ class ConvUnit(nn.Module):
     with training-mode dropout (mask from :func:`_dropout_scale`), and the convolution and its
     ReLU run as one operation (:class:`_ConvReLUChannelsLast`; oneDNN's fused post-op). When a
     hook is registered on any of the unit's modules, those modules are called as usual on
-    ``(N, C, L)`` tensors instead, so hooks always see the documented calls and shapes.
+    ``(N, C, L)`` tensors instead, so hooks always see the documented calls and shapes; so is a
+    BatchNorm subclass with its own forward (the synchronised BatchNorm of multi-process
+    training).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dropout: float = DROPOUT):
@@ -418,7 +427,8 @@ class ConvUnit(nn.Module):
             y = _ConvReLUChannelsLast.apply(x4, weight4, conv.bias, pad)
         else:
             y = conv_relu_channels_last(x4, weight4, conv.bias, pad).squeeze(2)
-        if _hooked(self.bn) or _hooked(self.dropout):
+        if _hooked(self.bn) or _hooked(self.dropout) or type(self.bn) is not nn.BatchNorm1d:
+            # hooks, or a BatchNorm with its own forward (multi-process synced): module calls
             return self.dropout(self.bn(y))
         n, c, length = y.shape
         z = _batch_norm_rows(self.bn, y.transpose(1, 2).reshape(n * length, c), self.dropout)

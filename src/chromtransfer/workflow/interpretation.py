@@ -106,7 +106,8 @@ def interpret_cell(study: "Study", cell: str) -> dict[str, Any]:
     info["figures"] += [[str(p.relative_to(out)), f"{cell}: attribution logo of an example region"] for p in logos]
     if truth:
         info["planted_tfs"] = planted
-        info["planted_in_top5"] = bool(set(planted) & set(top[:5]))
+        # JASPAR spells some names in mouse case (Spi1, Nfe2l2): compare case-insensitively
+        info["planted_in_top5"] = bool({p.lower() for p in planted} & {t.lower() for t in top[:5]})
     write_json(out / "summary.json", info)
     return {k: info[k] for k in ("regions", "sites", "top_tfs")}
 
