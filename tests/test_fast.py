@@ -266,3 +266,16 @@ def test_batchnorm_subclasses_keep_their_own_forward():
     model.body.stem.bn = Watched(old.num_features, eps=old.eps, momentum=old.momentum)
     model(one_hot(_codes(5, 40, seed=2))).sum().backward()
     assert calls == [(5, old.num_features, 40)]
+
+
+def test_codes_runner_only_where_it_applies(pretrain_model):
+    from chromtransfer.fast import codes_runner
+
+    assert codes_runner(copy.deepcopy(pretrain_model).double()) is None  # float64: the model itself
+    assert codes_runner(pretrain_model, "cuda") is None  # elsewhere than the CPU: the model itself
+    assert codes_runner(torch.nn.Linear(4, 1)) is None
+    runner = codes_runner(pretrain_model, chunk=2, workers=2)
+    codes = _codes(5, 600, seed=12)
+    _, want = _plain_outputs(pretrain_model, one_hot(codes))
+    with torch.inference_mode():
+        _assert_same(runner(codes), want)

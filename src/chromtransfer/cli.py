@@ -8,8 +8,13 @@ so that ``--help`` stays fast. A :class:`~chromtransfer.errors.ChromTransferErro
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import sys
+
+# Before torch is imported (OpenMP reads it once): idle threads sleep instead of spinning, which
+# made training about 5x slower on a busy 2-core machine (benchmarks/README.md).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import click
 

@@ -354,13 +354,20 @@ def forward_in_chunks(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tenso
 
 
 def codes_runner(model: nn.Module, device: torch.device | str = "cpu", *, chunk: int = 32,
-                 workers: int | None = None) -> Callable[[torch.Tensor], torch.Tensor] | None:
+                 workers: int | None = None,
+                 compile: bool = False) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """A fast ``codes -> logits`` function for ``model``, or ``None`` where there is none.
 
     On the CPU, for a float32 :class:`~chromtransfer.models.ChromTransferNet`: the fused model
     (:func:`fuse_for_inference`) run by :func:`forward_in_chunks` (``chunk`` rows per call,
     ``workers`` threads, default ``torch.get_num_threads()``). Elsewhere (CUDA, float64, other
     modules) ``None``: run the model itself.
+
+    ``compile=True`` also compiles the fused model with ``torch.compile`` (inductor, weights
+    frozen as constants): about 9 % faster on a 2-core AVX-512 CPU, at the price of a C++
+    compiler at run time and a minute or more of compilation for each sequence length. Every
+    chunk is padded to ``chunk`` rows, so one length compiles once; the first call compiles in the
+    calling thread before any worker starts.
 
     The returned function takes uint8 codes ``(N, L)`` on the CPU and returns logits
     ``(N, n_outputs)``; call it under :func:`torch.inference_mode`.
@@ -370,8 +377,26 @@ def codes_runner(model: nn.Module, device: torch.device | str = "cpu", *, chunk:
     if next(model.parameters()).dtype != torch.float32:
         return None
     fused = fuse_for_inference(model)
+    if not compile:
+        def run(codes: torch.Tensor) -> torch.Tensor:
+            return forward_in_chunks(fused.forward_codes, codes, chunk=chunk, workers=workers)
+        return run
 
-    def run(codes: torch.Tensor) -> torch.Tensor:
-        return forward_in_chunks(fused.forward_codes, codes, chunk=chunk, workers=workers)
+    compiled = torch.compile(fused.forward_codes, options={"freezing": True})
+    compiled_lengths: set[int] = set()
 
-    return run
+    def padded(part: torch.Tensor) -> torch.Tensor:
+        rows = part.shape[0]
+        if rows < chunk:  # N rows (code 4) up to the compiled batch size, dropped afterwards
+            part = torch.cat([part, part.new_full((chunk - rows, part.shape[1]), 4)])
+        return compiled(part)[:rows]
+
+    def run_compiled(codes: torch.Tensor) -> torch.Tensor:
+        if codes.shape[0] == 0:
+            return fused.forward_codes(codes)
+        if codes.shape[1] not in compiled_lengths:
+            padded(codes[:chunk])  # compile here, not inside a worker thread
+            compiled_lengths.add(codes.shape[1])
+        return forward_in_chunks(padded, codes, chunk=chunk, workers=workers)
+
+    return run_compiled

@@ -362,7 +362,8 @@ def _batch_norm_rows(bn: nn.BatchNorm1d, z: torch.Tensor, dropout: nn.Dropout) -
         out = bn(z)
         return out if scale is None else out * scale
     if z.shape[0] < 2:
-        raise ValueError(f"Expected more than 1 value per channel when training, got input size {tuple(z.shape)}")
+        raise ValueError("Expected more than 1 value per channel when training, "
+                         f"got input size {tuple(z.shape)}")
     factor = 0.0
     if bn.track_running_stats:
         bn.num_batches_tracked.add_(1)
