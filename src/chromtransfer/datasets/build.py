@@ -31,6 +31,15 @@ CHUNK_ROWS = 65536
 GC_CODES = (1, 2)
 
 
+def as_path_list(value) -> list:
+    """``None`` -> ``[]``; one path -> ``[path]``; any other iterable -> a list of it."""
+    if value is None:
+        return []
+    if isinstance(value, (str, os.PathLike)):
+        return [value]
+    return list(value)
+
+
 def describe_inputs(**groups: Any) -> dict[str, Any]:
     """``{role: [{"path", "sha256"}]}`` for input files (``None`` and empty roles are left out)."""
     out: dict[str, Any] = {}

@@ -36,7 +36,7 @@ import pandas as pd
 from ..errors import InputError
 from ..genome import Genome, open_genome
 from ..intervals import IntervalSet, centred_windows, region_names, validate_regions
-from .build import (candidate_tiles, describe_inputs, read_many, resolve_chroms, weighted_sample,
+from .build import (as_path_list, candidate_tiles, describe_inputs, read_many, resolve_chroms, weighted_sample,
                     write_window_store)
 from .labels import (NEGATIVE_LABEL, canonical_cell, exclusive_positives, find_label_files, match_cell,
                      read_label_matrix, read_published_labels, read_signal_matrix)
@@ -133,7 +133,7 @@ def prepare_finetune(
     if labels_csv is not None:
         files = find_label_files(labels_csv, cell_list)
         rows, classes, considered = _from_published(g, files, cell, task, length, dropped)
-        inputs = describe_inputs(genome=g.path, labels_csv=list(files.values()), blacklist=_as_list(blacklist))
+        inputs = describe_inputs(genome=g.path, labels_csv=list(files.values()), blacklist=as_path_list(blacklist))
     else:
         matrix_path = label_matrix if label_matrix is not None else signal_matrix
         if label_matrix is not None:
@@ -147,7 +147,7 @@ def prepare_finetune(
         rows, classes, considered = _from_matrix(g, regions, opened, names, cell, task, neg_ratio, length,
                                                  test_chroms, seed, dropped)
         inputs = describe_inputs(genome=g.path, **{"label_matrix" if label_matrix is not None else "signal_matrix":
-                                                   matrix_path}, blacklist=_as_list(blacklist))
+                                                   matrix_path}, blacklist=as_path_list(blacklist))
     parameters["cells_considered"] = considered
     if background is None:
         # published files carry their own background; for matrices, as in the published sets, a
@@ -171,14 +171,6 @@ def prepare_finetune(
                               folds=folds, seed=seed, fold_scheme=fold_scheme, max_n_fraction=max_n_fraction,
                               inputs=inputs, parameters=parameters, dropped=dropped,
                               extra={"cell": canonical_cell(cell) if cell and task == "binary" else None})
-
-
-def _as_list(value) -> list:
-    if value is None:
-        return []
-    if isinstance(value, (str, os.PathLike)):
-        return [value]
-    return list(value)
 
 
 # --------------------------------------------------------------------------- published files
@@ -313,7 +305,7 @@ def _from_matrix(genome: Genome, regions: pd.DataFrame, opened: np.ndarray, name
 def _background_rows(genome: Genome, rows: pd.DataFrame, n: int, length: int, blacklist, min_distance: int,
                      skip: list[str], seed: int, label: int, dropped: dict[str, int]) -> pd.DataFrame:
     """``n`` genomic background windows (label_name ``Negative``), shared by every cell line of a seed."""
-    black = read_many(_as_list(blacklist), genome, on_missing="drop", on_off_end="clip")
+    black = read_many(as_path_list(blacklist), genome, on_missing="drop", on_off_end="clip")
     reference = rows.attrs.get("all_regions", rows)
     avoid = [reference[["chrom", "start", "end"]]]
     if "region_start" in reference:

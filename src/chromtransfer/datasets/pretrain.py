@@ -33,7 +33,7 @@ import pandas as pd
 from ..errors import InputError
 from ..genome import Genome, open_genome
 from ..intervals import IntervalSet, centred_windows, region_names
-from .build import (candidate_tiles, describe_inputs, gc_matched_weights, read_many, resolve_chroms,
+from .build import (as_path_list, candidate_tiles, describe_inputs, gc_matched_weights, read_many, resolve_chroms,
                     weighted_sample, write_window_store)
 from .splits import assign_split, parse_chrom_list
 from .store import TEST, TRAIN
@@ -45,14 +45,6 @@ POSITIVE_LABEL = "rDHS"
 BACKGROUND_LABEL = "background"
 
 PathLike = str | os.PathLike
-
-
-def _as_list(value) -> list:
-    if value is None:
-        return []
-    if isinstance(value, (str, os.PathLike)):
-        return [value]
-    return list(value)
 
 
 def prepare_pretrain(
@@ -105,14 +97,14 @@ def prepare_pretrain(
     if neg_ratio is not None and neg_ratio <= 0:
         raise InputError("--neg-ratio", f"must be positive, not {neg_ratio}", fix="give e.g. --neg-ratio 1")
     g = open_genome(genome)
-    positive_files = _as_list(positives)
+    positive_files = as_path_list(positives)
     if not positive_files:
         raise InputError("--positives", "no positive region file given", fix="give at least one BED file")
     dropped: dict[str, int] = {}
     pos = read_many(positive_files, g, on_missing="drop" if drop_missing_chroms else "error",
                     dropped=dropped, prefix="positives_")
-    excl = read_many(_as_list(exclude_positives), g, on_missing="drop", on_off_end="clip")
-    black = read_many(_as_list(blacklist), g, on_missing="drop", on_off_end="clip")
+    excl = read_many(as_path_list(exclude_positives), g, on_missing="drop", on_off_end="clip")
+    black = read_many(as_path_list(blacklist), g, on_missing="drop", on_off_end="clip")
     all_regions = [pos[["chrom", "start", "end"]], excl[["chrom", "start", "end"]]]
     if len(excl) and len(pos):
         hit = IntervalSet.from_frame(excl).overlaps_frame(pos)
@@ -185,8 +177,8 @@ def prepare_pretrain(
                       "label": 0, "label_name": BACKGROUND_LABEL, "n_fraction": 0.0}),
     ], ignore_index=True)
     log.info("pre-training set: %d positives, %d negatives", len(windows), len(tiles))
-    inputs = describe_inputs(genome=g.path, positives=positive_files, exclude_positives=_as_list(exclude_positives),
-                             blacklist=_as_list(blacklist))
+    inputs = describe_inputs(genome=g.path, positives=positive_files, exclude_positives=as_path_list(exclude_positives),
+                             blacklist=as_path_list(blacklist))
     parameters = {"kind": "pretrain", "min_distance": min_distance, "neg_ratio": neg_ratio, "gc_match": gc_match,
                   "use_summit": use_summit, "exclude_chroms": skip, "drop_missing_chroms": drop_missing_chroms}
     return write_window_store(out, g, rows, length=length, task="binary", classes=BINARY_CLASSES,
