@@ -19,13 +19,7 @@ from chromtransfer.modelio import save_model
 from chromtransfer.models import build_model
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: these small convolutions lose far more to a busy machine than they gain."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model(head: str = "finetune", width: float = 0.25, dtype=torch.float64, seed: int = 0, **kwargs):

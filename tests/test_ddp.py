@@ -45,12 +45,7 @@ OPTIONS = ["--preset", "baseline", "--head", "finetune-bn", "--width", "0.25", "
            "--seed", "3", "--device", "cpu", "-q"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

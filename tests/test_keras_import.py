@@ -53,13 +53,7 @@ HEADS = {"pretrained": "pretrain", "finetuned": "finetune", "finetuned_bn": "fin
          "finetuned_nested": "finetune"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """These tests are small; one intra-op thread avoids oversubscription on a busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -27,13 +27,7 @@ from chromtransfer.modelio import save_model
 from chromtransfer.models import build_model
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Small models and batches; one intra-op thread avoids oversubscription on a busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _run(capsys, *args: str) -> tuple[int, str, str]:
