@@ -47,7 +47,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .models import (Body, ChromTransferNet, ConvUnit, IdentityBlock, ProjectionBlock,
+from .models import (Body, ChromTransferNet, ConvUnit, IdentityBlock, ProjectionBlock, residual_trunk,
                      conv_relu_channels_last, pointwise_conv_available, same_padding)
 
 __all__ = ["FuseOptions", "FusedNet", "codes_runner", "fuse_for_inference", "forward_in_chunks",
@@ -187,14 +187,7 @@ class _FusedBody(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, 4, 1, L)`` channels-last one-hot -> pooled features ``(N, F)``."""
-        x = self.block1(self.stem(x))
-        stage2 = []
-        for block in self.stage2:
-            x = block(x)
-            stage2.append(x)
-        x = self.block3(torch.cat(stage2, dim=1))
-        for block in self.stage4:
-            x = block(x)
+        x = residual_trunk(self, x)
         return self.last(self.conv_out(x)).mean(dim=(2, 3))
 
 

@@ -469,6 +469,24 @@ def _scaled(filters: int, width: float) -> int:
     return max(1, int(round(filters * width)))
 
 
+def residual_trunk(body: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The network's residual graph from the stem through stage 4, for any module that has the
+    :class:`Body` attributes ``stem``, ``block1``, ``stage2``, ``block3``, ``stage4``.
+
+    Stage 2's three block outputs are concatenated in order along channels (96 channels at full
+    width) into block 3. Returns stage 4's output; the caller adds ``conv_out`` and the last conv.
+    """
+    x = body.block1(body.stem(x))
+    stage2 = []
+    for block in body.stage2:
+        x = block(x)
+        stage2.append(x)
+    x = body.block3(torch.cat(stage2, dim=1))
+    for block in body.stage4:
+        x = block(x)
+    return x
+
+
 class Body(nn.Module):
     """The convolutional body through global average pooling: ``(N, 4, L) -> (N, F)``.
 
@@ -490,14 +508,7 @@ class Body(nn.Module):
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         """The last conv layer's activations, ``(N, F, L)`` (before pooling)."""
-        x = self.block1(self.stem(x))
-        stage2 = []
-        for block in self.stage2:
-            x = block(x)
-            stage2.append(x)
-        x = self.block3(torch.cat(stage2, dim=1))
-        for block in self.stage4:
-            x = block(x)
+        x = residual_trunk(self, x)
         return self.last_relu(self.last_conv(self.conv_out(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
