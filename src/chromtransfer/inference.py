@@ -45,7 +45,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise ChromTransferError(f"unknown device {device!r} (use auto, cpu or cuda)") from exc
 
 
-def _model_dtype(model: torch.nn.Module) -> torch.dtype:
+def model_dtype(model: torch.nn.Module) -> torch.dtype:
+    """The floating dtype of the model's parameters (float32 for a model without parameters)."""
     for p in model.parameters():
         return p.dtype
     return torch.float32
@@ -90,7 +91,7 @@ def predict_codes(model: torch.nn.Module, codes: np.ndarray, *, batch_size: int 
     dev = resolve_device(device)
     was_training = model.training
     model = model.to(dev).eval()
-    dtype = _model_dtype(model)
+    dtype = model_dtype(model)
     multiclass = bool(getattr(model, "multiclass", False))
     n_outputs = int(getattr(getattr(model, "config", None), "n_outputs", 0) or 0)
     if codes.shape[0] == 0:

@@ -17,13 +17,13 @@ codes and are one-hot encoded per batch on the device.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import numpy as np
 import torch
 
 from ..encoding import one_hot
-from ..inference import resolve_device
+from ..inference import model_dtype, resolve_device
 
 TARGETS = ("probability", "logit")
 
@@ -73,12 +73,6 @@ def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
         model.train(was_training)
 
 
-def model_dtype(model: torch.nn.Module) -> torch.dtype:
-    for parameter in model.parameters():
-        return parameter.dtype
-    return torch.float32
-
-
 def place_model(model: torch.nn.Module, device: str | torch.device | None) -> torch.device:
     """Move ``model`` to ``device`` (``None``: leave it where it is) and return its device."""
     if device is None:
@@ -100,6 +94,28 @@ def _as_codes(codes: np.ndarray) -> np.ndarray:
     return codes
 
 
+class RunSetup(NamedTuple):
+    """What every attribution method needs before its first batch (see :func:`prepare_run`)."""
+
+    codes: np.ndarray  # (N, L) uint8
+    unit: int | None  # the output unit attributed (see check_target)
+    multiclass: bool
+    device: torch.device
+    dtype: torch.dtype  # the model's floating dtype
+
+
+def prepare_run(model: torch.nn.Module, codes: np.ndarray, target: str, class_index: int | None,
+                batch_size: int, device: str | torch.device | None) -> RunSetup:
+    """Check the arguments shared by the attribution methods and place the model on ``device``."""
+    codes = _as_codes(codes)
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    unit = check_target(model, target, class_index)
+    multiclass = bool(getattr(model, "multiclass", False))
+    dev = place_model(model, device)
+    return RunSetup(codes, unit, multiclass, dev, model_dtype(model))
+
+
 def grad_x_input(model: torch.nn.Module, codes: np.ndarray, *, target: str = "probability",
                  class_index: int | None = None, batch_size: int = 128,
                  device: str | torch.device | None = None) -> np.ndarray:
@@ -117,13 +133,7 @@ def grad_x_input(model: torch.nn.Module, codes: np.ndarray, *, target: str = "pr
     Returns:
         ``float32`` array ``(N, L)``: ``d f / d x`` at the reference base of each position (0 at N).
     """
-    codes = _as_codes(codes)
-    if batch_size < 1:
-        raise ValueError("batch_size must be at least 1")
-    unit = check_target(model, target, class_index)
-    multiclass = bool(getattr(model, "multiclass", False))
-    dev = place_model(model, device)
-    dtype = model_dtype(model)
+    codes, unit, multiclass, dev, dtype = prepare_run(model, codes, target, class_index, batch_size, device)
     scores = np.zeros(codes.shape, dtype=np.float32)
     with eval_mode(model), torch.enable_grad():
         for start in range(0, codes.shape[0], batch_size):

@@ -55,8 +55,7 @@ from torch.nn import functional as F
 
 from ..encoding import N_CODE, one_hot
 from ..models import Body, ConvUnit, IdentityBlock, ProjectionBlock, same_padding
-from .attribution import (_as_codes, check_target, eval_mode, model_dtype, place_model,
-                          target_output)
+from .attribution import eval_mode, prepare_run, target_output
 
 #: Bytes of reference activations kept at once (bounds the number of sequences per chunk).
 REFERENCE_BUDGET_BYTES = 256 * 1024 ** 2
@@ -366,15 +365,9 @@ def ism(model: nn.Module, codes: np.ndarray, *, target: str = "probability",
         ``float32`` array ``(N, L, 4)``: ``f(mutant) - f(reference)``; 0 at the reference base
         (see the module docstring for N positions). Equals :func:`naive_ism` up to rounding.
     """
-    codes = _as_codes(codes)
-    if batch_size < 1:
-        raise ValueError("batch_size must be at least 1")
-    unit_index = check_target(model, target, class_index)
     body = model.body
     _check_body(body)
-    multiclass = bool(getattr(model, "multiclass", False))
-    dev = place_model(model, device)
-    dtype = model_dtype(model)
+    codes, unit_index, multiclass, dev, dtype = prepare_run(model, codes, target, class_index, batch_size, device)
     n, length = codes.shape
     result = np.zeros((n, length, 4), dtype=np.float32)
     if n == 0 or length == 0:
@@ -422,13 +415,7 @@ def naive_ism(model: nn.Module, codes: np.ndarray, *, target: str = "probability
     Same arguments and result as :func:`ism`; ``batch_size`` counts full-length mutants per
     forward pass. Mutants are made per batch on the device from the codes.
     """
-    codes = _as_codes(codes)
-    if batch_size < 1:
-        raise ValueError("batch_size must be at least 1")
-    unit_index = check_target(model, target, class_index)
-    multiclass = bool(getattr(model, "multiclass", False))
-    dev = place_model(model, device)
-    dtype = model_dtype(model)
+    codes, unit_index, multiclass, dev, dtype = prepare_run(model, codes, target, class_index, batch_size, device)
     n, length = codes.shape
     result = np.zeros((n, length, 4), dtype=np.float32)
     with eval_mode(model), torch.inference_mode():
