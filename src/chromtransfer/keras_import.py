@@ -478,46 +478,47 @@ class _Matcher:
             self.visited = saved
             return None
 
-    def identity_block(self, name: str) -> tuple[dict[str, tuple[str, str]], str]:
-        """``name`` is ``unit2(unit1(x)) + x``: returns ({unit1, unit2}, x)."""
-        add = self.expect(self.skip(name), "Add", "closing an identity block")
+    def _residual_add(self, name: str, what: str, attempt, failure: str):
+        """Match the two-input Add ``name`` closing a residual block.
+
+        ``attempt(main, other)`` reads the block with ``main`` as the two-unit path and ``other``
+        as the shortcut (raising ``_Fail`` when it does not fit); both input orders are tried and
+        exactly one must fit, otherwise ``_Fail(failure)``.
+        """
+        add = self.expect(self.skip(name), "Add", what)
         if len(add.inputs) != 2:
             raise _Fail(f"Add '{add.name}' has {len(add.inputs)} inputs, expected 2")
         found = []
         for main, other in (add.inputs, add.inputs[::-1]):
-            def attempt(main=main, other=other):
-                unit2, mid = self.conv_unit(main)
-                unit1, x = self.conv_unit(mid)
-                if x != self.skip(other):
-                    raise _Fail("not an identity block")
-                return {"unit1": unit1, "unit2": unit2}, x
-            result = self._try(attempt)
+            result = self._try(attempt, main, other)
             if result is not None:
                 found.append(result)
         if len(found) != 1:
-            raise _Fail(f"Add '{add.name}' does not close an identity residual block (two conv units plus the block input)")
+            raise _Fail(f"Add '{add.name}' {failure}")
         return found[0]
+
+    def identity_block(self, name: str) -> tuple[dict[str, tuple[str, str]], str]:
+        """``name`` is ``unit2(unit1(x)) + x``: returns ({unit1, unit2}, x)."""
+        def attempt(main, other):
+            unit2, mid = self.conv_unit(main)
+            unit1, x = self.conv_unit(mid)
+            if x != self.skip(other):
+                raise _Fail("not an identity block")
+            return {"unit1": unit1, "unit2": unit2}, x
+        return self._residual_add(name, "closing an identity block", attempt,
+                                  "does not close an identity residual block (two conv units plus the block input)")
 
     def projection_block(self, name: str) -> tuple[dict[str, tuple[str, str]], str]:
         """``name`` is ``unit2(unit1(x)) + shortcut(x)``: returns ({unit1, unit2, shortcut}, x)."""
-        add = self.expect(self.skip(name), "Add", "closing a projection block")
-        if len(add.inputs) != 2:
-            raise _Fail(f"Add '{add.name}' has {len(add.inputs)} inputs, expected 2")
-        found = []
-        for main, other in (add.inputs, add.inputs[::-1]):
-            def attempt(main=main, other=other):
-                unit2, mid = self.conv_unit(main)
-                unit1, x = self.conv_unit(mid)
-                shortcut, xs = self.conv_unit(other)
-                if x != xs:
-                    raise _Fail("not a projection block")
-                return {"unit1": unit1, "unit2": unit2, "shortcut": shortcut}, x
-            result = self._try(attempt)
-            if result is not None:
-                found.append(result)
-        if len(found) != 1:
-            raise _Fail(f"Add '{add.name}' does not close a residual block with a conv shortcut")
-        return found[0]
+        def attempt(main, other):
+            unit2, mid = self.conv_unit(main)
+            unit1, x = self.conv_unit(mid)
+            shortcut, xs = self.conv_unit(other)
+            if x != xs:
+                raise _Fail("not a projection block")
+            return {"unit1": unit1, "unit2": unit2, "shortcut": shortcut}, x
+        return self._residual_add(name, "closing a projection block", attempt,
+                                  "does not close a residual block with a conv shortcut")
 
     # -- whole network ------------------------------------------------------------------------
 
