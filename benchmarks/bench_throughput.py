@@ -62,6 +62,11 @@ import tempfile
 import time
 from pathlib import Path
 
+# Sibling scripts (this file runs as a script, with benchmarks/ first on sys.path); neither imports
+# TensorFlow or chromtransfer at module level.
+from keras_reference import serve  # the timing line protocol both workers speak
+from run_all import machine_info
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_PYTHON = ROOT / ".venv-bench" / "bin" / "python"
 
@@ -335,19 +340,6 @@ def _bernoulli_dropout_scale(x, module):
     return x.new_empty(x.shape).bernoulli_(1.0 - module.p).div_(1.0 - module.p)
 
 
-def serve(bench) -> None:
-    """The line protocol of keras_reference.serve: ready line, then one reply per request."""
-    print(json.dumps({"ready": True, **bench.info}), flush=True)
-    for line in sys.stdin:
-        request = json.loads(line)
-        if request.get("op") == "quit":
-            break
-        cpu = time.process_time()
-        seconds = getattr(bench, request["op"])(int(request["steps"]))
-        print(json.dumps({"op": request["op"], "steps": request["steps"], "seconds": seconds,
-                          "cpu_seconds": time.process_time() - cpu}), flush=True)
-
-
 def worker_main(args) -> int:
     config = json.loads(args.worker_config)
     serve(TorchBench(config, args))
@@ -411,23 +403,6 @@ def _keras_worker(args, codes: str, labels: str) -> Worker:
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return Worker("keras", command, env, ("train", "infer"))
-
-
-def machine_info() -> dict:
-    info = {"platform": platform.platform(), "machine": platform.machine(),
-            "python": platform.python_version(), "cpu_count": os.cpu_count()}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu_model"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        info["load_average"] = list(os.getloadavg())
-    except OSError:
-        pass
-    return info
 
 
 def library_versions() -> dict:

@@ -39,8 +39,9 @@ def discover() -> dict[str, Path]:
 
 
 def machine_info() -> dict:
+    """Platform, Python, CPU model and count, and the load average now (the machine is shared)."""
     info = {"platform": platform.platform(), "machine": platform.machine(),
-            "cpu_count": os.cpu_count()}
+            "python": platform.python_version(), "cpu_count": os.cpu_count()}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
