@@ -61,7 +61,7 @@ def run_bootstrap(
     from .inference import predict_codes
     from .modelio import load_model
     from .training import train_model
-    from .training.engine import is_complete
+    from .training.engine import is_complete, read_run
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -97,10 +97,9 @@ def run_bootstrap(
                         resume=(run_dir / "checkpoints" / "last.ckpt").exists(), **options)
         model = load_model(run_dir, device="cpu")
         scores = predict_codes(model, store.sequences[test_rows], batch_size=batch_size, device=device)[:, 0]
-        run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
         metrics = binary_metrics(test_labels, scores)
         row = {"fraction": fraction, "percent": fraction * 100, "replicate": replicate,
-               "n_train": run.get("n_train", run.get("rows", {}).get("train")), **metrics}
+               "n_train": read_run(run_dir).get("n_train"), **metrics}
         write_json(result_path, row)
         rows.append(row)
     replicates_table = pd.DataFrame(rows)

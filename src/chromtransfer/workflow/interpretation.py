@@ -63,7 +63,7 @@ def _truth(study: "Study") -> dict[str, Any] | None:
 
 def _significant(table, key: str = "tf") -> list[str]:
     ranked = table[table["significant"].astype(bool)].sort_values("D", ascending=False)
-    return [str(v) for v in ranked[key] if True]
+    return [str(v) for v in ranked[key]]
 
 
 def interpret_cell(study: "Study", cell: str) -> dict[str, Any]:

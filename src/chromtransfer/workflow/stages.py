@@ -60,4 +60,5 @@ class StageRunner:
     def timings(self) -> dict[str, float]:
         """Seconds per completed stage, in the order the markers were written."""
         markers = sorted(self.marker_dir.glob("*.json"), key=lambda p: p.stat().st_mtime)
-        return {json.loads(p.read_text())["stage"]: json.loads(p.read_text())["seconds"] for p in markers}
+        documents = [json.loads(p.read_text()) for p in markers]
+        return {d["stage"]: d["seconds"] for d in documents}

@@ -160,7 +160,6 @@ class Study:
 
     def _cell_positive_regions(self) -> str | None:
         """A BED of the windows open in any considered cell line (removed from pre-training)."""
-        from ..datasets.labels import exclusive_positives  # noqa: F401  (documents the rule's home)
         from ..genome import open_genome
 
         source = self._label_source()

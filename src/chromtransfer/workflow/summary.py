@@ -136,8 +136,7 @@ def report_sections(study: "Study", summary: dict[str, Any]) -> list[Section]:
                                   "AUPRC (average precision), Brier score and expected calibration error "
                                   "(10 equal-width bins). Fine-tuned rows are the average of the fold models."])
     if rows:
-        metrics.tables.append(("Every model side by side", pd.DataFrame(rows).astype(object).where(
-            pd.DataFrame(rows).notna(), None).infer_objects()))
+        metrics.tables.append(("Every model side by side", pd.DataFrame(rows)))
     sections.append(metrics)
 
     calibration = Section("Calibration and ROC curves")
