@@ -10,8 +10,8 @@ import pytest
 
 from chromtransfer.cli import main
 from chromtransfer.errors import ArtifactError, InputError
-from chromtransfer.interpret.enrich import (Attributions, enrichment_test, ks_enrichment, load_attributions,
-                                            overlap_mask, run_enrichment, score_sites, signed_ks)
+from chromtransfer.interpret.enrich import (Attributions, assign_families, enrichment_test, family_heads, ks_enrichment,
+                                            load_attributions, overlap_mask, run_enrichment, score_sites, signed_ks)
 
 L = 200
 
@@ -187,6 +187,42 @@ def test_load_attributions_errors(tmp_path):
     (tmp_path / "trunc" / "attributions.npz").write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(ArtifactError, match="unreadable"):
         load_attributions(tmp_path / "trunc")
+
+
+def test_redundant_motifs_form_one_family():
+    # HIGH_A and HIGH_B are near-identical matrices: HIGH_B's sites sit on HIGH_A's sites in 90 % of
+    # regions (shifted by 2 bases), and on their own elsewhere. PARTIAL overlaps HIGH_A in 30 % only.
+    rng = np.random.default_rng(7)
+    rows = []
+    for r in range(300):
+        rows.append((f"r{r}", 20, 30, "HIGH_A", 3.0 + rng.normal(0, 0.3)))
+        b_start = 22 if r % 10 else 120
+        rows.append((f"r{r}", b_start, b_start + 10, "HIGH_B", 2.9 + rng.normal(0, 0.3)))
+        p_start = 25 if r % 10 < 3 else 160
+        rows.append((f"r{r}", p_start, p_start + 8, "PARTIAL", 2.0 + rng.normal(0, 0.3)))
+        for k in range(3):
+            rows.append((f"r{r}", 60 + 12 * k, 70 + 12 * k, f"N{k}", rng.normal(0, 1)))
+    sites = pd.DataFrame(rows, columns=["region", "site_start", "site_end", "tf", "site_score"])
+    sites["motif_id"] = sites["tf"]
+    table = enrichment_test(sites, min_sites=100).set_index("tf")
+    assert table.loc["HIGH_A", "family"] == "HIGH_A" and table.loc["HIGH_B", "family"] == "HIGH_A"
+    assert table.loc["PARTIAL", "family"] == "PARTIAL"
+    assert all(table.loc[f"N{k}", "family"] == f"N{k}" for k in range(3))
+    heads = family_heads(table.reset_index())
+    assert heads[0]["tf"] == "HIGH_A" and heads[0]["members"] == ["HIGH_A", "HIGH_B"]
+    assert [h["tf"] for h in heads][:2] == ["HIGH_A", "PARTIAL"]
+    # Above 1, families are off: every TF heads its own.
+    alone = enrichment_test(sites, min_sites=100, family_overlap=1.01).set_index("tf")
+    assert (alone["family"] == alone.index).all()
+
+
+def test_assign_families_joins_heads_only():
+    # B covers A's sites, C covers B's but not A's: C must not join through B (B is not a head).
+    shared = np.array([[1.0, 0.9, 0.0],
+                       [0.8, 1.0, 0.0],
+                       [0.1, 0.7, 1.0]])
+    assert assign_families(["A", "B", "C"], shared) == ["A", "A", "C"]
+    assert assign_families(["A", "B", "C"], shared, threshold=0.95) == ["A", "B", "C"]
 
 
 def test_ks_enrichment_skips_small_groups():

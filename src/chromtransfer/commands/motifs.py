@@ -98,25 +98,35 @@ def scan_command(store, split, bed, genome, window, fasta, motif_file, release, 
               help="Test TF names (pooling a TF's matrices) or single matrices.")
 @click.option("--aggregate", type=click.Choice(["auto", "max", "min"]), default="auto", show_default=True,
               help="Site score: max (gradient x input) / min (ISM) over the site's bases; auto by method.")
+@click.option("--family-overlap", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
+              help="A TF whose sites lie on a better-ranked TF's sites at least this often joins its family "
+                   "(the 'family' column; near-identical JASPAR matrices are one signal).")
 @click.option("--top", type=click.IntRange(min=1), default=20, show_default=True, help="TFs per end of the D bar chart.")
 @click.option("--no-figures", is_flag=True, help="Write the tables only.")
 @click.option("--out", "out", type=click.Path(), required=True, help="Output directory.")
-def enrich_command(attr_a, attr_b, sites, min_sites, fdr, group_by, aggregate, top, no_figures, out) -> None:
+def enrich_command(attr_a, attr_b, sites, min_sites, fdr, group_by, aggregate, family_overlap, top, no_figures,
+                   out) -> None:
     """Rank TFs by KS tests of their sites' attribution scores against other TFs' sites."""
-    from ..interpret.enrich import load_attributions, run_enrichment, write_enrichment
+    from ..interpret.enrich import family_heads, load_attributions, run_enrichment, write_enrichment
     from ..interpret.scan_io import read_sites
 
     a = load_attributions(attr_a)
     b = load_attributions(attr_b) if attr_b else None
     table = read_sites(sites)
     result = run_enrichment(table, a, b, group_by=group_by, min_sites=min_sites, fdr=fdr, aggregate=aggregate,
-                            source=sites)
-    params = {"sites": str(sites), "min_sites": min_sites, "fdr": fdr, "group_by": group_by, "aggregate": aggregate}
+                            source=sites, family_overlap=family_overlap)
+    params = {"sites": str(sites), "min_sites": min_sites, "fdr": fdr, "group_by": group_by, "aggregate": aggregate,
+              "family_overlap": family_overlap}
     manifest = write_enrichment(result, out, a, b, group_by=group_by, figures=not no_figures, top=top,
                                 parameters=params)
     click.echo(f"sites scored: {manifest['sites_scored']}  groups tested: {manifest['groups_tested']}  "
                f"significant: {manifest['significant_a']}")
     key = "tf"
+    families = family_heads(result.a, key)
+    if families:
+        click.echo("model A, significant families (D > 0): " + ", ".join(
+            f"{f[key]} ({f['D']:+.3f}, {len(f['members'])} TF{'s' if len(f['members']) > 1 else ''})"
+            for f in families[:8]))
     for label, frame in (("model A", result.a), ("model B", result.b), ("B - A", result.comparison)):
         if frame is None or not len(frame):
             continue

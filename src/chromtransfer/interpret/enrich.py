@@ -18,7 +18,14 @@ The method (Salvatore et al. 2023; METHOD.md section 6):
    computed exactly as the Mann-Whitney statistic ``U_t`` against ``n_t * n_bg / 2``.
 5. Benjamini-Hochberg (:func:`scipy.stats.false_discovery_control`) over the tested groups;
    significant at FDR < ``fdr`` (default 0.001).
-6. Two attribution sets (models A and B, same regions matched by name): the test is also run on the
+6. Families of redundant motifs: JASPAR holds many near-identical matrices (about 30 AP-1/MAF
+   bZIP motifs, 40 forkhead motifs), whose sites fall on the same bases and which therefore rank
+   side by side, splitting one signal over many names. Walking the table from the highest D down,
+   a TF joins the family of the first better-ranked family head on whose sites at least
+   ``family_overlap`` (default 1/2) of its own sites lie (share a base, same region); else it heads
+   a family of its own. The ``family`` column names the head. The test itself is unchanged: each
+   TF keeps its own D, p and FDR; families only say which rows are one signal.
+7. Two attribution sets (models A and B, same regions matched by name): the test is also run on the
    per-site differences ``score_B - score_A`` (positive D: the TF gains importance in model B), and
    the tables report both models' D side by side.
 
@@ -37,12 +44,13 @@ import pandas as pd
 
 from ..errors import ArtifactError, InputError
 
-__all__ = ["ATTRIBUTION_FILE", "Attributions", "EnrichmentResult", "compare_sets", "enrichment_test",
-           "ks_enrichment", "load_attributions", "overlap_mask", "run_enrichment", "score_sites", "signed_ks",
+__all__ = ["ATTRIBUTION_FILE", "Attributions", "EnrichmentResult", "assign_families", "compare_sets",
+           "enrichment_test", "family_heads", "ks_enrichment", "load_attributions", "overlap_mask", "run_enrichment", "score_sites", "signed_ks",
            "write_enrichment"]
 
 ATTRIBUTION_FILE = "attributions.npz"
 METHODS = ("grad_x_input", "ism")
+FAMILY_OVERLAP = 0.5
 _SCORE_CHUNK = 1 << 19
 
 
@@ -230,8 +238,50 @@ def signed_ks(values: np.ndarray, background: np.ndarray) -> tuple[float, float,
     return sign * float(result.statistic), float(result.pvalue), fraction
 
 
+def assign_families(groups: list[str], shared: np.ndarray, threshold: float = FAMILY_OVERLAP) -> list[str]:
+    """Greedy families of redundant motifs (module docstring, point 6).
+
+    Args:
+        groups: ``(k,)`` group labels, best-ranked first.
+        shared: ``(k, k)`` fraction of group ``i``'s sites that overlap a site of group ``j``.
+        threshold: smallest fraction that makes ``i`` a member of the family headed by ``j``.
+
+    Returns:
+        ``(k,)`` the head of each group's family (a head is its own head).
+    """
+    heads: list[int] = []
+    family: list[str] = []
+    for i, label in enumerate(groups):
+        joined = next((h for h in heads if shared[i, h] >= threshold), None)
+        if joined is None:
+            heads.append(i)
+            family.append(label)
+        else:
+            family.append(groups[joined])
+    return family
+
+
+def family_heads(table: pd.DataFrame, key: str = "tf", positive: bool = True) -> list[dict[str, object]]:
+    """The significant families of an enrichment table, best first.
+
+    Each entry: ``{"tf": head, "D": head's D, "fdr": head's FDR, "members": [every tested member,
+    best first]}``; a family is listed when its head is significant (with ``D > 0`` when
+    ``positive``).
+    """
+    if not len(table) or "family" not in table:
+        return []
+    ranked = table.sort_values("D", ascending=False, kind="stable")
+    heads = ranked[(ranked[key].astype(str) == ranked["family"].astype(str)) & ranked["significant"].astype(bool)]
+    if positive:
+        heads = heads[heads["D"] > 0]
+    return [{key: str(row[key]), "D": float(row["D"]), "fdr": float(row["fdr"]),
+             "members": [str(m) for m in ranked.loc[ranked["family"] == row["family"], key]]}
+            for _, row in heads.iterrows()]
+
+
 def ks_enrichment(scores: np.ndarray, groups: np.ndarray, region: np.ndarray, start: np.ndarray,
-                  end: np.ndarray, min_sites: int = 100, fdr: float = 0.001) -> pd.DataFrame:
+                  end: np.ndarray, min_sites: int = 100, fdr: float = 0.001,
+                  family_overlap: float = FAMILY_OVERLAP) -> pd.DataFrame:
     """The KS enrichment table of every group with at least ``min_sites`` sites.
 
     Args:
@@ -239,10 +289,13 @@ def ks_enrichment(scores: np.ndarray, groups: np.ndarray, region: np.ndarray, st
         region, start, end: ``(n,)`` region codes and site intervals (for the overlap exclusion).
         min_sites: smallest group tested.
         fdr: significance level of the Benjamini-Hochberg adjusted p-values.
+        family_overlap: site-overlap fraction that makes a group a member of a better-ranked
+            group's family (above 1: every group is its own family).
 
     Returns:
         One row per tested group: ``group, sites, background_sites, D, ks_statistic, p, fdr,
-        significant, mean_score, background_mean_score, rank_fraction``; sorted by D descending.
+        significant, family, mean_score, background_mean_score, rank_fraction``; sorted by D
+        descending.
     """
     from scipy.stats import false_discovery_control
 
@@ -257,11 +310,14 @@ def ks_enrichment(scores: np.ndarray, groups: np.ndarray, region: np.ndarray, st
     groups = np.asarray(groups).astype(str)[order]
     labels, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
     rows = []
+    covered_counts = []  # per tested group: how many sites of every group overlap its sites
     for g in np.flatnonzero(counts >= min_sites):
         member = inverse == g
-        background = ~member & ~overlap_mask(region, start, end, member)
+        covered = overlap_mask(region, start, end, member)
+        background = ~member & ~covered
         if not background.any():
             continue
+        covered_counts.append(np.bincount(inverse[covered], minlength=labels.size))
         d, p, frac = signed_ks(scores[member], scores[background])
         rows.append({
             "group": labels[g],
@@ -274,19 +330,25 @@ def ks_enrichment(scores: np.ndarray, groups: np.ndarray, region: np.ndarray, st
             "background_mean_score": float(scores[background].mean()),
             "rank_fraction": frac,
         })
-    columns = ["group", "sites", "background_sites", "D", "ks_statistic", "p", "fdr", "significant",
+    columns = ["group", "sites", "background_sites", "D", "ks_statistic", "p", "fdr", "significant", "family",
                "mean_score", "background_mean_score", "rank_fraction"]
     if not rows:
         return pd.DataFrame(columns=columns)
     table = pd.DataFrame(rows)
     table["fdr"] = false_discovery_control(table["p"].to_numpy(), method="bh")
     table["significant"] = table["fdr"] < fdr
+    # shared[i, j]: fraction of tested group i's sites lying on sites of tested group j
+    tested = np.searchsorted(labels, table["group"].to_numpy())
+    shared = np.stack(covered_counts, axis=1)[tested] / counts[tested, None]
+    order = np.lexsort((table["group"].to_numpy(), -table["D"].to_numpy()))
+    family = assign_families(list(table["group"].to_numpy()[order]), shared[np.ix_(order, order)], family_overlap)
+    table.loc[table.index[order], "family"] = family
     table = table[columns].sort_values(["D", "group"], ascending=[False, True], kind="stable")
     return table.reset_index(drop=True)
 
 
 def enrichment_test(scored: pd.DataFrame, score_column: str = "site_score", group_by: str = "tf",
-                    min_sites: int = 100, fdr: float = 0.001) -> pd.DataFrame:
+                    min_sites: int = 100, fdr: float = 0.001, family_overlap: float = FAMILY_OVERLAP) -> pd.DataFrame:
     """:func:`ks_enrichment` of a scored site table (``region``, ``site_start``, ``site_end``,
     ``tf``, ``motif_id``, and ``score_column``).
 
@@ -299,7 +361,7 @@ def enrichment_test(scored: pd.DataFrame, score_column: str = "site_score", grou
     region = pd.factorize(scored["region"].astype(str))[0].astype(np.int64)
     table = ks_enrichment(scored[score_column].to_numpy(), scored[key].astype(str).to_numpy(), region,
                           scored["site_start"].to_numpy(np.int64), scored["site_end"].to_numpy(np.int64),
-                          min_sites=min_sites, fdr=fdr)
+                          min_sites=min_sites, fdr=fdr, family_overlap=family_overlap)
     if group_by == "tf":
         ids = scored.groupby("tf")["motif_id"].agg(lambda s: ",".join(sorted(set(map(str, s)))))
         tf, motif = table["group"], table["group"].map(ids)
@@ -312,7 +374,8 @@ def enrichment_test(scored: pd.DataFrame, score_column: str = "site_score", grou
 
 
 def compare_sets(scored: pd.DataFrame, group_by: str = "tf", min_sites: int = 100, fdr: float = 0.001,
-                 table_a: pd.DataFrame | None = None, table_b: pd.DataFrame | None = None) -> pd.DataFrame:
+                 table_a: pd.DataFrame | None = None, table_b: pd.DataFrame | None = None,
+                 family_overlap: float = FAMILY_OVERLAP) -> pd.DataFrame:
     """Model comparison on sites scored by two models (columns ``score_a``, ``score_b``).
 
     The test runs on ``score_b - score_a`` (positive D: higher importance in model B); the result
@@ -320,11 +383,11 @@ def compare_sets(scored: pd.DataFrame, group_by: str = "tf", min_sites: int = 10
     the difference test. Sorted by the difference D, descending.
     """
     work = scored.assign(score_diff=scored["score_b"] - scored["score_a"])
-    diff = enrichment_test(work, "score_diff", group_by, min_sites, fdr)
+    diff = enrichment_test(work, "score_diff", group_by, min_sites, fdr, family_overlap)
     if table_a is None:
-        table_a = enrichment_test(work, "score_a", group_by, min_sites, fdr)
+        table_a = enrichment_test(work, "score_a", group_by, min_sites, fdr, family_overlap)
     if table_b is None:
-        table_b = enrichment_test(work, "score_b", group_by, min_sites, fdr)
+        table_b = enrichment_test(work, "score_b", group_by, min_sites, fdr, family_overlap)
     key = "tf" if group_by == "tf" else "motif_id"
     diff = diff.rename(columns={"mean_score": "mean_difference",
                                 "background_mean_score": "background_mean_difference"})
@@ -348,7 +411,7 @@ class EnrichmentResult:
 
 def run_enrichment(sites: pd.DataFrame, attributions_a: Attributions, attributions_b: Attributions | None = None,
                    group_by: str = "tf", min_sites: int = 100, fdr: float = 0.001, aggregate: str = "auto",
-                   source: str = "sites") -> EnrichmentResult:
+                   source: str = "sites", family_overlap: float = FAMILY_OVERLAP) -> EnrichmentResult:
     """Score the sites with one or two attribution sets and run the enrichment tests.
 
     With two sets only regions present in both are used, so the three tests see the same sites.
@@ -358,7 +421,7 @@ def run_enrichment(sites: pd.DataFrame, attributions_a: Attributions, attributio
         if len(scored_a) == 0:
             raise InputError(source, "no site lies in a region with attributions",
                              fix="scan the regions that were attributed (region names must match)")
-        table = enrichment_test(scored_a, "site_score", group_by, min_sites, fdr)
+        table = enrichment_test(scored_a, "site_score", group_by, min_sites, fdr, family_overlap)
         return EnrichmentResult(a=table, sites=scored_a)
     scored_b = score_sites(sites, attributions_b, aggregate, source=source)
     common = np.intersect1d(attributions_a.names, attributions_b.names)
@@ -369,9 +432,9 @@ def run_enrichment(sites: pd.DataFrame, attributions_a: Attributions, attributio
                          fix="attribute the same regions with both models")
     merged = scored_a.drop(columns=["row"]).rename(columns={"site_score": "score_a"})
     merged["score_b"] = scored_b["site_score"].to_numpy()
-    table_a = enrichment_test(merged, "score_a", group_by, min_sites, fdr)
-    table_b = enrichment_test(merged, "score_b", group_by, min_sites, fdr)
-    comparison = compare_sets(merged, group_by, min_sites, fdr, table_a, table_b)
+    table_a = enrichment_test(merged, "score_a", group_by, min_sites, fdr, family_overlap)
+    table_b = enrichment_test(merged, "score_b", group_by, min_sites, fdr, family_overlap)
+    comparison = compare_sets(merged, group_by, min_sites, fdr, table_a, table_b, family_overlap)
     return EnrichmentResult(a=table_a, b=table_b, comparison=comparison, sites=merged)
 
 
