@@ -8,7 +8,8 @@ import click
 @click.option("--out", required=True, type=click.Path(), help="Output folder.")
 @click.option("--seed", default=0, show_default=True, help="Random seed (same seed: identical files).")
 @click.option("--size", default="small", show_default=True, type=click.Choice(["tiny", "small", "demo", "medium"]),
-              help="small: 16 Mb, ~500 positives per cell line (CPU demo); medium: 5x; tiny: for tests.")
+              help="small: 24 Mb, ~700 positives per cell line; demo: 16 Mb, ~150 (the demo study); "
+                   "medium: 80 Mb, ~2500; tiny: for tests.")
 @click.option("--strength", default=3.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Exponent on motif probabilities when drawing planted sites (higher: closer to consensus).")
 def synth_command(out: str, seed: int, size: str, strength: float) -> None:

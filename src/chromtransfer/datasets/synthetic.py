@@ -22,8 +22,9 @@ The genome model:
   random places are written to ``blacklist.bed``.
 * **Sites**: open-chromatin sites at least 1.5 kb apart, away from gaps and satellites. Each site
   is either open in exactly one cell line (its positives), open in none (the pre-training rDHSs),
-  or open in two or three lines. Every open site carries 3-4 instances of *ubiquitous* motifs
-  (CTCF, NRF1, NFYA, ZNF143, YY1); a site open in line C carries 5-8 instances of C's *driver*
+  or open in two or three lines. Every open site carries 1-2 instances of *ubiquitous* motifs
+  (CTCF, NRF1, NFYA, ZNF143, YY1; few, so that, as in real open chromatin, most sites of a
+  window are not ubiquitous ones); a site open in line C carries 3-5 instances of C's *driver*
   motifs (2 per line for shared sites), all within 100 bp of the centre. A site open in none of
   the six lines stands for an rDHS open in other biosamples of the compendium: it carries 1-3
   instances of the drivers of one randomly chosen line (fewer than a positive), so a model
@@ -84,7 +85,7 @@ MOTIF_IDS: dict[str, str] = {
 #: the per-line factor), sites open in none, sites open in several lines. ``tiny`` is for tests.
 SIZES: dict[str, dict[str, int]] = {
     "tiny": {"chromosomes": 5, "genome_bp": 2_500_000, "positives": 40, "none": 150, "shared": 20},
-    "small": {"chromosomes": 10, "genome_bp": 16_000_000, "positives": 500, "none": 1500, "shared": 250},
+    "small": {"chromosomes": 10, "genome_bp": 24_000_000, "positives": 700, "none": 3000, "shared": 250},
     # the demo: a large compendium and small cell-type sets, the regime transfer learning is for
     "demo": {"chromosomes": 10, "genome_bp": 16_000_000, "positives": 150, "none": 3000, "shared": 150},
     "medium": {"chromosomes": 16, "genome_bp": 80_000_000, "positives": 2500, "none": 7500, "shared": 1250},
@@ -96,6 +97,8 @@ _CELL_FACTOR = {"A549": 0.8, "GM12878": 1.0, "HCT116": 0.7, "HepG2": 1.0, "K562"
 _GC_MEAN, _GC_SD = 0.447, 0.035
 _CPG_LOSS = 0.8
 _SITE_SPACING = 1500
+_UBIQUITOUS_PER_SITE = (1, 3)  # instances of ubiquitous motifs per open site: 1 or 2
+_DRIVERS_PER_SITE = (3, 6)  # instances of driver motifs per positive of one line: 3 to 5
 _CORE = 100  # motifs of open sites lie within this many bp of the centre
 _DECOY_EVERY = 1500
 _LINE = 60
@@ -196,7 +199,7 @@ def make_synthetic(out: str | os.PathLike, seed: int = 0, size: str = "small", s
     Args:
         out: output folder (created; files in it are replaced).
         seed: random seed; the same seed and size give identical files.
-        size: ``"small"`` (16 Mb, ~500 positives per line, trains in minutes on a CPU),
+        size: ``"small"`` (24 Mb, ~700 positives per line, trains in minutes on a CPU),
             ``"medium"`` (5x), ``"demo"`` (16 Mb, 3,000 rDHSs open in none of the lines and
             ~150 positives per line: small cell-type sets) or ``"tiny"`` (for tests).
         strength: exponent on the motif matrices' probabilities when drawing instances.
@@ -271,14 +274,14 @@ def make_synthetic(out: str | os.PathLike, seed: int = 0, size: str = "small", s
     site_rows = []
     for (chrom, centre), open_in in zip(sites, categories):
         occupied = np.zeros(2 * _CORE, dtype=bool)
-        wanted = [str(m) for m in rng.choice(UBIQUITOUS, size=int(rng.integers(3, 5)), replace=True)]
+        wanted = [str(m) for m in rng.choice(UBIQUITOUS, size=int(rng.integers(*_UBIQUITOUS_PER_SITE)), replace=True)]
         if not open_in:
             # Open in none of the six lines but in other biosamples of the compendium (as most
             # rDHSs are): a few instances of one line's drivers, fewer than a true positive has.
             donor = cells[int(rng.integers(len(cells)))]
             wanted += [str(m) for m in rng.choice(DRIVERS[donor], size=int(rng.integers(1, 4)), replace=True)]
         for c in open_in:
-            k = int(rng.integers(5, 9)) if len(open_in) == 1 else 2
+            k = int(rng.integers(*_DRIVERS_PER_SITE)) if len(open_in) == 1 else 2
             drivers = DRIVERS[c]
             picks = list(rng.permutation(drivers)[:min(2, len(drivers))])  # at least two distinct drivers
             picks += [str(m) for m in rng.choice(drivers, size=max(k - len(picks), 0), replace=True)]
