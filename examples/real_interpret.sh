@@ -20,6 +20,7 @@
 #   BATCH_SIZE, BN_MOMENTUM, DROPOUT, EXPORT    (default: the presets'; EXPORT best|last)
 #   CELLS                cell lines (default "HepG2 K562")
 #   MIN_SITES, FDR       KS test (default 100 sites, FDR 0.001, as the paper)
+#   TARGET               gradient of the probability (default, as the paper) or of the logit
 #   DEVICE               auto | cpu | cuda
 #
 # A CPU-sized run (2 cores, about half an hour; see the message printed at the end):
@@ -35,6 +36,7 @@ DEVICE=${DEVICE:-auto}
 WIDTH=${WIDTH:-1.0}
 MIN_SITES=${MIN_SITES:-100}
 FDR=${FDR:-0.001}
+TARGET=${TARGET:-probability}
 WORK=$OUT/interpret
 SECONDS=0
 
@@ -110,10 +112,10 @@ for cell in $CELLS; do
     echo "== $cell: attributions, motif sites, KS ranking ($SECONDS s)"
     # The fine-tuned model's positive predictions (p > 0.5) among all rows (training and test) ...
     "$CT" attribute --model "$WORK/runs/$cell" --data "$store" --split all --select predicted-positive \
-        --method grad_x_input --device "$DEVICE" --no-bigwig --out "$dir/attr_finetuned"
+        --method grad_x_input --target "$TARGET" --device "$DEVICE" --no-bigwig --out "$dir/attr_finetuned"
     # ... and the pre-trained model on every row (the comparison keeps the regions both have).
     "$CT" attribute --model "$WORK/runs/pretrain" --data "$store" --split all --select all \
-        --method grad_x_input --device "$DEVICE" --no-bigwig --out "$dir/attr_pretrained"
+        --method grad_x_input --target "$TARGET" --device "$DEVICE" --no-bigwig --out "$dir/attr_pretrained"
     "$CT" motifs scan --data "$store" --split all --device "$DEVICE" --out "$dir/sites.tsv"
     "$CT" motifs enrich --attributions "$dir/attr_finetuned" --sites "$dir/sites.tsv" \
         --min-sites "$MIN_SITES" --fdr "$FDR" --out "$dir/enrichment"

@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 
 def _settings(study: "Study") -> dict[str, Any]:
     i = study.config.interpret
-    return {"method": i.get("method", "grad_x_input"), "pvalue": float(i.get("pvalue", 1e-5)),
-            "min_sites": int(i.get("min_sites", 100)), "fdr": float(i.get("fdr", 0.001)),
+    return {"method": i.get("method", "grad_x_input"), "target": i.get("target", "probability"),
+            "pvalue": float(i.get("pvalue", 1e-5)), "min_sites": int(i.get("min_sites", 100)),
+            "fdr": float(i.get("fdr", 0.001)), "family_overlap": float(i.get("family_overlap", 0.5)),
             "batch_size": int(i.get("batch_size", 128)), "top": int(i.get("top", 20))}
 
 
@@ -49,10 +50,10 @@ def _attribute_rows(study: "Study", model_dir: Path, inputs, settings, out: Path
     from ..modelio import load_model
 
     model = load_model(model_dir)
-    result = attribute(model, inputs, method=settings["method"], select=select, batch_size=settings["batch_size"],
-                       device=study.config.device)
-    write_attributions(out, result, {"model": str(model_dir), "method": settings["method"], "select": select},
-                       bigwig=False)
+    result = attribute(model, inputs, method=settings["method"], target=settings["target"], select=select,
+                       batch_size=settings["batch_size"], device=study.config.device)
+    write_attributions(out, result, {"model": str(model_dir), "method": settings["method"],
+                                     "target": settings["target"], "select": select}, bigwig=False)
     return result
 
 
@@ -67,7 +68,7 @@ def _significant(table, key: str = "tf") -> list[str]:
 
 
 def interpret_cell(study: "Study", cell: str) -> dict[str, Any]:
-    from ..interpret.enrich import load_attributions, run_enrichment, write_enrichment
+    from ..interpret.enrich import family_heads, load_attributions, run_enrichment, write_enrichment
     from ..interpret.pipeline import inputs_from_store
 
     settings = _settings(study)
@@ -87,14 +88,16 @@ def interpret_cell(study: "Study", cell: str) -> dict[str, Any]:
         return _empty(out, cell, settings, planted, f"no motif site with p < {settings['pvalue']:g} in the windows")
     attr_ft = load_attributions(out / "finetuned")
     attr_pt = load_attributions(out / "pretrained")
-    single = run_enrichment(sites, attr_ft, min_sites=settings["min_sites"], fdr=settings["fdr"])
+    tests = {"min_sites": settings["min_sites"], "fdr": settings["fdr"], "family_overlap": settings["family_overlap"]}
+    single = run_enrichment(sites, attr_ft, **tests)
     write_enrichment(single, out / "enrichment", attr_ft, top=settings["top"])
-    paired = run_enrichment(sites, attr_pt, attr_ft, min_sites=settings["min_sites"], fdr=settings["fdr"])
+    paired = run_enrichment(sites, attr_pt, attr_ft, **tests)
     write_enrichment(paired, out / "vs_pretrained", attr_pt, attr_ft, top=settings["top"])
     top = _significant(single.a)
+    families = family_heads(single.a)
     info: dict[str, Any] = {
         "cell": cell, "regions": int(len(selected)), "sites": int(len(sites)), "method": settings["method"],
-        "top_tfs": top,
+        "target": settings["target"], "top_tfs": top, "top_families": families,
         "gained_vs_pretrained": _significant(paired.comparison) if paired.comparison is not None else [],
         "tables": [["enrichment/enrichment.tsv", "KS ranking of TFs, fine-tuned model (best first)"],
                    ["vs_pretrained/comparison.tsv", "Fine-tuned minus pre-trained: per-site difference test"]],
@@ -106,10 +109,17 @@ def interpret_cell(study: "Study", cell: str) -> dict[str, Any]:
     info["figures"] += [[str(p.relative_to(out)), f"{cell}: attribution logo of an example region"] for p in logos]
     if truth:
         info["planted_tfs"] = planted
-        # JASPAR spells some names in mouse case (Spi1, Nfe2l2): compare case-insensitively
-        info["planted_in_top5"] = bool({p.lower() for p in planted} & {t.lower() for t in top[:5]})
+        info["planted_in_top5"] = planted_in_top(planted, families, 5)
     write_json(out / "summary.json", info)
     return {k: info[k] for k in ("regions", "sites", "top_tfs")}
+
+
+def planted_in_top(planted: list[str], families: list[dict[str, Any]], top: int = 5) -> bool:
+    """Whether a planted driver is among the ``top`` best significant families (as their head or a
+    member: near-identical JASPAR matrices cannot be told apart by their sites). JASPAR spells some
+    names in mouse case (Spi1, Nfe2l2): names compare case-insensitively."""
+    wanted = {p.lower() for p in planted}
+    return any(wanted & {m.lower() for m in family["members"]} for family in families[:top])
 
 
 def _empty(out: Path, cell: str, settings: dict[str, Any], planted: list[str], reason: str) -> dict[str, Any]:
@@ -163,7 +173,8 @@ def compare_cells(study: "Study", cell_a: str, cell_b: str) -> dict[str, Any]:
     _attribute_rows(study, study.finetuned(cell_b)[0], merged, settings, out / cell_b, "all")
     sites = _scan(study, settings, merged.codes, merged.names, out / "sites.tsv")
     attr_a, attr_b = load_attributions(out / cell_a), load_attributions(out / cell_b)
-    paired = run_enrichment(sites, attr_a, attr_b, min_sites=settings["min_sites"], fdr=settings["fdr"])
+    paired = run_enrichment(sites, attr_a, attr_b, min_sites=settings["min_sites"], fdr=settings["fdr"],
+                            family_overlap=settings["family_overlap"])
     write_enrichment(paired, out / "enrichment", attr_a, attr_b, top=settings["top"])
     info = {
         "cells": [cell_a, cell_b], "regions": int(len(merged)), "sites": int(len(sites)),

@@ -4,7 +4,8 @@
 
     {"name": ..., "cells": {CELL: {"finetuned": {auroc, auprc, f1_negative, f1_positive,
        f1_overall, brier, ece}, "baseline": {...}, "pretrained": {...},
-       "top_tfs": [...], "planted_tfs": [...]}},
+       "top_tfs": [...], "top_families": [{"tf", "D", "fdr", "members"}], "planted_tfs": [...],
+       "planted_in_top5": bool}},
      "multiclass": {CELL: {"auroc": x, "auprc": x}},
      "bootstrap": [{"fraction": f, "n_train": n, "f1_overall_mean": x, "f1_overall_sd": x, ...}],
      "comparison": {...}, "data": {STORE: {...counts...}}, "timings": {STAGE: seconds}}
@@ -48,7 +49,8 @@ def build_summary(study: "Study") -> dict[str, Any]:
     for cell in study.config.cells:
         entry = _read_json(out / "evaluation" / cell / "headline.json") or {}
         interpretation = _read_json(out / "interpret" / cell / "summary.json") or {}
-        entry.update({k: v for k, v in interpretation.items() if k in ("top_tfs", "planted_tfs", "planted_in_top5")})
+        entry.update({k: v for k, v in interpretation.items() if k in ("top_tfs", "top_families", "planted_tfs",
+                                                                               "planted_in_top5")})
         summary["cells"][cell] = entry
     summary["multiclass"] = _read_json(out / "evaluation" / "multiclass" / "per_cell.json") or {}
     table_path = out / "bootstrap" / "bootstrap_table.tsv"
@@ -193,8 +195,17 @@ def _interpretation_sections(study: "Study", summary: dict[str, Any]) -> list[Se
         top = info.get("top_tfs") or []
         section.paragraphs.append(
             "TFs ranked by the two-sample Kolmogorov-Smirnov D of their sites' maximum gradient x input "
+            f"(of the model's {info.get('target', 'probability')}) "
             "against all other TFs' non-overlapping sites (Benjamini-Hochberg FDR). "
             f"Significant TFs, best first: {', '.join(top[:15]) or 'none'}.")
+        families = info.get("top_families") or []
+        if families:
+            section.paragraphs.append(
+                "The same ranking by family (a TF whose sites mostly lie on a better-ranked TF's sites is one "
+                "signal with it): " + "; ".join(
+                    f"{f['tf']} (D {f['D']:+.2f}" + (f", with {', '.join(f['members'][1:4])}"
+                                                     + (" ..." if len(f['members']) > 4 else "") if len(f['members']) > 1 else "")
+                    + ")" for f in families[:8]) + ".")
         if info.get("note"):
             section.paragraphs.append(f"Nothing to rank: {info['note']}.")
         if info.get("planted_tfs"):
