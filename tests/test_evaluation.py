@@ -332,7 +332,7 @@ def test_evaluate_multiclass(tmp_path, capsys):
     assert _is_png(tmp_path / "out" / "roc.png")
 
 
-def test_plots_learning_and_bootstrap(tmp_path):
+def test_plots_learning_and_bootstrap(tmp_path, monkeypatch):
     from chromtransfer import plots
     from chromtransfer.errors import InputError
 
@@ -344,6 +344,19 @@ def test_plots_learning_and_bootstrap(tmp_path):
                       "train_auroc": 0.8, "val_auroc": 0.7, "lr": 1e-3, "seconds": 1.0}).to_csv(
             paths[f"fold {fold}"], index=False)
     assert _is_png(plots.learning_curves(paths, tmp_path / "lc.png"))
+    # The triangle marks the lowest validation loss, or the epoch a run says it kept.
+    marked = {}
+
+    def capture(fig, path, dpi):
+        marked.update({line.get_label(): line.get_xdata()[0] for line in fig.axes[0].lines
+                       if line.get_marker() == "v"})
+        return real_save(fig, path, dpi)
+
+    real_save = plots._save
+    monkeypatch.setattr(plots, "_save", capture)
+    plots.learning_curves(paths, tmp_path / "lc_kept.png", kept_epochs={"fold 1": 3})
+    monkeypatch.undo()
+    assert sorted(marked.values()) == [3, 7]
     (tmp_path / "bad.csv").write_text("epoch,train_loss\n1,0.5\n")
     with pytest.raises(InputError, match="val_loss"):
         plots.learning_curves({"bad": tmp_path / "bad.csv"}, tmp_path / "bad.png")

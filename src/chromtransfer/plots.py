@@ -194,12 +194,14 @@ def calibration_curves(curves: Mapping[str, pd.DataFrame], path: str | os.PathLi
 
 def learning_curves(csv_paths: Mapping[str, str | os.PathLike], path: str | os.PathLike, *,
                     title: str | None = "Learning curves", ylabel: str = "Cross-entropy loss (nats)",
-                    dpi: int = DEFAULT_DPI) -> Path:
+                    kept_epochs: Mapping[str, int] | None = None, dpi: int = DEFAULT_DPI) -> Path:
     """Training (dashed) and validation (solid) loss per epoch of one or more training runs.
 
     Args:
         csv_paths: label -> ``learning_curve.csv`` with columns ``epoch``, ``train_loss``,
-            ``val_loss`` (others are ignored); the epoch of the lowest validation loss is marked.
+            ``val_loss`` (others are ignored).
+        kept_epochs: label -> the (1-based) epoch whose weights became the model, marked with a
+            triangle; labels without one mark the epoch of the lowest validation loss.
 
     Raises:
         InputError: a file is missing, unreadable or lacks a column.
@@ -214,9 +216,10 @@ def learning_curves(csv_paths: Mapping[str, str | os.PathLike], path: str | os.P
         valid = table.dropna(subset=["val_loss"])
         ax.plot(valid["epoch"], valid["val_loss"], linestyle="-", color=colour, linewidth=1.6,
                 label=f"{label} validation")
-        if not valid.empty:
-            best = valid.loc[valid["val_loss"].idxmin()]
-            ax.plot([best["epoch"]], [best["val_loss"]], marker="v", color=colour, markersize=6,
+        kept = (kept_epochs or {}).get(label)
+        marked = valid[valid["epoch"] == kept] if kept is not None else valid.nsmallest(1, "val_loss")
+        if not marked.empty:
+            ax.plot(marked["epoch"].iloc[:1], marked["val_loss"].iloc[:1], marker="v", color=colour, markersize=6,
                     linestyle="none")
     ax.xaxis.get_major_locator().set_params(integer=True)
     _style(ax, "Epoch", ylabel, title)

@@ -42,6 +42,17 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _kept_epochs(run_dirs: dict[str, Path]) -> dict[str, int]:
+    """Label -> the epoch whose weights each finished run exported (from its ``run.json``)."""
+    kept = {}
+    for label, run_dir in run_dirs.items():
+        document = _read_json(Path(run_dir) / "run.json") or {}
+        epoch = document.get("result", {}).get("exported", {}).get("epoch")
+        if isinstance(epoch, int) and epoch > 0:
+            kept[label] = epoch
+    return kept
+
+
 def build_summary(study: "Study") -> dict[str, Any]:
     out = study.out
     summary: dict[str, Any] = {"name": study.config.name, "config": str(study.config.path), "cells": {},
@@ -110,18 +121,22 @@ def report_sections(study: "Study", summary: dict[str, Any]) -> list[Section]:
 
     curves = Section("Learning curves",
                      paragraphs=["Training (dashed) and validation (solid) loss per epoch; the triangle marks "
-                                 "the epoch whose weights were kept (lowest validation loss)."])
+                                 "the epoch whose weights were kept (the lowest validation loss, or the last "
+                                 "epoch for a run that keeps its last weights)."])
     csvs = {"pre-training": study.pretrained / "learning_curve.csv"}
     if csvs["pre-training"].exists():
-        curves.figures.append(("Pre-training", plots.learning_curves(csvs, figures / "learning_pretrain.png",
-                                                                      title="Pre-trained model")))
+        curves.figures.append(("Pre-training", plots.learning_curves(
+            csvs, figures / "learning_pretrain.png", title="Pre-trained model",
+            kept_epochs=_kept_epochs({"pre-training": study.pretrained}))))
     for cell in study.config.cells:
         runs = {"fine-tuned": study.finetuned(cell)[0] / "learning_curve.csv",
                 "baseline": study.baselines(cell)[0] / "learning_curve.csv"}
         runs = {k: v for k, v in runs.items() if v.exists()}
         if runs:
+            kept = _kept_epochs({k: v.parent for k, v in runs.items()})
             curves.figures.append((f"{cell}: fine-tuned vs binary baseline (fold {study.config.folds[0]})",
-                                   plots.learning_curves(runs, figures / f"learning_{cell}.png", title=cell)))
+                                   plots.learning_curves(runs, figures / f"learning_{cell}.png", title=cell,
+                                                         kept_epochs=kept)))
     sections.append(curves)
 
     rows = []
