@@ -44,9 +44,9 @@ import pandas as pd
 
 from ..errors import ArtifactError, InputError
 
-__all__ = ["ATTRIBUTION_FILE", "Attributions", "EnrichmentResult", "assign_families", "compare_sets",
-           "enrichment_test", "family_heads", "ks_enrichment", "load_attributions", "overlap_mask", "run_enrichment", "score_sites", "signed_ks",
-           "write_enrichment"]
+__all__ = ["ATTRIBUTION_FILE", "Attributions", "EnrichmentResult", "FAMILY_OVERLAP", "assign_families",
+           "compare_sets", "enrichment_test", "family_heads", "ks_enrichment", "load_attributions", "overlap_mask",
+           "run_enrichment", "score_sites", "signed_ks", "write_enrichment"]
 
 ATTRIBUTION_FILE = "attributions.npz"
 METHODS = ("grad_x_input", "ism")
@@ -337,14 +337,13 @@ def ks_enrichment(scores: np.ndarray, groups: np.ndarray, region: np.ndarray, st
     table = pd.DataFrame(rows)
     table["fdr"] = false_discovery_control(table["p"].to_numpy(), method="bh")
     table["significant"] = table["fdr"] < fdr
-    # shared[i, j]: fraction of tested group i's sites lying on sites of tested group j
+    table = table.sort_values(["D", "group"], ascending=[False, True], kind="stable")
+    # shared[i, j]: fraction of ranked group i's sites lying on sites of ranked group j (the
+    # columns of covered_counts follow the unsorted rows, i.e. the table's index)
     tested = np.searchsorted(labels, table["group"].to_numpy())
-    shared = np.stack(covered_counts, axis=1)[tested] / counts[tested, None]
-    order = np.lexsort((table["group"].to_numpy(), -table["D"].to_numpy()))
-    family = assign_families(list(table["group"].to_numpy()[order]), shared[np.ix_(order, order)], family_overlap)
-    table.loc[table.index[order], "family"] = family
-    table = table[columns].sort_values(["D", "group"], ascending=[False, True], kind="stable")
-    return table.reset_index(drop=True)
+    shared = np.stack(covered_counts, axis=1)[tested][:, table.index] / counts[tested, None]
+    table["family"] = assign_families(list(table["group"]), shared, family_overlap)
+    return table[columns].reset_index(drop=True)
 
 
 def enrichment_test(scored: pd.DataFrame, score_column: str = "site_score", group_by: str = "tf",

@@ -22,11 +22,18 @@ if TYPE_CHECKING:
 
 
 def _settings(study: "Study") -> dict[str, Any]:
+    from ..interpret.enrich import FAMILY_OVERLAP
+
     i = study.config.interpret
     return {"method": i.get("method", "grad_x_input"), "target": i.get("target", "probability"),
             "pvalue": float(i.get("pvalue", 1e-5)), "min_sites": int(i.get("min_sites", 100)),
-            "fdr": float(i.get("fdr", 0.001)), "family_overlap": float(i.get("family_overlap", 0.5)),
+            "fdr": float(i.get("fdr", 0.001)), "family_overlap": float(i.get("family_overlap", FAMILY_OVERLAP)),
             "batch_size": int(i.get("batch_size", 128)), "top": int(i.get("top", 20))}
+
+
+def _test_options(settings: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of :func:`~chromtransfer.interpret.enrich.run_enrichment` set by the study."""
+    return {k: settings[k] for k in ("min_sites", "fdr", "family_overlap")}
 
 
 def _scanner(study: "Study", settings: dict[str, Any]):
@@ -88,10 +95,9 @@ def interpret_cell(study: "Study", cell: str) -> dict[str, Any]:
         return _empty(out, cell, settings, planted, f"no motif site with p < {settings['pvalue']:g} in the windows")
     attr_ft = load_attributions(out / "finetuned")
     attr_pt = load_attributions(out / "pretrained")
-    tests = {"min_sites": settings["min_sites"], "fdr": settings["fdr"], "family_overlap": settings["family_overlap"]}
-    single = run_enrichment(sites, attr_ft, **tests)
+    single = run_enrichment(sites, attr_ft, **_test_options(settings))
     write_enrichment(single, out / "enrichment", attr_ft, top=settings["top"])
-    paired = run_enrichment(sites, attr_pt, attr_ft, **tests)
+    paired = run_enrichment(sites, attr_pt, attr_ft, **_test_options(settings))
     write_enrichment(paired, out / "vs_pretrained", attr_pt, attr_ft, top=settings["top"])
     top = _significant(single.a)
     families = family_heads(single.a)
@@ -173,8 +179,7 @@ def compare_cells(study: "Study", cell_a: str, cell_b: str) -> dict[str, Any]:
     _attribute_rows(study, study.finetuned(cell_b)[0], merged, settings, out / cell_b, "all")
     sites = _scan(study, settings, merged.codes, merged.names, out / "sites.tsv")
     attr_a, attr_b = load_attributions(out / cell_a), load_attributions(out / cell_b)
-    paired = run_enrichment(sites, attr_a, attr_b, min_sites=settings["min_sites"], fdr=settings["fdr"],
-                            family_overlap=settings["family_overlap"])
+    paired = run_enrichment(sites, attr_a, attr_b, **_test_options(settings))
     write_enrichment(paired, out / "enrichment", attr_a, attr_b, top=settings["top"])
     info = {
         "cells": [cell_a, cell_b], "regions": int(len(merged)), "sites": int(len(sites)),

@@ -199,6 +199,15 @@ def report_sections(study: "Study", summary: dict[str, Any]) -> list[Section]:
     return sections
 
 
+def _family_text(family: dict[str, Any], shown: int = 3) -> str:
+    """``HEAD (D +0.60, with M1, M2, M3 ...)`` for one entry of ``top_families``."""
+    others = family["members"][1:]
+    text = f"{family['tf']} (D {family['D']:+.2f}"
+    if others:
+        text += ", with " + ", ".join(others[:shown]) + (" ..." if len(others) > shown else "")
+    return text + ")"
+
+
 def _interpretation_sections(study: "Study", summary: dict[str, Any]) -> list[Section]:
     sections = []
     for cell in study.interpret_cells:
@@ -217,10 +226,7 @@ def _interpretation_sections(study: "Study", summary: dict[str, Any]) -> list[Se
         if families:
             section.paragraphs.append(
                 "The same ranking by family (a TF whose sites mostly lie on a better-ranked TF's sites is one "
-                "signal with it): " + "; ".join(
-                    f"{f['tf']} (D {f['D']:+.2f}" + (f", with {', '.join(f['members'][1:4])}"
-                                                     + (" ..." if len(f['members']) > 4 else "") if len(f['members']) > 1 else "")
-                    + ")" for f in families[:8]) + ".")
+                "signal with it): " + "; ".join(_family_text(f) for f in families[:8]) + ".")
         if info.get("note"):
             section.paragraphs.append(f"Nothing to rank: {info['note']}.")
         if info.get("planted_tfs"):
