@@ -87,13 +87,29 @@ def load_config(path: str | os.PathLike) -> StudyConfig:
     for preset, options in train.items():
         if not isinstance(options, dict):
             raise InputError(path, f"train.{preset} must be a mapping of settings", fix="e.g. max_epochs: 10")
+    interpret = _mapping(path, raw, "interpret")
+    _check_interpret(path, interpret)
     return StudyConfig(
         path=path.resolve(), name=str(raw.get("name", path.stem)), seed=int(raw.get("seed", 0)),
         device=str(raw.get("device", "auto")), inputs=inputs, prepare=_mapping(path, raw, "prepare"),
         cells=list(cells), folds=list(folds), train=train, evaluate=_mapping(path, raw, "evaluate"),
         multiclass=_mapping(path, raw, "multiclass"), bootstrap=_mapping(path, raw, "bootstrap"),
-        interpret=_mapping(path, raw, "interpret"), raw=raw,
+        interpret=interpret, raw=raw,
     )
+
+
+def _check_interpret(path: Path, interpret: dict[str, Any]) -> None:
+    """Reject interpretation settings that would only fail after the models are trained."""
+    from ..interpret.attribution import TARGETS
+    from ..interpret.enrich import FAMILY_OVERLAP
+    from ..interpret.pipeline import METHODS
+
+    for key, allowed in (("method", METHODS), ("target", TARGETS)):
+        if key in interpret and interpret[key] not in allowed:
+            raise InputError(path, f"interpret.{key} is {interpret[key]!r}", fix=f"use one of {', '.join(allowed)}")
+    overlap = interpret.get("family_overlap", FAMILY_OVERLAP)
+    if not isinstance(overlap, (int, float)) or not 0 < overlap <= 1:
+        raise InputError(path, f"interpret.family_overlap is {overlap!r}", fix="use a fraction in (0, 1], e.g. 0.5")
 
 
 def _mapping(path: Path, raw: dict, key: str, required: bool = False) -> dict[str, Any]:
