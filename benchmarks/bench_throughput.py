@@ -118,6 +118,8 @@ LEVERS = {
                               "instead of oneDNN's fused conv+ReLU"), ("infer",)),
     "merge_siblings": (_variant(infer={"fuse": {"merge_siblings": True}}, note="projection "
                                 "blocks: main-path and shortcut convs as one"), ("infer",)),
+    "no_trim_even": (_variant(infer={"fuse": {"trim_even": False}}, note="even kernels as odd ones "
+                              "with a zero tap instead of a trimmed one-longer output"), ("infer",)),
     "no_head_fold": (_variant(infer={"fuse": {"fold_head_bn": False}}, note="head BatchNorm kept"),
                      ("infer",)),
     "no_chunking": (_variant(infer={"chunk": None, "workers": 1}, note="the whole 1024 batch in "

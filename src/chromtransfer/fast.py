@@ -10,8 +10,11 @@ sequence:
 * convolution and its ReLU run as one oneDNN call (a fused post-op) where PyTorch exposes it
   (``torch.ops.mkldnn._convolution_pointwise``; checked once against the plain operations, else
   the plain ones are used);
-* even kernels become odd ones with a leading zero tap, so TensorFlow's asymmetric 'same' padding
-  needs no padded copy of the input: the extra products are exact zeros;
+* TensorFlow's asymmetric 'same' padding of an even kernel k needs no padded copy of the input:
+  the convolution pads k//2 on both sides and its first output position is dropped (a view; the
+  BatchNorm pass that follows writes a contiguous tensor). The older rewrite, an odd kernel with
+  a leading zero tap (``FuseOptions(trim_even=False)``), does k + 1 multiply-adds per output
+  instead of k; the trimmed one measured ~2 % faster over the whole network;
 * optionally (off by default: measured slower here, the wider output costs more than the
   second pass over the input saves), the two convolutions of a projection block that read the
   same input with the same kernel (main path and shortcut) run as one with both filter banks;
@@ -61,13 +64,24 @@ class FuseOptions:
 
     Attributes:
         pointwise: fuse each convolution with its ReLU in one oneDNN call (CPU only).
+        trim_even: run even kernels without the zero tap of :func:`_odd_kernel`, on a one
+            position longer output whose first position is dropped (:func:`_trimmed_kernel`).
         merge_siblings: run a projection block's main-path and shortcut convolutions as one.
         fold_head_bn: fold the head's BatchNorm layers into the following Dense layers.
     """
 
     pointwise: bool = True
+    trim_even: bool = True
     merge_siblings: bool = False
     fold_head_bn: bool = True
+
+
+@dataclass(frozen=True)
+class _ConvHow:
+    """How :class:`_Conv` runs its convolution (resolved from :class:`FuseOptions`)."""
+
+    pointwise: bool
+    trim: bool
 
 
 def _odd_kernel(weight: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -85,23 +99,43 @@ def _odd_kernel(weight: torch.Tensor) -> tuple[torch.Tensor, int]:
     return weight.unsqueeze(2).contiguous(), left
 
 
-class _Conv(nn.Module):
-    """Convolution over channels-last ``(N, C_in, 1, L)``, optionally followed by ReLU."""
+def _trimmed_kernel(weight: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """``(C_out, C_in, k)`` kernel for a convolution whose first output position is dropped:
+    ``(weight4d, pad)``.
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, relu: bool, pointwise: bool):
+    With k//2 zeros on both sides an even kernel k gives L + 1 outputs; output ``i + 1`` is
+    TensorFlow's 'same' output ``i`` (whose window starts (k-1)//2 = k//2 - 1 positions to the
+    left). Same products as TensorFlow's, no zero tap: k instead of k + 1 multiply-adds per
+    output, for an output one position longer. Odd kernels are returned as they are.
+    """
+    return weight.unsqueeze(2).contiguous(), same_padding(weight.shape[-1])[1]
+
+
+class _Conv(nn.Module):
+    """Convolution over channels-last ``(N, C_in, 1, L)``, optionally followed by ReLU.
+
+    ``trim``: an even kernel runs as :func:`_trimmed_kernel` describes, and the result is the
+    view without its first position (channels-last strides kept; the next elementwise pass
+    writes a contiguous tensor); else as :func:`_odd_kernel`.
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, relu: bool, how: "_ConvHow"):
         super().__init__()
-        w4, pad = _odd_kernel(weight.detach())
+        self.trim = how.trim and weight.shape[-1] % 2 == 0
+        w4, pad = (_trimmed_kernel if self.trim else _odd_kernel)(weight.detach())
         self.weight = nn.Parameter(w4, requires_grad=False)
         self.bias = nn.Parameter(bias.detach().clone(), requires_grad=False)
         self.pad = pad
         self.relu = relu
-        self.pointwise = pointwise
+        self.pointwise = how.pointwise
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.pointwise and self.relu and x.device.type == "cpu" and x.dtype == torch.float32:
-            return conv_relu_channels_last(x, self.weight, self.bias, self.pad)
-        y = F.conv2d(x, self.weight, self.bias, padding=(0, self.pad))
-        return y.relu_() if self.relu else y
+            y = conv_relu_channels_last(x, self.weight, self.bias, self.pad)
+        else:
+            y = F.conv2d(x, self.weight, self.bias, padding=(0, self.pad))
+            y = y.relu_() if self.relu else y
+        return y[..., 1:] if self.trim else y
 
 
 def _bn_affine(bn: nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,9 +163,9 @@ class _Affine(nn.Module):
 class _Unit(nn.Module):
     """A conv unit for inference: conv + ReLU (one call), then BatchNorm as one affine pass."""
 
-    def __init__(self, unit: ConvUnit, pointwise: bool):
+    def __init__(self, unit: ConvUnit, how: "_ConvHow"):
         super().__init__()
-        self.conv = _Conv(unit.conv.weight, unit.conv.bias, True, pointwise)
+        self.conv = _Conv(unit.conv.weight, unit.conv.bias, True, how)
         self.bn = _Affine(*_bn_affine(unit.bn))
 
     def forward(self, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
@@ -139,10 +173,10 @@ class _Unit(nn.Module):
 
 
 class _Identity(nn.Module):
-    def __init__(self, block: IdentityBlock, pointwise: bool):
+    def __init__(self, block: IdentityBlock, how: "_ConvHow"):
         super().__init__()
-        self.unit1 = _Unit(block.unit1, pointwise)
-        self.unit2 = _Unit(block.unit2, pointwise)
+        self.unit1 = _Unit(block.unit1, how)
+        self.unit2 = _Unit(block.unit2, how)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.unit2(self.unit1(x), add=x)
@@ -151,20 +185,20 @@ class _Identity(nn.Module):
 class _Projection(nn.Module):
     """``unit2(unit1(x)) + shortcut(x)``; unit1 and shortcut share one convolution when merged."""
 
-    def __init__(self, block: ProjectionBlock, pointwise: bool, merge: bool):
+    def __init__(self, block: ProjectionBlock, how: "_ConvHow", merge: bool):
         super().__init__()
         self.merge = merge
-        self.unit2 = _Unit(block.unit2, pointwise)
+        self.unit2 = _Unit(block.unit2, how)
         if merge:
             w = torch.cat([block.unit1.conv.weight, block.shortcut.conv.weight])
             b = torch.cat([block.unit1.conv.bias, block.shortcut.conv.bias])
-            self.conv = _Conv(w, b, True, pointwise)
+            self.conv = _Conv(w, b, True, how)
             self.split = block.unit1.conv.out_channels
             self.bn1 = _Affine(*_bn_affine(block.unit1.bn))
             self.bn_short = _Affine(*_bn_affine(block.shortcut.bn))
         else:
-            self.unit1 = _Unit(block.unit1, pointwise)
-            self.shortcut = _Unit(block.shortcut, pointwise)
+            self.unit1 = _Unit(block.unit1, how)
+            self.shortcut = _Unit(block.shortcut, how)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.merge:
@@ -175,15 +209,15 @@ class _Projection(nn.Module):
 
 
 class _FusedBody(nn.Module):
-    def __init__(self, body: Body, options: FuseOptions, pointwise: bool):
+    def __init__(self, body: Body, options: FuseOptions, how: "_ConvHow"):
         super().__init__()
-        self.stem = _Unit(body.stem, pointwise)
-        self.block1 = _Projection(body.block1, pointwise, options.merge_siblings)
-        self.stage2 = nn.ModuleList([_Identity(b, pointwise) for b in body.stage2])
-        self.block3 = _Projection(body.block3, pointwise, options.merge_siblings)
-        self.stage4 = nn.ModuleList([_Identity(b, pointwise) for b in body.stage4])
-        self.conv_out = _Unit(body.conv_out, pointwise)
-        self.last = _Conv(body.last_conv.weight, body.last_conv.bias, True, pointwise)
+        self.stem = _Unit(body.stem, how)
+        self.block1 = _Projection(body.block1, how, options.merge_siblings)
+        self.stage2 = nn.ModuleList([_Identity(b, how) for b in body.stage2])
+        self.block3 = _Projection(body.block3, how, options.merge_siblings)
+        self.stage4 = nn.ModuleList([_Identity(b, how) for b in body.stage4])
+        self.conv_out = _Unit(body.conv_out, how)
+        self.last = _Conv(body.last_conv.weight, body.last_conv.bias, True, how)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, 4, 1, L)`` channels-last one-hot -> pooled features ``(N, F)``."""
@@ -226,10 +260,11 @@ class FusedNet(nn.Module):
 
     def __init__(self, model: ChromTransferNet, options: FuseOptions = FuseOptions()):
         super().__init__()
-        pointwise = options.pointwise and pointwise_conv_available()
+        how = _ConvHow(pointwise=options.pointwise and pointwise_conv_available(),
+                       trim=options.trim_even)
         self.config = model.config
         self.options = options
-        self.body = _FusedBody(model.body, options, pointwise)
+        self.body = _FusedBody(model.body, options, how)
         self.head = _fused_head(model.head, options.fold_head_bn)
         self.eval()
 
