@@ -5,21 +5,34 @@ import click
 
 
 @click.command("run")
-@click.argument("config", type=click.Path())
+@click.argument("config", type=click.Path(), required=False)
 @click.option("--out", type=click.Path(), default=None,
               help="Study folder (default: a folder named after the config, beside it).")
-def run_command(config: str, out: str | None) -> None:
+@click.option("--dry-run", is_flag=True, help="List every stage with what would happen (skip/run/redo) and why; "
+                                              "change nothing.")
+@click.option("--show-schema", is_flag=True, help="Print every config key with its type, default and meaning.")
+def run_command(config: str | None, out: str | None, dry_run: bool, show_schema: bool) -> None:
     """Run (or resume) the whole study described by CONFIG (YAML).
 
-    Stages already complete are skipped, so a killed study resumes where it stopped; a training
-    stage resumes from its last checkpoint.
+    Stages whose results are up to date are skipped, so a killed study resumes where it stopped (a
+    training stage from its last checkpoint); a stage whose config values, input files or
+    upstream stages changed is redone, with its dependents, and the log says why.
     """
     from pathlib import Path
 
+    if show_schema:
+        from ..workflow.config import schema_table
+
+        click.echo(schema_table(), nl=False)
+        return
+    if config is None:
+        raise click.UsageError("give the study CONFIG (or --show-schema)")
     from ..workflow.study import run_study
 
     out = out or str(Path(config).with_suffix(""))
-    summary = run_study(config, out, echo=click.echo)
+    summary = run_study(config, out, echo=click.echo, dry_run=dry_run)
+    if dry_run:
+        return
     click.echo(f"summary: {Path(out) / 'summary.json'}")
     click.echo(f"report:  {Path(out) / 'report.html'}")
     _print_headline(summary)

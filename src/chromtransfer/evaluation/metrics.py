@@ -33,6 +33,8 @@ import pandas as pd
 
 #: How ``f1_overall`` averages the per-class F1 by default (see :func:`overall_f1`).
 DEFAULT_F1_AVERAGE = "macro"
+#: How ``f1_overall`` combines the per-class F1 scores (:func:`overall_f1`).
+F1_AVERAGES = ("macro", "weighted")
 
 #: Keys of :func:`binary_metrics`, in the order tables print them.
 BINARY_KEYS = ("auroc", "auprc", "f1_negative", "f1_positive", "f1_overall", "precision", "recall",

@@ -1,123 +1,577 @@
-"""The study configuration (``chromtransfer run CONFIG.yaml``): reading and validation.
+"""The study configuration (``chromtransfer run CONFIG.yaml``): one typed schema, read and checked.
 
 A study config is YAML; every section is optional except ``inputs`` and ``cells``. Paths are
 relative to the config file's folder. See ``configs/paper.yaml`` (the paper's settings) and
-``configs/demo.yaml`` (the bundled synthetic data at laptop size) for complete, commented examples.
+``configs/demo.yaml`` (the bundled synthetic data at laptop size) for complete, commented examples;
+``chromtransfer run --show-schema`` (and the README) lists every key with its type, default and
+meaning, rendered from the models below by :func:`schema_table`.
+
+The models (pydantic v2, strict) are the one description of a config: they refuse unknown keys
+anywhere, take booleans only as ``true``/``false`` (``"no"`` is an error, not true), check types
+and ranges, and fill every default, so the study reads typed attributes and ``summary.json``
+records the filled config (:meth:`StudyConfig.filled`). :func:`load_config` turns the first problem
+into one :class:`~chromtransfer.errors.InputError` line with the config's line number, before any
+stage runs. The training keys are those of :class:`~chromtransfer.training.presets.TrainSettings`
+(their types and descriptions included) less the ones the study sets itself; their ranges are
+checked by :func:`~chromtransfer.training.presets.resolve`, whose filled values the config records.
 """
 from __future__ import annotations
 
+import difflib
 import os
-from dataclasses import dataclass, field
+import re
+import types
+import typing
+from dataclasses import MISSING, fields as dataclass_fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Optional, Union
 
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, create_model
+
+from ..bootstrap import PAPER_FRACTIONS
+from ..datasets.splits import FOLD_SCHEMES
+from ..datasets.synthetic import SIZES
 from ..errors import InputError
+from ..evaluation.metrics import DEFAULT_F1_AVERAGE, F1_AVERAGES
+from ..interpret.attribution import TARGETS
+from ..interpret.enrich import FAMILY_OVERLAP
+from ..interpret.pipeline import METHODS
+from ..models import HEADS
+from ..training import presets
 
-SECTIONS = {"name", "seed", "device", "inputs", "prepare", "cells", "folds", "train", "evaluate",
-            "multiclass", "bootstrap", "interpret"}
-INPUT_KEYS = {"synthetic", "genome", "rdhs", "exclude_positives", "blacklist", "labels_csv",
-              "label_matrix", "signal_matrix"}
+SCHEMA_HINT = "see 'chromtransfer run --show-schema'"
 
 
-@dataclass
-class StudyConfig:
-    path: Path
-    name: str
-    seed: int
-    device: str
-    inputs: dict[str, Any]
-    prepare: dict[str, Any]
-    cells: list[str]
-    folds: list[int]
-    train: dict[str, dict[str, Any]]
-    evaluate: dict[str, Any]
-    multiclass: dict[str, Any]
-    bootstrap: dict[str, Any]
-    interpret: dict[str, Any]
-    raw: dict[str, Any] = field(repr=False, default_factory=dict)
+def _as_list(value: Any) -> Any:
+    """One path or name, or a comma-separated string, as a list (lists pass unchanged)."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def _as_text(value: Any) -> Any:
+    """``precision: 32`` (a YAML number) as the text ``"32"``."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+Names = Annotated[list[str], BeforeValidator(_as_list)]
+Fraction = Annotated[float, Field(gt=0, le=1)]
+
+
+class Section(BaseModel):
+    """A config section: unknown keys refused, values of exactly the declared types."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", validate_default=False)
+
+
+# -- inputs ---------------------------------------------------------------------------------------
+class Synthetic(Section):
+    size: Literal[tuple(SIZES)] = Field("small", description="data set size (tiny, small, demo, medium)")
+    seed: Optional[int] = Field(None, ge=0, description="random seed of the synthetic data (default: the study's seed)")
+    strength: float = Field(3.0, gt=0, description="exponent on the motif probabilities when planting instances")
+
+
+class Inputs(Section):
+    synthetic: Optional[Synthetic] = Field(None, description="make the bundled synthetic data instead of reading files")
+    genome: Optional[str] = Field(None, description="genome FASTA (plain, gzip or bgzip) or 2bit")
+    rdhs: Optional[Names] = Field(None, description="open-chromatin regions (BED) of pre-training")
+    exclude_positives: Optional[Names] = Field(None, description="regions removed from the pre-training positives")
+    blacklist: Optional[Names] = Field(None, description="regions no background window may overlap")
+    labels_csv: Optional[Names] = Field(None, description="folder (or files) of published per-cell label CSVs")
+    label_matrix: Optional[str] = Field(None, description="TSV of regions x cell lines (1/0)")
+    signal_matrix: Optional[str] = Field(None, description="TSV of regions x replicate signal columns")
+
+    def label_source(self) -> dict[str, Any]:
+        """The one cell-type label input given, as ``{key: value}``."""
+        for key in ("labels_csv", "label_matrix", "signal_matrix"):
+            if getattr(self, key):
+                return {key: getattr(self, key)}
+        return {}
+
+    def files(self) -> dict[str, list[str]]:
+        """The user's input paths per key (as written in the config)."""
+        named = {k: getattr(self, k) for k in ("genome", "rdhs", "exclude_positives", "blacklist", "labels_csv",
+                                               "label_matrix", "signal_matrix")}
+        return {k: ([v] if isinstance(v, str) else list(v)) for k, v in named.items() if v}
+
+
+# -- prepare --------------------------------------------------------------------------------------
+class PreparePretrain(Section):
+    neg_ratio: Optional[float] = Field(None, gt=0, description="negatives per positive (default: every background tile)")
+    min_distance: Optional[int] = Field(None, ge=0, description="override of prepare.min_distance for pre-training")
+    gc_match: bool = Field(False, description="draw negatives with the positives' GC distribution (needs neg_ratio)")
+    use_summit: bool = Field(False, description="centre narrowPeak windows on the summit")
+    drop_missing_chroms: bool = Field(False, description="drop positives on chromosomes the genome lacks")
+
+
+class PrepareFinetune(Section):
+    neg_ratio: float = Field(3.0, gt=0, description="negatives per positive for matrix inputs")
+    background: Optional[int] = Field(None, ge=0, description="genomic background windows (default: a tenth of "
+                                                              "the set's rows, at most 1000)")
+    min_distance: Optional[int] = Field(None, ge=0, description="override of prepare.min_distance for fine-tuning")
+    threshold: float = Field(1.64, description="signal-matrix z-score above which a region is open")
+    pseudocount: float = Field(0.0, ge=0, description="signal-matrix pseudocount before the log")
+
+
+def _overrides(model: type[Section], name: str, base: str) -> type[Section]:
+    """A copy of ``model`` whose keys all default to ``None``: the value of the ``base`` section."""
+    options = {}
+    for key, info in model.model_fields.items():
+        kind = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+        options[key] = (Optional[kind], Field(None, description=f"{info.description} (default: as {base})"))
+    return create_model(name, __base__=Section, **options)
+
+
+MulticlassPrepare = _overrides(PrepareFinetune, "MulticlassPrepare", "prepare.finetune")
+
+
+class Prepare(Section):
+    length: int = Field(600, ge=1, description="window length (bp), centred on each region")
+    test_chroms: Names = Field(["chr2", "chr3"], min_length=1, description="chromosomes of the test split")
+    folds: int = Field(3, ge=1, description="cross-validation folds of the training rows")
+    fold_scheme: Literal[FOLD_SCHEMES] = Field("rows", description="how rows are assigned to folds")
+    exclude_chroms: Names = Field([], description="chromosomes left out entirely")
+    max_n_fraction: float = Field(0.1, ge=0, le=1, description="windows with a larger share of N are dropped")
+    min_distance: int = Field(300, ge=0, description="background windows lie at least this far (bp) from every region")
+    exclude_cell_positives: bool = Field(True, description="remove the cell lines' open windows from pre-training")
+    cells_considered: Optional[Names] = Field(None, description="cell lines of the label input that count "
+                                                                "(default: all)")
+    pretrain: PreparePretrain = Field(default_factory=PreparePretrain, description="pre-training store")
+    finetune: PrepareFinetune = Field(default_factory=PrepareFinetune, description="fine-tuning stores")
+
+    def common(self) -> dict[str, Any]:
+        """The options every store shares (keyword arguments of ``prepare_pretrain``/``prepare_finetune``)."""
+        return {k: getattr(self, k) for k in ("length", "test_chroms", "folds", "fold_scheme", "exclude_chroms",
+                                               "max_n_fraction", "min_distance")}
+
+
+# -- train: the keys of TrainSettings ------------------------------------------------------------
+#: TrainSettings fields the study sets itself (per stage), so a config may not.
+STUDY_SET_TRAIN_KEYS = ("preset", "store", "out", "init", "fold", "resume", "quiet", "train_fraction",
+                        "subsample_seed")
+#: Allowed values of the TrainSettings fields that take one of a few words.
+TRAIN_CHOICES = {"precision": presets.PRECISIONS, "class_weights": presets.CLASS_WEIGHTS,
+                 "export": presets.EXPORTS, "strategy": presets.STRATEGIES, "device": presets.DEVICES,
+                 "head": HEADS}
+TRAIN_SECTIONS = ("common",) + presets.PRESET_NAMES
+
+
+def _docstring_attributes(cls: type) -> dict[str, str]:
+    """``name: description`` of a Google-style ``Attributes:`` section (grouped names shared)."""
+    text = (cls.__doc__ or "").split("Attributes:", 1)[-1]
+    described: dict[str, str] = {}
+    current: list[str] = []
+    for line in text.splitlines():
+        match = re.match(r"^ {8}([a-z0-9_, ]+): (.*)$", line)
+        if match:
+            current = [n.strip() for n in match.group(1).split(",")]
+            for name in current:
+                described[name] = match.group(2).strip()
+        elif line.startswith(" " * 12) and current:
+            for name in current:
+                described[name] += " " + line.strip()
+    return {name: re.sub(r":data:`([^`]+)`", r"\1", text).replace("``", "`") for name, text in described.items()}
+
+
+def _train_options_model() -> type[Section]:
+    hints = typing.get_type_hints(presets.TrainSettings)
+    described = {**_docstring_attributes(presets.TrainSettings), **_docstring_attributes(presets.Preset)}
+    options: dict[str, Any] = {}
+    for f in dataclass_fields(presets.TrainSettings):
+        if f.name in STUDY_SET_TRAIN_KEYS:
+            continue
+        kind = hints[f.name]
+        if f.name in TRAIN_CHOICES:
+            kind = Literal[tuple(TRAIN_CHOICES[f.name])]
+            if f.name == "precision":
+                kind = Annotated[kind, BeforeValidator(_as_text)]
+        description = described.get(f.name, "")
+        if f.name in ("device", "seed"):
+            description += " (default: the study's)"
+        options[f.name] = (Optional[kind], Field(None, description=description))
+    return create_model("TrainOptions", __base__=Section, **options)
+
+
+TrainOptions = _train_options_model()
+TRAIN_KEYS = tuple(TrainOptions.model_fields)
+Train = create_model("Train", __base__=Section, **{
+    name: (TrainOptions, Field(default_factory=TrainOptions,
+                               description="settings of every preset" if name == "common" else f"the {name} preset"))
+    for name in TRAIN_SECTIONS})
+
+
+# -- evaluate, multiclass, bootstrap, interpret -------------------------------------------------
+class Evaluate(Section):
+    batch_size: int = Field(256, ge=1, description="sequences per prediction batch")
+    rc_average: bool = Field(False, description="average each window's score with its reverse complement's")
+    f1_average: Literal[F1_AVERAGES] = Field(DEFAULT_F1_AVERAGE, description="how f1_overall combines the two classes")
+
+
+class Multiclass(Section):
+    enabled: bool = Field(True, description="train and evaluate the multi-class baseline")
+    prepare: MulticlassPrepare = Field(default_factory=MulticlassPrepare,
+                                       description="overrides of prepare.finetune for the multi-class store")
+
+
+class Bootstrap(Section):
+    enabled: bool = Field(True, description="run the analysis (a config without the section does not)")
+    cell: Optional[str] = Field(None, description="cell line (default: the first of cells)")
+    fractions: list[Fraction] = Field(list(PAPER_FRACTIONS), min_length=1, description="shares of the training rows, "
+                                                                                       "each in (0, 1]")
+    replicates: int = Field(10, ge=1, description="subsamples per fraction")
+
+
+class Interpret(Section):
+    enabled: bool = Field(True, description="run the interpretation (a config without the section does not)")
+    cells: Optional[list[str]] = Field(None, description="cell lines to interpret (default: all of cells)")
+    compare: Optional[list[str]] = Field(None, min_length=2, max_length=2,
+                                         description="two cell lines compared (default: the first two interpreted)")
+    method: Literal[METHODS] = Field("grad_x_input", description="attribution method")
+    target: Literal[TARGETS] = Field("probability", description="attributed model output")
+    pvalue: Fraction = Field(1e-5, description="motif-site p-value threshold")
+    min_sites: int = Field(100, ge=1, description="TFs with fewer sites are not tested")
+    fdr: Fraction = Field(0.001, description="Benjamini-Hochberg FDR of a significant TF")
+    family_overlap: Fraction = Field(FAMILY_OVERLAP, description="share of a TF's sites on a better TF's sites "
+                                                                 "that makes it one family")
+    batch_size: int = Field(128, ge=1, description="sequences per attribution batch")
+    top: int = Field(20, ge=1, description="TFs shown in the figures")
+    motifs: Optional[str] = Field(None, description="motif file (default: the bundled JASPAR 2022 core vertebrates)")
+
+
+OPTIONAL_SECTIONS = ("bootstrap", "interpret")
+
+
+class StudyConfig(Section):
+    """A whole study config, every default filled (see the module docstring)."""
+
+    name: Optional[str] = Field(None, description="study name (default: the config file's name)")
+    seed: int = Field(0, ge=0, description="seed of the splits, training and subsamples")
+    device: Literal[presets.DEVICES] = Field("auto", description="auto (a GPU when visible), cpu or cuda")
+    inputs: Inputs = Field(description="input files, or inputs.synthetic")
+    prepare: Prepare = Field(default_factory=Prepare, description="dataset stores")
+    cells: list[str] = Field(min_length=1, description="cell lines fine-tuned and evaluated")
+    folds: list[Annotated[int, Field(ge=0)]] = Field([0], min_length=1, description="cross-validation folds trained")
+    train: Train = Field(default_factory=Train, description="training settings per preset")
+    evaluate: Evaluate = Field(default_factory=Evaluate, description="evaluation")
+    multiclass: Multiclass = Field(default_factory=Multiclass, description="multi-class baseline")
+    bootstrap: Bootstrap = Field(default_factory=Bootstrap, description="bootstrap of training-set size (Table 1)")
+    interpret: Interpret = Field(default_factory=Interpret, description="attributions and TF ranking")
+
+    _path: Path = PrivateAttr(default=Path("study.yaml"))
+
+    @property
+    def path(self) -> Path:
+        """The config file (absolute)."""
+        return self._path
 
     def resolve(self, value: str | os.PathLike) -> str:
         """A path from the config, relative to the config file's folder."""
         path = Path(os.path.expanduser(str(value)))
         return str(path if path.is_absolute() else (self.path.parent / path).resolve())
 
+    def train_options(self, preset: str) -> dict[str, Any]:
+        """The training settings the config gives for ``preset`` (``common`` then the preset's own)."""
+        options = self.train.common.model_dump(exclude_none=True)
+        options.update(getattr(self.train, preset).model_dump(exclude_none=True))
+        return options
 
+    def train_resolved(self, preset: str) -> dict[str, Any]:
+        """Every training key of ``preset`` filled (the preset's published values where not given)."""
+        options = self.train_options(preset)
+        options.setdefault("seed", self.seed)
+        options.setdefault("device", self.device)
+        settings = presets.TrainSettings(preset=preset, store="", out="", **options)
+        devices = presets.parse_devices(settings.devices) or 1
+        resolved = presets.resolve(settings, fold=0, device="cpu", devices=devices).to_dict()
+        filled = {key: resolved.get(key) for key in TRAIN_KEYS}
+        for key in ("device", "devices", "num_workers", "strategy"):  # resolved only on the machine
+            filled[key] = getattr(settings, key)
+        return filled
+
+    def filled(self) -> dict[str, Any]:
+        """The config with every default filled, as plain JSON values (recorded in ``summary.json``)."""
+        document = self.model_dump(mode="json")
+        document["train"] = {"common": self.train.common.model_dump(mode="json", exclude_none=True),
+                             **{p: self.train_resolved(p) for p in presets.PRESET_NAMES}}
+        return document
+
+    def flat(self, *prefixes: str, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The filled config's dotted keys under ``prefixes`` (``"prepare.length": 600``), less ``exclude``."""
+        items = _flatten(self.filled())
+        chosen = {k: v for k, v in items.items() if any(k == p or k.startswith(p + ".") for p in prefixes)}
+        return {k: v for k, v in chosen.items() if not any(k == e or k.startswith(e + ".") for e in exclude)}
+
+
+def _flatten(document: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(document, dict):
+        flat: dict[str, Any] = {}
+        for key, value in document.items():
+            flat.update(_flatten(value, f"{prefix}{key}." if isinstance(value, dict) else f"{prefix}{key}"))
+            if isinstance(value, dict) and not value:
+                flat[f"{prefix}{key}"] = {}
+        return flat
+    return {prefix.rstrip("."): document}
+
+
+# -- reading -------------------------------------------------------------------------------------
 def load_config(path: str | os.PathLike) -> StudyConfig:
-    """Read and validate a study config; bad content raises one :class:`InputError` line."""
+    """Read and check a study config; the first problem raises one :class:`InputError` line.
+
+    The line names the config file and the line of the offending key, e.g.
+    ``study.yaml:41: unknown key 'min_site' under interpret (did you mean 'min_sites'?)``.
+    """
     import yaml
 
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "no such study config", fix="give the path of a YAML file such as configs/demo.yaml")
+    text = path.read_text()
     try:
-        raw = yaml.safe_load(path.read_text())
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         raise InputError(path, f"not valid YAML ({getattr(exc, 'problem', exc)})",
                          line=None if line is None else line + 1, fix="fix the YAML syntax") from exc
     if not isinstance(raw, dict):
         raise InputError(path, "a study config is a YAML mapping of sections", fix="see configs/demo.yaml")
-    unknown = set(raw) - SECTIONS
-    if unknown:
-        raise InputError(path, f"unknown section(s) {', '.join(sorted(unknown))}",
-                         fix=f"sections are {', '.join(sorted(SECTIONS))}")
-    inputs = _mapping(path, raw, "inputs", required=True)
-    bad_inputs = set(inputs) - INPUT_KEYS
-    if bad_inputs:
-        raise InputError(path, f"unknown key(s) in inputs: {', '.join(sorted(bad_inputs))}",
-                         fix=f"inputs keys are {', '.join(sorted(INPUT_KEYS))}")
-    if "synthetic" not in inputs:
+    data = {k: v for k, v in raw.items() if v is not None or k not in StudyConfig.model_fields}
+    for section in OPTIONAL_SECTIONS:  # an absent section is a stage not run
+        data.setdefault(section, {"enabled": False})
+    if isinstance(data.get("inputs"), dict) and "synthetic" in data["inputs"] and data["inputs"]["synthetic"] is None:
+        data["inputs"] = {**data["inputs"], "synthetic": {}}
+    try:
+        config = StudyConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _first_problem(path, root, exc) from None
+    config._path = path.resolve()
+    if config.name is None:
+        config.name = path.stem
+    _check_consistency(path, root, config)
+    return config
+
+
+def _first_problem(path: Path, root, exc: ValidationError) -> InputError:
+    """The problem nearest the top of the file, as one :class:`InputError` line."""
+    problems = []
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        line = _line_of(root, loc)
+        problems.append((line or 0, loc, error))
+    line, loc, error = min(problems, key=lambda p: p[0])
+    where = _dotted(loc)
+    if error["type"] == "extra_forbidden":
+        key, parent = loc[-1], _dotted(loc[:-1])
+        allowed = list(_model_at(loc[:-1]).model_fields) if _model_at(loc[:-1]) else []
+        close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+        under = f" under {parent}" if parent else " at the top level"
+        hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(allowed)}"
+        return InputError(path, f"unknown key {key!r}{under} ({hint})", line=line or None)
+    if error["type"] == "missing":
+        return InputError(path, f"{where} is missing", line=line or None, fix=SCHEMA_HINT)
+    return InputError(path, f"{where} is {_shown(error['input'])}: {_expected(error)}", line=line or None,
+                      fix=SCHEMA_HINT)
+
+
+_EXPECTED = {"int_type": "expected a whole number", "int_parsing": "expected a whole number",
+             "float_type": "expected a number", "float_parsing": "expected a number",
+             "bool_type": "expected true or false (unquoted)", "string_type": "expected text",
+             "list_type": "expected a list, e.g. [a, b]", "model_type": "expected a mapping of keys",
+             "dict_type": "expected a mapping of keys", "model_attributes_type": "expected a mapping of keys"}
+
+
+def _expected(error: dict[str, Any]) -> str:
+    if error["type"] in _EXPECTED:
+        return _EXPECTED[error["type"]]
+    if error["type"] == "literal_error":
+        return f"expected one of {error['ctx']['expected']}"
+    message = error["msg"]
+    return message[0].lower() + message[1:] if message.startswith("Input should") else message
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _dotted(loc: tuple) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif str(part) in _ANNOTATION_TAGS or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(part)):
+            continue  # pydantic's tag of a union member or validator, not a key
+        else:
+            text += ("." if text else "") + str(part)
+    return text
+
+
+_ANNOTATION_TAGS = {"str", "int", "float", "bool", "list", "none", "function-before", "function-after", "literal"}
+
+
+def _line_of(root, loc: tuple) -> int | None:
+    """1-based line of the deepest YAML node on ``loc`` (the key itself for a mapping entry)."""
+    import yaml
+
+    node, line = root, (root.start_mark.line + 1 if root is not None else None)
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if key.value == str(part):
+                    line, node = key.start_mark.line + 1, value
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+    return line
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The section model at a location (``("interpret",)`` -> :class:`Interpret`)."""
+    model: type[BaseModel] = StudyConfig
+    for part in loc:
+        info = model.model_fields.get(str(part)) if isinstance(part, str) else None
+        if info is None:
+            continue
+        inner = _section_type(info.annotation)
+        if inner is None:
+            return None
+        model = inner
+    return model
+
+
+def _section_type(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _section_type(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _check_consistency(path: Path, root, config: StudyConfig) -> None:
+    """Checks across keys (each raised at the line of the key it names)."""
+    def fail(loc: tuple, message: str, fix: str | None = None):
+        raise InputError(path, message, line=_line_of(root, loc), fix=fix)
+
+    inputs = config.inputs
+    if inputs.synthetic is None:
         for key in ("genome", "rdhs"):
-            if key not in inputs:
-                raise InputError(path, f"inputs.{key} is missing", fix="name the file, or use inputs.synthetic")
-        if not any(k in inputs for k in ("labels_csv", "label_matrix", "signal_matrix")):
-            raise InputError(path, "inputs need one of labels_csv, label_matrix, signal_matrix",
-                             fix="name the cell-type label input")
-    cells = raw.get("cells")
-    if not isinstance(cells, list) or not cells or not all(isinstance(c, str) for c in cells):
-        raise InputError(path, "cells must be a non-empty list of cell-line names", fix="e.g. cells: [HepG2, K562]")
-    folds = raw.get("folds", [0])
-    if not isinstance(folds, list) or not all(isinstance(k, int) and k >= 0 for k in folds) or not folds:
-        raise InputError(path, "folds must be a list of fold numbers", fix="e.g. folds: [0, 1, 2]")
-    train = _mapping(path, raw, "train")
-    bad_presets = set(train) - {"pretrain", "finetune", "baseline", "multiclass", "common"}
-    if bad_presets:
-        raise InputError(path, f"unknown train preset(s) {', '.join(sorted(bad_presets))}",
-                         fix="train keys are pretrain, finetune, baseline, multiclass, common")
-    for preset, options in train.items():
-        if not isinstance(options, dict):
-            raise InputError(path, f"train.{preset} must be a mapping of settings", fix="e.g. max_epochs: 10")
-    interpret = _mapping(path, raw, "interpret")
-    _check_interpret(path, interpret)
-    return StudyConfig(
-        path=path.resolve(), name=str(raw.get("name", path.stem)), seed=int(raw.get("seed", 0)),
-        device=str(raw.get("device", "auto")), inputs=inputs, prepare=_mapping(path, raw, "prepare"),
-        cells=list(cells), folds=list(folds), train=train, evaluate=_mapping(path, raw, "evaluate"),
-        multiclass=_mapping(path, raw, "multiclass"), bootstrap=_mapping(path, raw, "bootstrap"),
-        interpret=interpret, raw=raw,
-    )
+            if not getattr(inputs, key):
+                fail(("inputs",), f"inputs.{key} is missing", fix="name the file, or use inputs.synthetic")
+        if not inputs.label_source():
+            fail(("inputs",), "inputs need one of labels_csv, label_matrix, signal_matrix",
+                 fix="name the cell-type label input")
+    elif inputs.files():
+        fail(("inputs",), f"inputs.synthetic with input files ({', '.join(inputs.files())})",
+             fix="use either inputs.synthetic or your own files")
+    if len(set(config.cells)) != len(config.cells):
+        fail(("cells",), "cells names a cell line twice", fix="list each cell line once")
+    for i, fold in enumerate(config.folds):
+        if fold >= config.prepare.folds:
+            fail(("folds", i), f"folds has fold {fold}, but prepare.folds is {config.prepare.folds}",
+                 fix=f"use folds 0..{config.prepare.folds - 1}")
+    known = set(config.cells)
+    b, interpret = config.bootstrap, config.interpret
+    if b.cell is None:
+        b.cell = config.cells[0]
+    elif b.cell not in known:
+        fail(("bootstrap", "cell"), f"bootstrap.cell {b.cell!r} is not one of cells", fix=", ".join(config.cells))
+    if interpret.cells is None:
+        interpret.cells = list(config.cells)
+    for i, cell in enumerate(interpret.cells + (interpret.compare or [])):
+        if cell not in known:
+            section = "cells" if i < len(interpret.cells) else "compare"
+            fail(("interpret", section), f"interpret.{section} names {cell!r}, which is not one of cells",
+                 fix=", ".join(config.cells))
+    if interpret.compare is None and len(interpret.cells) >= 2:
+        interpret.compare = interpret.cells[:2]
+    if interpret.compare and interpret.compare[0] == interpret.compare[1]:
+        fail(("interpret", "compare"), "interpret.compare names the same cell line twice", fix="name two cell lines")
+    for preset in presets.PRESET_NAMES:
+        try:
+            config.train_resolved(preset)
+        except ValueError as exc:
+            message = str(exc)
+            option = re.match(r"--([a-z0-9-]+)", message)
+            key = option.group(1).replace("-", "_") if option else None
+            section = preset if key and key in getattr(config.train, preset).model_fields_set else "common"
+            fail(("train", section, key) if key else ("train", preset), f"train.{preset}: {message}",
+                 fix=SCHEMA_HINT)
 
 
-def _check_interpret(path: Path, interpret: dict[str, Any]) -> None:
-    """Reject interpretation settings that would only fail after the models are trained."""
-    from ..interpret.attribution import TARGETS
-    from ..interpret.enrich import FAMILY_OVERLAP
-    from ..interpret.pipeline import METHODS
-
-    for key, allowed in (("method", METHODS), ("target", TARGETS)):
-        if key in interpret and interpret[key] not in allowed:
-            raise InputError(path, f"interpret.{key} is {interpret[key]!r}", fix=f"use one of {', '.join(allowed)}")
-    overlap = interpret.get("family_overlap", FAMILY_OVERLAP)
-    if not isinstance(overlap, (int, float)) or not 0 < overlap <= 1:
-        raise InputError(path, f"interpret.family_overlap is {overlap!r}", fix="use a fraction in (0, 1], e.g. 0.5")
+# -- documentation -------------------------------------------------------------------------------
+def schema_rows() -> list[tuple[str, str, str, str]]:
+    """``(key, type, default, description)`` of every config key, in schema order."""
+    return list(_rows(StudyConfig, ""))
 
 
-def _mapping(path: Path, raw: dict, key: str, required: bool = False) -> dict[str, Any]:
-    value = raw.get(key)
-    if value is None:
-        if required:
-            raise InputError(path, f"section {key!r} is missing", fix="see configs/demo.yaml")
-        return {}
-    if not isinstance(value, dict):
-        raise InputError(path, f"section {key!r} must be a mapping", fix="see configs/demo.yaml")
-    return dict(value)
+def _rows(model: type[BaseModel], prefix: str):
+    for key, info in model.model_fields.items():
+        dotted = f"{prefix}{key}"
+        if model is Train:
+            if key == "common":
+                yield from _train_rows(f"{prefix}{{{','.join(TRAIN_SECTIONS)}}}.")
+            continue
+        inner = _section_type(info.annotation)
+        if inner is not None:
+            if inner is Synthetic:  # its presence is itself a choice
+                yield (dotted, "mapping", "absent", info.description or "")
+            yield from _rows(inner, dotted + ".")
+            continue
+        yield (dotted, _type_text(info.annotation), _default_text(info), info.description or "")
+
+
+def _train_rows(prefix: str):
+    for key, info in TrainOptions.model_fields.items():
+        published = {p.name: getattr(p, key) for p in presets.PRESETS.values() if hasattr(p, key)}
+        if published:
+            default = "; ".join(f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}"
+                                for name, value in published.items())
+        else:
+            field = next(f for f in dataclass_fields(presets.TrainSettings) if f.name == key)
+            default = "the study's" if key in ("seed", "device") else (
+                "-" if field.default is MISSING or field.default is None else _value_text(field.default))
+        yield (f"{prefix}{key}", _type_text(info.annotation), default, info.description or "")
+
+
+def _default_text(info) -> str:
+    if info.is_required():
+        return "required"
+    value = info.default_factory() if info.default_factory is not None else info.default
+    return "-" if value is None else _value_text(value)
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_value_text(v) for v in value) + "]"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _type_text(annotation: Any) -> str:
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Annotated:
+        return _type_text(args[0])
+    if origin in (Union, types.UnionType):
+        parts = [_type_text(a) for a in args if a is not type(None)]
+        return " or ".join(parts)
+    if origin is Literal:
+        return "one of " + ", ".join(str(a) for a in args)
+    if origin is list:
+        return f"list of {_type_text(args[0])}"
+    return {int: "int", float: "number", bool: "bool", str: "text"}.get(annotation, getattr(annotation, "__name__",
+                                                                                          str(annotation)))
+
+
+def schema_table() -> str:
+    """The schema as a Markdown table (``chromtransfer run --show-schema`` and the README)."""
+    lines = ["| key | type | default | description |", "|---|---|---|---|"]
+    for key, kind, default, description in schema_rows():
+        cells = [f"`{key}`", kind, default, description]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -22,13 +22,9 @@ if TYPE_CHECKING:
 
 
 def _settings(study: "Study") -> dict[str, Any]:
-    from ..interpret.enrich import FAMILY_OVERLAP
-
-    i = study.config.interpret
-    return {"method": i.get("method", "grad_x_input"), "target": i.get("target", "probability"),
-            "pvalue": float(i.get("pvalue", 1e-5)), "min_sites": int(i.get("min_sites", 100)),
-            "fdr": float(i.get("fdr", 0.001)), "family_overlap": float(i.get("family_overlap", FAMILY_OVERLAP)),
-            "batch_size": int(i.get("batch_size", 128)), "top": int(i.get("top", 20))}
+    """The interpretation settings of the config (every default filled by the schema)."""
+    return study.config.interpret.model_dump(include={"method", "target", "pvalue", "min_sites", "fdr",
+                                                      "family_overlap", "batch_size", "top"})
 
 
 def _test_options(settings: dict[str, Any]) -> dict[str, Any]:
@@ -40,7 +36,7 @@ def _scanner(study: "Study", settings: dict[str, Any]):
     from ..interpret.jaspar import load_jaspar, load_motifs
     from ..interpret.motifs import MotifScanner
 
-    motif_file = study.config.interpret.get("motifs")
+    motif_file = study.config.interpret.motifs
     motifs = load_motifs(study.config.resolve(motif_file)) if motif_file else load_jaspar()
     return MotifScanner(motifs, threshold=settings["pvalue"], device=study.config.device)
 

@@ -1,6 +1,8 @@
 """The paper's whole study as resumable stages (``chromtransfer run CONFIG.yaml``).
 
-Stages, in order (each skipped when its marker says it is complete; see :mod:`.stages`):
+Stages, in order (each skipped when its marker says it is complete and nothing that determines its
+result changed since: config values, input files, the stages it reads; otherwise redone with its
+dependents, see :mod:`.stages`):
 
 1. ``inputs``: the synthetic genome and labels (``inputs.synthetic``) or the user's files;
 2. ``prepare/pretrain``, ``prepare/<cell>``, ``prepare/multiclass``: dataset stores;
@@ -32,15 +34,21 @@ from .stages import Stage, StageRunner
 
 log = logging.getLogger("chromtransfer.workflow")
 
+#: The windows open in any considered cell line, removed from pre-training (under OUT/inputs).
+POSITIVES_BED = "cell_type_positives.bed"
+#: Training keys that choose where the work runs, not its result: left out of the fingerprints.
+MACHINE_ONLY_TRAIN_KEYS = ("device", "num_workers")
+
 
 class Study:
     """One study: a config, an output folder and the stage runner that walks through it."""
 
-    def __init__(self, config: StudyConfig, out: str | Path, echo: Callable[[str], None] = print):
+    def __init__(self, config: StudyConfig, out: str | Path, echo: Callable[[str], None] = print,
+                 dry_run: bool = False):
         self.config = config
         self.out = Path(out).resolve()
         self.echo = echo
-        self.runner = StageRunner(self.out, echo)
+        self.runner = StageRunner(self.out, echo, dry_run=dry_run)
         self.inputs: dict[str, Any] = {}
 
     # -- paths -------------------------------------------------------------------------------
@@ -62,74 +70,150 @@ class Study:
 
     @property
     def multiclass_enabled(self) -> bool:
-        return bool(self.config.multiclass.get("enabled", True))
+        return self.config.multiclass.enabled
 
     # -- stages ------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        """Run every stage not yet complete; returns the summary."""
-        cfg = self.config
-        self.inputs = self.runner.run(Stage("inputs", self._inputs, "input files"))
-        self.runner.run(Stage("prepare/pretrain", self._prepare_pretrain, "pre-training store"))
-        for cell in cfg.cells:
-            self.runner.run(Stage(f"prepare/{cell}", lambda c=cell: self._prepare_cell(c), f"{cell} store"))
-        if self.multiclass_enabled:
-            self.runner.run(Stage("prepare/multiclass", self._prepare_multiclass, "multi-class store"))
-        self.runner.run(Stage("train/pretrain", self._train_pretrain, "pre-training"))
-        for cell in cfg.cells:
-            for fold, run_dir in zip(cfg.folds, self.finetuned(cell)):
-                self.runner.run(Stage(f"train/{cell}/finetune/fold{fold}",
-                                      lambda c=cell, k=fold, d=run_dir: self._train_cell(c, "finetune", k, d),
-                                      f"fine-tune {cell}, fold {fold}"))
-            for fold, run_dir in zip(cfg.folds, self.baselines(cell)):
-                self.runner.run(Stage(f"train/{cell}/baseline/fold{fold}",
-                                      lambda c=cell, k=fold, d=run_dir: self._train_cell(c, "baseline", k, d),
-                                      f"binary baseline {cell}, fold {fold}"))
-        if self.multiclass_enabled:
-            for fold in cfg.folds:
-                self.runner.run(Stage(f"train/multiclass/fold{fold}", lambda k=fold: self._train_multiclass(k),
-                                      f"multi-class baseline, fold {fold}"))
-        for cell in cfg.cells:
-            self.runner.run(Stage(f"evaluate/{cell}", lambda c=cell: self._evaluate_cell(c), f"evaluate {cell}"))
-        if self.multiclass_enabled:
-            self.runner.run(Stage("evaluate/multiclass", self._evaluate_multiclass, "evaluate multi-class"))
-        if cfg.bootstrap.get("enabled", True) and cfg.bootstrap:
-            self.runner.run(Stage("bootstrap", self._bootstrap, "bootstrap of training-set size"))
-        if cfg.interpret.get("enabled", True) and cfg.interpret:
-            from . import interpretation
-
-            for cell in self.interpret_cells:
-                self.runner.run(Stage(f"interpret/{cell}", lambda c=cell: interpretation.interpret_cell(self, c),
-                                      f"attributions and TF ranking, {cell}"))
-            pair = self.compare_pair
-            if pair:
-                self.runner.run(Stage("interpret/compare", lambda: interpretation.compare_cells(self, *pair),
-                                      f"{pair[0]} vs {pair[1]}"))
+        """Run every stage not up to date; returns the summary (``{}`` in a dry run)."""
+        if self.runner.dry_run:
+            self.echo(f"dry run: what 'chromtransfer run' would do in {self.out} (nothing is changed)")
+        for stage in self.stages():
+            result = self.runner.run(stage)
+            if stage.name == "inputs":
+                self.inputs = result
+        if self.runner.dry_run:
+            self.echo("[run ] report: summary.json and report.html (always rebuilt)")
+            return {}
         from .summary import write_outputs
 
         return write_outputs(self)
 
+    def stages(self) -> list[Stage]:
+        """Every stage of the study in order, each with what determines its result (:mod:`.stages`)."""
+        cfg = self.config
+        first_fold = cfg.folds[0]
+        stages = [Stage("inputs", self._inputs, "input files", settings=self._input_settings(),
+                        inputs=[] if cfg.inputs.synthetic else self._input_files(),
+                        outputs=[self.out / "inputs"] if cfg.inputs.synthetic else [])]
+        stages.append(Stage("prepare/pretrain", self._prepare_pretrain, "pre-training store",
+                            settings=self._prepare_settings("pretrain"), depends=["inputs"],
+                            outputs=[self.store("pretrain"), self.out / "inputs" / POSITIVES_BED]))
+        for cell in cfg.cells:
+            stages.append(Stage(f"prepare/{cell}", lambda c=cell: self._prepare_cell(c), f"{cell} store",
+                                settings={**self._prepare_settings("finetune"), "cell": cell}, depends=["inputs"],
+                                outputs=[self.store(cell)]))
+        if self.multiclass_enabled:
+            stages.append(Stage("prepare/multiclass", self._prepare_multiclass, "multi-class store",
+                                settings=self._prepare_settings("multiclass"), depends=["inputs"],
+                                outputs=[self.store("multiclass")]))
+        stages.append(Stage("train/pretrain", self._train_pretrain, "pre-training",
+                            settings=self._train_settings("pretrain", first_fold), depends=["prepare/pretrain"],
+                            outputs=[self.pretrained]))
+        for cell in cfg.cells:
+            for fold, run_dir in zip(cfg.folds, self.finetuned(cell)):
+                stages.append(Stage(f"train/{cell}/finetune/fold{fold}",
+                                    lambda c=cell, k=fold, d=run_dir: self._train_cell(c, "finetune", k, d),
+                                    f"fine-tune {cell}, fold {fold}", settings=self._train_settings("finetune", fold),
+                                    depends=[f"prepare/{cell}", "train/pretrain"], outputs=[run_dir]))
+            for fold, run_dir in zip(cfg.folds, self.baselines(cell)):
+                stages.append(Stage(f"train/{cell}/baseline/fold{fold}",
+                                    lambda c=cell, k=fold, d=run_dir: self._train_cell(c, "baseline", k, d),
+                                    f"binary baseline {cell}, fold {fold}",
+                                    settings=self._train_settings("baseline", fold), depends=[f"prepare/{cell}"],
+                                    outputs=[run_dir]))
+        if self.multiclass_enabled:
+            for fold in cfg.folds:
+                stages.append(Stage(f"train/multiclass/fold{fold}", lambda k=fold: self._train_multiclass(k),
+                                    f"multi-class baseline, fold {fold}",
+                                    settings=self._train_settings("multiclass", fold), depends=["prepare/multiclass"],
+                                    outputs=[self.model("multiclass", f"fold{fold}")]))
+        for cell in cfg.cells:
+            trained = [f"train/{cell}/{kind}/fold{k}" for kind in ("finetune", "baseline") for k in cfg.folds]
+            stages.append(Stage(f"evaluate/{cell}", lambda c=cell: self._evaluate_cell(c), f"evaluate {cell}",
+                                settings=cfg.flat("evaluate"), depends=[f"prepare/{cell}", "train/pretrain", *trained],
+                                outputs=[self.out / "evaluation" / cell]))
+        if self.multiclass_enabled:
+            stages.append(Stage("evaluate/multiclass", self._evaluate_multiclass, "evaluate multi-class",
+                                settings=cfg.flat("evaluate"),
+                                depends=["prepare/multiclass", *[f"prepare/{c}" for c in cfg.cells],
+                                         *[f"train/multiclass/fold{k}" for k in cfg.folds]],
+                                outputs=[self.out / "evaluation" / "multiclass"]))
+        if cfg.bootstrap.enabled:
+            stages.append(Stage("bootstrap", self._bootstrap, "bootstrap of training-set size",
+                                settings={**cfg.flat("bootstrap", exclude=("bootstrap.enabled",)),
+                                          **self._train_settings("finetune", first_fold)},
+                                depends=[f"prepare/{cfg.bootstrap.cell}", "train/pretrain"],
+                                outputs=[self.out / "bootstrap"]))
+        if cfg.interpret.enabled:
+            from . import interpretation
+
+            settings = cfg.flat("interpret", exclude=("interpret.enabled", "interpret.cells", "interpret.compare"))
+            motifs = [cfg.resolve(cfg.interpret.motifs)] if cfg.interpret.motifs else []
+            for cell in self.interpret_cells:
+                stages.append(Stage(f"interpret/{cell}", lambda c=cell: interpretation.interpret_cell(self, c),
+                                    f"attributions and TF ranking, {cell}", settings=settings, inputs=motifs,
+                                    depends=["inputs", f"prepare/{cell}", f"train/{cell}/finetune/fold{first_fold}",
+                                             "train/pretrain"],
+                                    outputs=[self.out / "interpret" / cell]))
+            pair = self.compare_pair
+            if pair:
+                stages.append(Stage("interpret/compare", lambda: interpretation.compare_cells(self, *pair),
+                                    f"{pair[0]} vs {pair[1]}", settings={**settings, "interpret.compare": list(pair)},
+                                    inputs=motifs,
+                                    depends=[*[f"prepare/{c}" for c in pair],
+                                             *[f"train/{c}/finetune/fold{first_fold}" for c in pair]],
+                                    outputs=[self.out / "interpret" / "compare"]))
+        return stages
+
     @property
     def interpret_cells(self) -> list[str]:
-        return list(self.config.interpret.get("cells", self.config.cells))
+        return list(self.config.interpret.cells or [])
 
     @property
     def compare_pair(self) -> tuple[str, str] | None:
-        pair = self.config.interpret.get("compare")
-        if pair is None and len(self.interpret_cells) >= 2:
-            pair = self.interpret_cells[:2]
-        return tuple(pair) if pair else None
+        pair = self.config.interpret.compare
+        return (pair[0], pair[1]) if pair else None
+
+    # what determines each stage's result (see .stages) -----------------------------------------
+    def _input_settings(self) -> dict[str, Any]:
+        if self.config.inputs.synthetic is None:
+            return {}
+        settings = self.config.flat("inputs.synthetic")
+        if settings.get("inputs.synthetic.seed") is None:
+            settings["inputs.synthetic.seed"] = self.config.seed
+        return settings
+
+    def _input_files(self) -> list[str]:
+        return [self.config.resolve(p) for paths in self.config.inputs.files().values() for p in paths]
+
+    def _prepare_settings(self, store: str) -> dict[str, Any]:
+        """``prepare``'s shared keys, those of the store's own section, and the seed."""
+        cfg = self.config
+        own = {"pretrain": ("prepare.pretrain", "prepare.exclude_cell_positives"),
+               "finetune": ("prepare.finetune", "prepare.cells_considered"),
+               "multiclass": ("prepare.finetune", "prepare.cells_considered", "multiclass.prepare")}[store]
+        shared = cfg.flat("prepare", exclude=("prepare.pretrain", "prepare.finetune", "prepare.cells_considered",
+                                              "prepare.exclude_cell_positives"))
+        return {**shared, **cfg.flat(*own), "seed": cfg.seed}
+
+    def _train_settings(self, preset: str, fold: int) -> dict[str, Any]:
+        """The preset's filled training keys (less those that only place the work) and the fold."""
+        section = f"train.{preset}"
+        settings = self.config.flat(section, exclude=tuple(f"{section}.{k}" for k in MACHINE_ONLY_TRAIN_KEYS))
+        return {**settings, "fold": fold}
 
     # inputs and data --------------------------------------------------------------------------
     def _inputs(self) -> dict[str, Any]:
         cfg = self.config
-        if "synthetic" in cfg.inputs:
+        if cfg.inputs.synthetic is not None:
             from ..datasets.synthetic import make_synthetic
 
-            options = dict(cfg.inputs["synthetic"] or {})
-            options.setdefault("seed", cfg.seed)
+            options = cfg.inputs.synthetic.model_dump()
+            if options["seed"] is None:
+                options["seed"] = cfg.seed
             return make_synthetic(self.out / "inputs", **options).as_dict()
         resolved: dict[str, Any] = {}
-        for key, value in cfg.inputs.items():
+        for key, value in cfg.inputs.model_dump(exclude_none=True).items():
             resolved[key] = [cfg.resolve(v) for v in value] if isinstance(value, list) else cfg.resolve(value)
         return resolved
 
@@ -140,9 +224,7 @@ class Study:
         raise KeyError("no label input")
 
     def _common_prepare(self) -> dict[str, Any]:
-        p = self.config.prepare
-        options = {k: p[k] for k in ("length", "test_chroms", "folds", "max_n_fraction", "exclude_chroms",
-                                      "fold_scheme", "min_distance") if k in p}
+        options = self.config.prepare.common()
         options["seed"] = self.config.seed
         return options
 
@@ -150,9 +232,9 @@ class Study:
         from ..datasets.pretrain import prepare_pretrain
 
         options = self._common_prepare()
-        options.update(self.config.prepare.get("pretrain", {}) or {})
+        options.update(_given(self.config.prepare.pretrain.model_dump(), keep_none=("neg_ratio",)))
         exclude = self.inputs.get("exclude_positives")
-        if exclude is None and self.config.prepare.get("exclude_cell_positives", True):
+        if exclude is None and self.config.prepare.exclude_cell_positives:
             exclude = self._cell_positive_regions()
         path = prepare_pretrain(self.inputs["genome"], self.inputs["rdhs"], self.store("pretrain"),
                                 exclude_positives=exclude, blacklist=self.inputs.get("blacklist"), **options)
@@ -175,7 +257,7 @@ class Study:
         else:
             return None  # published label files: their positives are excluded by inputs.exclude_positives
         keep = np.asarray(opened).any(axis=1)
-        path = self.out / "inputs" / "cell_type_positives.bed"
+        path = self.out / "inputs" / POSITIVES_BED
         regions.loc[keep, ["chrom", "start", "end"]].to_csv(path, sep="\t", header=False, index=False)
         return str(path)
 
@@ -183,20 +265,20 @@ class Study:
         from ..datasets.finetune import prepare_finetune
 
         options = self._common_prepare()
-        options.update(self.config.prepare.get("finetune", {}) or {})
+        options.update(_given(self.config.prepare.finetune.model_dump(), keep_none=("background",)))
         path = prepare_finetune(self.inputs["genome"], self.store(cell), cell=cell, cells=self._cells_considered(),
                                 blacklist=self.inputs.get("blacklist"), **self._label_source(), **options)
         return {"store": str(path)}
 
     def _cells_considered(self):
-        return self.config.prepare.get("cells_considered")
+        return self.config.prepare.cells_considered
 
     def _prepare_multiclass(self) -> dict[str, Any]:
         from ..datasets.finetune import prepare_finetune
 
         options = self._common_prepare()
-        options.update(self.config.prepare.get("finetune", {}) or {})
-        options.update(self.config.multiclass.get("prepare", {}) or {})
+        options.update(_given(self.config.prepare.finetune.model_dump(), keep_none=("background",)))
+        options.update(self.config.multiclass.prepare.model_dump(exclude_none=True))
         path = prepare_finetune(self.inputs["genome"], self.store("multiclass"), task="multiclass",
                                 cells=self._cells_considered(), blacklist=self.inputs.get("blacklist"),
                                 **self._label_source(), **options)
@@ -204,8 +286,7 @@ class Study:
 
     # training ----------------------------------------------------------------------------------
     def train_options(self, preset: str) -> dict[str, Any]:
-        options = dict(self.config.train.get("common", {}) or {})
-        options.update(self.config.train.get(preset, {}) or {})
+        options = self.config.train_options(preset)
         options.setdefault("device", self.config.device)
         options.setdefault("seed", self.config.seed)
         options.setdefault("quiet", True)
@@ -233,7 +314,7 @@ class Study:
 
     # evaluation --------------------------------------------------------------------------------
     def _evaluate_options(self) -> dict[str, Any]:
-        options = {k: v for k, v in self.config.evaluate.items() if k in ("batch_size", "rc_average", "f1_average")}
+        options = self.config.evaluate.model_dump()
         options["device"] = self.config.device
         options["echo"] = lambda *_: None
         return options
@@ -278,17 +359,22 @@ class Study:
 
     # bootstrap ---------------------------------------------------------------------------------
     def _bootstrap(self) -> dict[str, Any]:
-        from ..bootstrap import PAPER_FRACTIONS, run_bootstrap
+        from ..bootstrap import run_bootstrap
 
         b = self.config.bootstrap
-        cell = b.get("cell", self.config.cells[0])
+        cell = b.cell
         table = run_bootstrap(self.store(cell), self.pretrained, self.out / "bootstrap",
-                              fractions=b.get("fractions", PAPER_FRACTIONS), replicates=int(b.get("replicates", 10)),
+                              fractions=b.fractions, replicates=b.replicates,
                               seed=self.config.seed, fold=self.config.folds[0],
                               train_options={k: v for k, v in self.train_options("finetune").items()
                                              if k not in ("device", "seed")},
                               device=self.config.device, echo=self.echo)
         return {"cell": cell, "rows": len(table)}
+
+
+def _given(options: dict[str, Any], keep_none: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A store section's options less the ``None`` ("as the shared key") ones, except ``keep_none``."""
+    return {k: v for k, v in options.items() if v is not None or k in keep_none}
 
 
 def _cuda_available(device: str) -> bool:
@@ -309,7 +395,11 @@ def _headline(document: dict[str, Any]) -> dict[str, Any]:
     return {k: chosen[k] for k in HEADLINE_KEYS if k in chosen}
 
 
-def run_study(config_path: str | Path, out: str | Path, echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """Load the config and run (or resume) the study into ``out``; returns the summary."""
+def run_study(config_path: str | Path, out: str | Path, echo: Callable[[str], None] = print,
+              dry_run: bool = False) -> dict[str, Any]:
+    """Load the config and run (or resume, or with ``dry_run`` only plan) the study into ``out``.
+
+    Returns the summary (``{}`` in a dry run).
+    """
     config = load_config(config_path)
-    return Study(config, out, echo).run()
+    return Study(config, out, echo, dry_run=dry_run).run()

@@ -2,7 +2,8 @@
 
 ``summary.json`` (schema in the README)::
 
-    {"name": ..., "cells": {CELL: {"finetuned": {auroc, auprc, f1_negative, f1_positive,
+    {"name": ..., "config": PATH, "settings": {the config, every default filled},
+     "cells": {CELL: {"finetuned": {auroc, auprc, f1_negative, f1_positive,
        f1_overall, brier, ece}, "baseline": {...}, "pretrained": {...},
        "top_tfs": [...], "top_families": [{"tf", "D", "fdr", "members"}], "planted_tfs": [...],
        "planted_in_top5": bool}},
@@ -55,7 +56,8 @@ def _kept_epochs(run_dirs: dict[str, Path]) -> dict[str, int]:
 
 def build_summary(study: "Study") -> dict[str, Any]:
     out = study.out
-    summary: dict[str, Any] = {"name": study.config.name, "config": str(study.config.path), "cells": {},
+    summary: dict[str, Any] = {"name": study.config.name, "config": str(study.config.path),
+                               "settings": study.config.filled(), "cells": {},
                                "multiclass": {}, "bootstrap": [], "data": {}, "timings": {}}
     for cell in study.config.cells:
         entry = _read_json(out / "evaluation" / cell / "headline.json") or {}
@@ -68,7 +70,7 @@ def build_summary(study: "Study") -> dict[str, Any]:
     if table_path.exists():
         table = pd.read_csv(table_path, sep="\t")
         summary["bootstrap"] = table.to_dict(orient="records")
-        summary["bootstrap_cell"] = study.config.bootstrap.get("cell", study.config.cells[0])
+        summary["bootstrap_cell"] = study.config.bootstrap.cell
     comparison = _read_json(out / "interpret" / "compare" / "summary.json")
     if comparison:
         summary["comparison"] = comparison
