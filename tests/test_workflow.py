@@ -114,7 +114,7 @@ def test_bad_config_is_one_error_line(tmp_path):
     config.write_text("inputs: {synthetic: {size: tiny}}\ncells: HepG2\n")
     result = subprocess.run(_command(config, tmp_path / "out"), capture_output=True, text=True, env=_env())
     assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and "cells must be a non-empty list" in result.stderr
+    assert result.stderr.count("\n") == 1 and "bad.yaml:2: cells is 'HepG2': expected a list" in result.stderr
     # Interpretation settings are checked when the config is read, not after hours of training.
     for setting, message in (("target: logits", "interpret.target is 'logits'"),
                              ("family_overlap: 2", "interpret.family_overlap is 2")):

@@ -386,7 +386,7 @@ def _expected(error: dict[str, Any]) -> str:
     if error["type"] == "literal_error":
         return f"expected one of {error['ctx']['expected']}"
     message = error["msg"]
-    return message[0].lower() + message[1:] if message.startswith("Input should") else message
+    return message[len("Input "):] if message.startswith("Input should") else message
 
 
 def _shown(value: Any) -> str:
@@ -494,10 +494,13 @@ def _check_consistency(path: Path, root, config: StudyConfig) -> None:
             config.train_resolved(preset)
         except ValueError as exc:
             message = str(exc)
-            option = re.match(r"--([a-z0-9-]+)", message)
+            option = re.match(r"--([a-z0-9-]+) (.*)", message)
             key = option.group(1).replace("-", "_") if option else None
-            section = preset if key and key in getattr(config.train, preset).model_fields_set else "common"
-            fail(("train", section, key) if key else ("train", preset), f"train.{preset}: {message}",
+            options = config.train_options(preset)
+            if key not in options:
+                fail(("train", preset), f"train.{preset}: {message}", fix=SCHEMA_HINT)
+            section = preset if key in getattr(config.train, preset).model_fields_set else "common"
+            fail(("train", section, key), f"train.{section}.{key} is {_shown(options[key])}: {option.group(2)}",
                  fix=SCHEMA_HINT)
 
 
