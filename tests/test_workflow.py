@@ -69,8 +69,10 @@ def killed_and_resumed(tmp_path_factory):
         time.sleep(0.2)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    markers = {p.name: p.stat().st_mtime_ns for p in (out / "stages").glob("*.json")}
+    markers = {p.name: p.stat().st_mtime_ns for p in (out / "stages").glob("*.json")
+               if json.loads(p.read_text())["status"] == "complete"}
     assert "train_pretrain.json" in markers and "train_HepG2_finetune_fold0.json" not in markers
+    assert json.loads((out / "stages" / "train_HepG2_finetune_fold0.json").read_text())["status"] == "running"
     second = subprocess.run(_command(config, out), capture_output=True, text=True, env=_env(), timeout=900)
     return out, markers, second
 
@@ -80,6 +82,7 @@ def test_resumed_study_finishes_without_redoing_completed_stages(killed_and_resu
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "[skip] train/pretrain: complete" in second.stdout
     assert "[run ] train/pretrain" not in second.stdout
+    assert "[run ] train/HepG2/finetune/fold0: resuming" in second.stdout
     for name, mtime in markers.items():  # completed stages were not run again
         assert (out / "stages" / name).stat().st_mtime_ns == mtime, name
     assert (out / "stages" / "train_HepG2_finetune_fold0.json").exists()
