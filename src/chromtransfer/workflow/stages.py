@@ -115,11 +115,11 @@ def fingerprint_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     if old.get("version") != new.get("version"):
         changes.append(f"chromtransfer {old.get('version')} -> {new.get('version')}")
     old_depends, new_depends = old.get("depends", {}), new.get("depends", {})
-    for name in new_depends:
-        if name not in old_depends:
-            changes.append(f"depends on {name} (new)")
-        elif old_depends[name] != new_depends[name]:
-            changes.append(f"depends on {name} (redone)")
+    added = [name for name in new_depends if name not in old_depends]
+    redone = [name for name in new_depends if name in old_depends and old_depends[name] != new_depends[name]]
+    for names, what in ((added, "new"), (redone, "redone")):
+        if names:
+            changes.append(f"depends on {', '.join(names)} ({what})")
     return changes
 
 
@@ -184,7 +184,7 @@ class StageRunner:
             return Decision("resume", "resuming (stopped midway; same settings and inputs)")
         changes = fingerprint_changes(recorded, fingerprint) or ["its fingerprint changed"]
         more = len(changes) - SHOWN_REASONS
-        return Decision("redo", "; ".join(changes[:SHOWN_REASONS]) + (f"; {more} more" if more > 0 else ""))
+        return Decision("redo", "; ".join(changes[:SHOWN_REASONS]) + (f"; and {more} more" if more > 0 else ""))
 
     def run(self, stage: Stage) -> dict[str, Any]:
         """Run ``stage`` unless it is up to date; returns its result (``{}`` in a dry run)."""
