@@ -61,7 +61,7 @@ Fraction = Annotated[float, Field(gt=0, le=1)]
 class Section(BaseModel):
     """A config section: unknown keys refused, values of exactly the declared types."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", validate_default=False)
+    model_config = ConfigDict(strict=True, extra="forbid")
 
 
 # -- inputs ---------------------------------------------------------------------------------------
