@@ -200,6 +200,8 @@ class StageRunner:
             return self.result(stage.name)
         label = "[redo]" if decision.action == "redo" else "[run ]"
         text = decision.reason or stage.description
+        if self.dry_run and decision.action == "run":
+            text = f"{text} (not run yet)".lstrip()
         self.echo(f"{label} {stage.name}{': ' + text if text else ''}")
         if self.dry_run:
             return self.result(stage.name)
