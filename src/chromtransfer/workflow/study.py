@@ -258,6 +258,7 @@ class Study:
             return None  # published label files: their positives are excluded by inputs.exclude_positives
         keep = np.asarray(opened).any(axis=1)
         path = self.out / "inputs" / POSITIVES_BED
+        path.parent.mkdir(parents=True, exist_ok=True)
         regions.loc[keep, ["chrom", "start", "end"]].to_csv(path, sep="\t", header=False, index=False)
         return str(path)
 
