@@ -141,7 +141,7 @@ OUTPUT_KINDS: dict[str, OutputKind] = {kind.name: kind for kind in (
                 "logo_*.png"),
                lambda f: (f / "enrichment.json").is_file()),
     OutputKind("synthetic", "a synthetic data set", "truth.json",
-               ("genome.fa", "rdhs.bed", "label_matrix.tsv", "blacklist.bed", "open", "truth.json"),
+               ("genome.fa", "genome.fa.fai", "rdhs.bed", "label_matrix.tsv", "blacklist.bed", "open", "truth.json"),
                lambda f: (f / "truth.json").is_file() and (f / "genome.fa").is_file()),
     OutputKind("bootstrap", "a bootstrap analysis", "bootstrap_table.tsv",
                ("f[0-9]*", "bootstrap_replicates.tsv", "bootstrap_table.tsv", "bootstrap_f1.png"),
@@ -149,7 +149,7 @@ OUTPUT_KINDS: dict[str, OutputKind] = {kind.name: kind for kind in (
     OutputKind("study", "a study", "summary.json",
                ("inputs", "data", "models", "evaluation", "bootstrap", "interpret", "stages", "summary.json",
                 "report.html", "figures"),
-               lambda f: (f / "stages").is_dir() and (f / "summary.json").is_file()),
+               lambda f: (f / "stages").is_dir()),
 )}
 
 
@@ -226,13 +226,15 @@ def check_output_dir(path: str | os.PathLike, kind: str, *, overwrite: bool = Fa
 
 
 def claim_output_dir(path: str | os.PathLike, kind: str, *, overwrite: bool = False,
-                     resume: bool = False) -> Path:
+                     resume: bool = False, staged: bool = False) -> Path:
     """Claim ``path`` as an output folder of ``kind`` and return it (see the module docstring).
 
     Creates the folder, writes the marker first, removes temporaries and staging folders that
     processes no longer alive left behind, and with ``overwrite`` (and not ``resume``) removes
     the old completion file, so that the folder reads as unfinished until the new result is
-    complete. Raises :class:`ArtifactError` where :func:`check_output_dir` does.
+    complete. ``staged`` writers (:func:`publish_staged`) keep the old result whole until they
+    publish the new one, so for them the completion file stays. Raises :class:`ArtifactError`
+    where :func:`check_output_dir` does.
     """
     folder = Path(path)
     found = check_output_dir(folder, kind, overwrite=overwrite, resume=resume)
@@ -243,9 +245,20 @@ def claim_output_dir(path: str | os.PathLike, kind: str, *, overwrite: bool = Fa
                             "chromtransfer_version": package_version(),
                             "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     remove_stale_temporaries(folder)
-    if found is not None and found.complete and overwrite and not resume:
+    if found is not None and found.complete and overwrite and not (resume or staged):
         (folder / OUTPUT_KINDS[kind].complete).unlink(missing_ok=True)
     return folder
+
+
+def release_output_dir(path: str | os.PathLike) -> None:
+    """Undo the claim of a folder that received nothing: remove it when it holds only the marker
+    (and temporaries of dead processes); any other content keeps it."""
+    folder = Path(path)
+    remove_stale_temporaries(folder)
+    if folder.is_dir() and [p.name for p in folder.iterdir()] == [MARKER_FILE]:
+        (folder / MARKER_FILE).unlink()
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def output_kind(path: str | os.PathLike) -> str | None:
@@ -254,16 +267,23 @@ def output_kind(path: str | os.PathLike) -> str | None:
     return inspect_output_dir(folder).kind if folder.is_dir() else None
 
 
-def check_output_file(path: str | os.PathLike, *, overwrite: bool = False, what: str = "--out") -> Path:
+def check_output_file(path: str | os.PathLike, *, overwrite: bool = False, what: str = "--out",
+                      sidecar_format: str | None = None) -> Path:
     """Refuse to replace an existing file ``path`` unless ``overwrite``; refuse a folder.
 
-    Single-file outputs (``predict --out``, ``motifs scan --out``) cannot be recognised as ours,
-    so an existing file is replaced only when asked.
+    A plain output file (``predict --out``) cannot be recognised as ours, so an existing one is
+    replaced only when asked. With ``sidecar_format``, the file's manifest ``PATH.json`` must
+    carry that format (``motifs scan``): any other existing file is never replaced.
     """
     path = Path(path)
     if path.is_dir():
         raise ArtifactError(f"{path}: is a folder, not a file; give a file name to {what}")
-    if path.exists() and not overwrite:
+    if not path.exists():
+        return path
+    if sidecar_format is not None and _json_format(path.parent, path.name + ".json") != sidecar_format:
+        raise ArtifactError(f"{path}: exists and was not written by this command (no {path.name}.json of "
+                            f"format {sidecar_format}); choose another {what}")
+    if not overwrite:
         raise ArtifactError(f"{path}: already exists; add --overwrite to replace it, or choose another {what}")
     return path
 

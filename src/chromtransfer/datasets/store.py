@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ..artifacts import (OUTPUT_KINDS, atomic_path, claim_output_dir, make_staging, provenance,
-                         publish_staged, write_json)
+                         publish_staged, release_output_dir, write_json)
 from ..errors import ArtifactError
 
 FORMAT = "chromtransfer-store"
@@ -168,7 +168,7 @@ class StoreWriter:
     """
 
     def __init__(self, path: str | os.PathLike, n_rows: int, length: int, *, overwrite: bool = False):
-        self.path = claim_output_dir(path, STORE_KIND, overwrite=overwrite)
+        self.path = claim_output_dir(path, STORE_KIND, overwrite=overwrite, staged=True)
         self.n_rows = int(n_rows)
         self.length = int(length)
         self._staging = make_staging(self.path)
@@ -186,7 +186,8 @@ class StoreWriter:
 
     def abort(self) -> None:
         self.sequences = None
-        shutil.rmtree(self._staging, ignore_errors=True)
+        shutil.rmtree(self._staging, ignore_errors=True)  # this process's own staging folder
+        release_output_dir(self.path)
 
     def finish(
         self,

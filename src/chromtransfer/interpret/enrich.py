@@ -437,24 +437,29 @@ def run_enrichment(sites: pd.DataFrame, attributions_a: Attributions, attributio
     return EnrichmentResult(a=table_a, b=table_b, comparison=comparison, sites=merged)
 
 
+ENRICHMENT_KIND = "enrichment"
+
+
 def write_enrichment(result: EnrichmentResult, out_dir: str | os.PathLike, attributions_a: Attributions,
                      attributions_b: Attributions | None = None, group_by: str = "tf", figures: bool = True,
-                     top: int = 20, n_logos: int = 4, parameters: dict | None = None) -> dict:
+                     top: int = 20, n_logos: int = 4, parameters: dict | None = None,
+                     overwrite: bool = False) -> dict:
     """Write the tables, figures and manifest of an enrichment run into ``out_dir``.
 
     Files: ``enrichment.tsv`` (model A), ``site_scores.tsv.gz``; with model B also
     ``enrichment_b.tsv`` and ``comparison.tsv`` (the B - A difference test with both models' D);
     figures ``d_ranking.png``, ``ecdf_top.png``, ``logo_*.png`` (+ ``d_ranking_b.png``,
     ``d_ranking_difference.png``, ``d_scatter.png``); ``enrichment.json`` last (parameters,
-    counts, provenance). Each file is written under a temporary name and renamed.
+    counts, provenance). Each file is written under a temporary name and renamed. ``out_dir`` is
+    claimed as an enrichment folder (:func:`~chromtransfer.artifacts.claim_output_dir`): a folder
+    holding anything else is refused, a complete enrichment is replaced only with ``overwrite``.
 
     Returns:
         The manifest dictionary.
     """
-    from ..artifacts import atomic_path, provenance, write_json
+    from ..artifacts import atomic_path, claim_output_dir, provenance, write_json
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim_output_dir(out_dir, ENRICHMENT_KIND, overwrite=overwrite)
 
     def write_table(table: pd.DataFrame, name: str) -> str:
         with atomic_path(out / name) as tmp:

@@ -127,7 +127,7 @@ class Study:
 
             options = dict(cfg.inputs["synthetic"] or {})
             options.setdefault("seed", cfg.seed)
-            return make_synthetic(self.out / "inputs", **options).as_dict()
+            return make_synthetic(self.out / "inputs", overwrite=True, **options).as_dict()
         resolved: dict[str, Any] = {}
         for key, value in cfg.inputs.items():
             resolved[key] = [cfg.resolve(v) for v in value] if isinstance(value, list) else cfg.resolve(value)
@@ -155,7 +155,8 @@ class Study:
         if exclude is None and self.config.prepare.get("exclude_cell_positives", True):
             exclude = self._cell_positive_regions()
         path = prepare_pretrain(self.inputs["genome"], self.inputs["rdhs"], self.store("pretrain"),
-                                exclude_positives=exclude, blacklist=self.inputs.get("blacklist"), **options)
+                                exclude_positives=exclude, blacklist=self.inputs.get("blacklist"), overwrite=True,
+                                **options)
         return {"store": str(path)}
 
     def _cell_positive_regions(self) -> str | None:
@@ -185,7 +186,8 @@ class Study:
         options = self._common_prepare()
         options.update(self.config.prepare.get("finetune", {}) or {})
         path = prepare_finetune(self.inputs["genome"], self.store(cell), cell=cell, cells=self._cells_considered(),
-                                blacklist=self.inputs.get("blacklist"), **self._label_source(), **options)
+                                blacklist=self.inputs.get("blacklist"), overwrite=True, **self._label_source(),
+                                **options)
         return {"store": str(path)}
 
     def _cells_considered(self):
@@ -199,7 +201,7 @@ class Study:
         options.update(self.config.multiclass.get("prepare", {}) or {})
         path = prepare_finetune(self.inputs["genome"], self.store("multiclass"), task="multiclass",
                                 cells=self._cells_considered(), blacklist=self.inputs.get("blacklist"),
-                                **self._label_source(), **options)
+                                overwrite=True, **self._label_source(), **options)
         return {"store": str(path)}
 
     # training ----------------------------------------------------------------------------------
@@ -245,7 +247,8 @@ class Study:
         results = {}
         for kind, models in (("finetuned", self.finetuned(cell)), ("baseline", self.baselines(cell)),
                              ("pretrained", [self.pretrained])):
-            metrics = evaluate_models(models, self.store(cell), "test", base / kind, **self._evaluate_options())
+            metrics = evaluate_models(models, self.store(cell), "test", base / kind, overwrite=True,
+                                      **self._evaluate_options())
             results[kind] = _headline(metrics)
         write_json(base / "headline.json", results)
         return results
@@ -261,7 +264,7 @@ class Study:
 
         models = [self.model("multiclass", f"fold{k}") for k in self.config.folds]
         evaluate_models(models, self.store("multiclass"), "test", self.out / "evaluation" / "multiclass",
-                        **self._evaluate_options())
+                        overwrite=True, **self._evaluate_options())
         loaded = [load_model(m) for m in models]
         classes = [c.lower() for c in loaded[0].config.classes]
         per_cell = {}
