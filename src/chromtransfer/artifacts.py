@@ -188,9 +188,18 @@ def inspect_output_dir(path: str | os.PathLike) -> FolderContents:
     return FolderContents(kind, complete, entries)
 
 
-def _listing(entries: tuple[str, ...], limit: int = 4) -> str:
-    shown = ", ".join(entries[:limit])
-    return shown + (", ..." if len(entries) > limit else "")
+def _listing(found: FolderContents, limit: int = 4) -> str:
+    """Up to ``limit`` names of the folder, those that show its kind first (completion file first)."""
+    def rank(name: str) -> int:
+        if found.kind is None:
+            return 2
+        spec = OUTPUT_KINDS[found.kind]
+        if name == spec.complete:
+            return 0
+        return 1 if any(Path(name).match(pattern) for pattern in spec.files) else 2
+
+    entries = sorted(found.entries, key=lambda name: (rank(name), name))
+    return ", ".join(entries[:limit]) + (", ..." if len(entries) > limit else "")
 
 
 def check_output_dir(path: str | os.PathLike, kind: str, *, overwrite: bool = False,
@@ -214,10 +223,10 @@ def check_output_dir(path: str | os.PathLike, kind: str, *, overwrite: bool = Fa
     if found.empty:
         return found
     if found.kind is None:
-        raise ArtifactError(f"{folder}: not empty and not written by chromtransfer ({_listing(found.entries)}); "
+        raise ArtifactError(f"{folder}: not empty and not written by chromtransfer ({_listing(found)}); "
                             "choose another --out (nothing in it is replaced)")
     if found.kind != kind:
-        raise ArtifactError(f"{folder}: holds {OUTPUT_KINDS[found.kind].label} ({_listing(found.entries)}), "
+        raise ArtifactError(f"{folder}: holds {OUTPUT_KINDS[found.kind].label} ({_listing(found)}), "
                             f"not {wanted.label}; choose another --out")
     if found.complete and not (overwrite or resume):
         raise ArtifactError(f"{folder}: already holds {wanted.label} (complete: {wanted.complete}); add "
@@ -356,16 +365,11 @@ def remove_stale_temporaries(folder: str | os.PathLike, name: str | None = None)
     return removed
 
 
-_UMASK: int | None = None
-
-
 def file_mode() -> int:
     """The permission bits a new file gets under the process's umask (0o644 for umask 022)."""
-    global _UMASK
-    if _UMASK is None:
-        _UMASK = os.umask(0)
-        os.umask(_UMASK)
-    return 0o666 & ~_UMASK
+    umask = os.umask(0o022)  # reading the umask means setting it; restored at once
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def apply_umask(path: str | os.PathLike) -> None:
