@@ -116,8 +116,9 @@ def scan_command(store, split, bed, genome, window, fasta, motif_file, release, 
 @click.option("--no-figures", is_flag=True, help="Write the tables only.")
 @click.option("--out", "out", type=click.Path(), required=True, help="Output directory.")
 @overwrite_option("a complete enrichment")
+@quiet_option
 def enrich_command(attr_a, attr_b, sites, min_sites, fdr, group_by, aggregate, family_overlap, top, no_figures,
-                   out, overwrite) -> None:
+                   out, overwrite, quiet) -> None:
     """Rank TFs by KS tests of their sites' attribution scores against other TFs' sites.
 
     Testing no group at all (no TF with --min-sites sites) stops with an error."""
@@ -126,14 +127,16 @@ def enrich_command(attr_a, attr_b, sites, min_sites, fdr, group_by, aggregate, f
     from ..interpret.enrich import (ENRICHMENT_KIND, family_heads, load_attributions, run_enrichment,
                                     write_enrichment)
     from ..interpret.scan_io import read_sites
+    from ..progress import progress_bar
 
     check_output_dir(out, ENRICHMENT_KIND, overwrite=overwrite)
 
     a = load_attributions(attr_a)
     b = load_attributions(attr_b) if attr_b else None
     table = read_sites(sites)
-    result = run_enrichment(table, a, b, group_by=group_by, min_sites=min_sites, fdr=fdr, aggregate=aggregate,
-                            source=sites, family_overlap=family_overlap)
+    with progress_bar(None, "KS tests", quiet=quiet, unit="test") as progress:
+        result = run_enrichment(table, a, b, group_by=group_by, min_sites=min_sites, fdr=fdr, aggregate=aggregate,
+                                source=sites, family_overlap=family_overlap, progress=progress)
     if not len(result.a):
         counts = result.sites.groupby("tf" if group_by == "tf" else "motif_id").size()
         most = int(counts.max()) if len(counts) else 0
