@@ -206,6 +206,14 @@ CASES = {
     "truncated gzip FASTA (predict)": Case(
         ["predict", "--model", "{model}", "--fasta", "{root}/cut.fa.gz", "--out", "{root}/out_cut_fa.tsv"],
         ["{root}/cut.fa.gz"], ["cut.fa.gz", "truncated or corrupt gzip file"], setup="cut_fasta"),
+    # --- malformed inputs: the file and its line
+    "FASTA with a character that is no base": Case(
+        ["predict", "--model", "{model}", "--fasta", "{root}/bad.fa", "--out", "{root}/out_bad_fa.tsv"],
+        ["{root}/bad.fa"], ["bad.fa:4", "'X'", "replace"], setup="bad_fasta"),
+    "BED region on a chromosome the genome lacks": Case(
+        ["predict", "--model", "{model}", "--bed", "{root}/chr9.bed", "--genome", "{genome}",
+         "--out", "{root}/out_chr9.tsv"],
+        ["{root}/chr9.bed"], ["chr9.bed:2", "chr9"], setup="chr9_bed"),
     # --- selections
     "--test-chroms names a chromosome the genome lacks": Case(
         ["prepare", "pretrain", "--genome", "{genome}", "--positives", "{bed}", "--test-chroms", "chr2O",
@@ -250,6 +258,10 @@ def _setup(toy: Toy, name: str | None) -> None:
         rng = np.random.default_rng(5)
         _gz_truncated(toy.root / "cut.fa.gz", "".join(
             f">q{i}\n{decode(rng.integers(0, 4, 300).astype(np.uint8))}\n" for i in range(200)))
+    elif name == "bad_fasta":
+        (toy.root / "bad.fa").write_text(">ok\nACGTACGT\n>bad\nACGXTA\n")
+    elif name == "chr9_bed":
+        (toy.root / "chr9.bed").write_text("chr1\t100\t300\nchr9\t100\t300\n")
     elif name == "train_only" and not (toy.root / "train_only").exists():
         write_store(toy.root / "train_only", np.zeros((4, LENGTH), np.uint8), [0, 1, 0, 1], np.zeros(4),
                     np.zeros(4))

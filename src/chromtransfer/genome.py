@@ -306,6 +306,9 @@ class Genome:
         name = self.path.name[:-3] if self.path.name.endswith(".gz") else self.path.name + ".fa"
         target = folder / f"{_file_key(self.path)}-{name}"
         if not target.exists():
+            from .artifacts import remove_stale_temporaries
+
+            remove_stale_temporaries(folder, target.name)  # copies a killed process left half-made
             tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
             try:
                 with gzip.open(self.path, "rb") as src, open(tmp, "wb") as dst:
