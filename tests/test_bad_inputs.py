@@ -218,11 +218,16 @@ CASES = {
     "--test-chroms names a chromosome the genome lacks": Case(
         ["prepare", "pretrain", "--genome", "{genome}", "--positives", "{bed}", "--test-chroms", "chr2O",
          "--out", "{root}/store_chr2O"],
-        ["{genome}", "{bed}"], ["--test-chroms", "chr2O", "not a chromosome", "the genome has chr1,chr2"]),
+        ["{genome}", "{bed}"], ["--test-chroms", "chr2O", "not a chromosome", "genome.fa", "use the genome's names: chr1, chr2"]),
     "--exclude-chroms names a chromosome the genome lacks": Case(
         ["prepare", "pretrain", "--genome", "{genome}", "--positives", "{bed}", "--test-chroms", "chr2",
          "--exclude-chroms", "chrY", "--out", "{root}/store_chrY"],
-        ["{genome}"], ["--exclude-chroms", "chrY", "the genome has chr1,chr2"]),
+        ["{genome}"], ["--exclude-chroms", "chrY", "use the genome's names: chr1, chr2"]),
+    "a test split that would be empty (prepare)": Case(
+        ["prepare", "finetune", "--genome", "{genome}", "--cell", "A", "--label-matrix", "{root}/matrix1.tsv",
+         "--background", "0", "--folds", "0", "--test-chroms", "chr2", "--out", "{root}/store_no_test"],
+        ["{root}/matrix1.tsv"], ["--test-chroms", "no window lies on chr2", "test split would be empty"],
+        setup="matrix_chr1"),
     "attribute selects no sequence": Case(
         ["attribute", "--model", "{model}", "--fasta", "{fasta}", "--threshold", "1.0", "--device", "cpu",
          "--out", "{root}/attr_none"],
@@ -258,6 +263,9 @@ def _setup(toy: Toy, name: str | None) -> None:
         rng = np.random.default_rng(5)
         _gz_truncated(toy.root / "cut.fa.gz", "".join(
             f">q{i}\n{decode(rng.integers(0, 4, 300).astype(np.uint8))}\n" for i in range(200)))
+    elif name == "matrix_chr1":
+        (toy.root / "matrix1.tsv").write_text("chrom\tstart\tend\tA\tB\n" + "".join(
+            f"chr1\t{s}\t{s + 200}\t{int(k % 2 == 0)}\t{int(k % 2 == 1)}\n" for k, s in enumerate(range(300, 5000, 400))))
     elif name == "bad_fasta":
         (toy.root / "bad.fa").write_text(">ok\nACGTACGT\n>bad\nACGXTA\n")
     elif name == "chr9_bed":

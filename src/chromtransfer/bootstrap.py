@@ -77,7 +77,7 @@ def run_bootstrap(
                          if bad else "no fraction given", fix="give shares of the training rows, e.g. 0.05,0.1,0.5")
     if int(replicates) != replicates or replicates < 1:
         raise InputError("--replicates", f"must be a whole number of at least 1, not {replicates}",
-                         fix="e.g. --replicates 10 (the paper)")
+                         fix="e.g. --replicates 10, as in the paper")
     check_output_dir(out, BOOTSTRAP_KIND, resume=True)
     store = open_store(store_path)
     if store.task != "binary":

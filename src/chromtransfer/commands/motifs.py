@@ -141,7 +141,7 @@ def enrich_command(attr_a, attr_b, sites, min_sites, fdr, group_by, aggregate, f
         counts = result.sites.groupby("tf" if group_by == "tf" else "motif_id").size()
         most = int(counts.max()) if len(counts) else 0
         raise ChromTransferError(
-            f"no {group_by} tested: none has --min-sites {min_sites} scored sites (the most has {most} of "
+            f"no {'TF' if group_by == 'tf' else 'motif'} tested: none has --min-sites {min_sites} scored sites (the most has {most} of "
             f"{len(result.sites)}); lower --min-sites, or scan and attribute more sequences")
     params = {"sites": str(sites), "min_sites": min_sites, "fdr": fdr, "group_by": group_by, "aggregate": aggregate,
               "family_overlap": family_overlap}

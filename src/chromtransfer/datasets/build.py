@@ -99,9 +99,10 @@ def check_chrom_option(genome: Genome, value: str | Sequence[str] | None, option
         return
     missing = [n for n in names if genome.try_resolve(n) is None]
     if missing:
-        listing = ",".join(genome.names[:12]) + (f",... ({len(genome.names)} in all)" if len(genome.names) > 12 else "")
+        listing = ", ".join(genome.names[:12]) + (f", ... ({len(genome.names)} in all)" if len(genome.names) > 12
+                                                  else "")
         raise InputError(option, f"{', '.join(missing)}: not a chromosome of the genome {genome.path}",
-                         fix=f"the genome has {listing}")
+                         fix=f"use the genome's names: {listing}")
 
 
 def check_output_store(out: str | os.PathLike, overwrite: bool) -> None:
