@@ -206,6 +206,11 @@ CASES = {
     "truncated gzip FASTA (predict)": Case(
         ["predict", "--model", "{model}", "--fasta", "{root}/cut.fa.gz", "--out", "{root}/out_cut_fa.tsv"],
         ["{root}/cut.fa.gz"], ["cut.fa.gz", "truncated or corrupt gzip file"], setup="cut_fasta"),
+    "truncated bgzip genome (predict --bed)": Case(
+        ["predict", "--model", "{model}", "--bed", "{bed}", "--genome", "{root}/cut_genome.fa.gz",
+         "--out", "{root}/out_cut_genome.tsv"],
+        ["{root}/cut_genome.fa.gz"], ["cut_genome.fa.gz", "truncated or corrupt gzip file", "cut short"],
+        setup="cut_bgzf"),
     # --- malformed inputs: the file and its line
     "FASTA with a character that is no base": Case(
         ["predict", "--model", "{model}", "--fasta", "{root}/bad.fa", "--out", "{root}/out_bad_fa.tsv"],
@@ -266,6 +271,13 @@ def _setup(toy: Toy, name: str | None) -> None:
     elif name == "matrix_chr1":
         (toy.root / "matrix1.tsv").write_text("chrom\tstart\tend\tA\tB\n" + "".join(
             f"chr1\t{s}\t{s + 200}\t{int(k % 2 == 0)}\t{int(k % 2 == 1)}\n" for k, s in enumerate(range(300, 5000, 400))))
+    elif name == "cut_bgzf":
+        from Bio import bgzf
+
+        with bgzf.BgzfWriter(str(toy.root / "genome_bgzf.fa.gz"), "wb") as writer:
+            writer.write(toy.genome.read_bytes())
+        data = (toy.root / "genome_bgzf.fa.gz").read_bytes()
+        (toy.root / "cut_genome.fa.gz").write_bytes(data[: len(data) // 2])
     elif name == "bad_fasta":
         (toy.root / "bad.fa").write_text(">ok\nACGTACGT\n>bad\nACGXTA\n")
     elif name == "chr9_bed":
