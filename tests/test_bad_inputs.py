@@ -360,3 +360,25 @@ def test_overwrite_replaces_only_the_commands_own_files(toy, capsys, tmp_path):
                              "--group", "model")
     assert code == 0, err
     assert stdout.splitlines()[0].split("\t")[0] == "model" and len(stdout.splitlines()) == 2
+
+
+def test_claim_rules_of_an_output_folder(tmp_path):
+    from chromtransfer.artifacts import claim_output_dir
+    from chromtransfer.errors import ArtifactError
+
+    folder = claim_output_dir(tmp_path / "e", "evaluation")
+    assert json.loads((folder / MARKER_FILE).read_text())["kind"] == "evaluation"
+    (folder / "predictions.tsv").write_text("half\n")  # killed before metrics.json: unfinished
+    dead = folder / f".staging-{2 ** 22 + 7}"
+    dead.mkdir()
+    claim_output_dir(folder, "evaluation")  # an unfinished folder of the same kind is used again
+    assert not dead.exists() and (folder / "predictions.tsv").exists()
+    (folder / "metrics.json").write_text("{}")
+    (folder / "mine.txt").write_text("mine\n")
+    with pytest.raises(ArtifactError, match="already holds an evaluation"):
+        claim_output_dir(folder, "evaluation")
+    with pytest.raises(ArtifactError, match="holds an evaluation .*not attributions"):
+        claim_output_dir(folder, "attributions", overwrite=True)
+    claim_output_dir(folder, "evaluation", overwrite=True)
+    assert not (folder / "metrics.json").exists()  # reads as unfinished until the new one is written
+    assert (folder / "mine.txt").read_text() == "mine\n" and (folder / "predictions.tsv").exists()

@@ -26,10 +26,13 @@ a file                                      refused
 ==========================================  ================================================
 
 A refusal is a :class:`~chromtransfer.errors.ArtifactError` whose one line names the folder,
-what it holds and the fix, e.g. ``runs/m: holds a training run (checkpoints, model.json,
-model.safetensors, run.json ...), not attributions; choose another --out``. With ``overwrite``
-the claim removes the old completion file first, so an overwrite killed midway leaves a folder
-that reads as unfinished, never a mix that looks complete. Nothing here removes a folder.
+what it holds and the fix, e.g. ``runs/m: holds a training run (run.json, checkpoints,
+learning_curve.csv, model.json, ...), not attributions; choose another --out``. With
+``overwrite`` the claim removes the old completion file first, so an overwrite killed midway
+leaves a folder that reads as unfinished, never a mix that looks complete; writers that stage
+their files (stores, attributions: :func:`publish_staged`) keep the old result whole until the
+new one replaces it. Nothing here removes a user's folder: only the staging folders and
+temporaries this module names (``.staging-PID``, ``.NAME.tmp-PID``) are deleted.
 
 Files (:func:`atomic_path`)
 ---------------------------
@@ -268,12 +271,6 @@ def release_output_dir(path: str | os.PathLike) -> None:
         (folder / MARKER_FILE).unlink()
         with contextlib.suppress(OSError):
             folder.rmdir()
-
-
-def output_kind(path: str | os.PathLike) -> str | None:
-    """The kind of output folder ``path`` holds, or ``None`` (missing, empty, or not ours)."""
-    folder = Path(path)
-    return inspect_output_dir(folder).kind if folder.is_dir() else None
 
 
 def check_output_file(path: str | os.PathLike, *, overwrite: bool = False, what: str = "--out",
