@@ -355,3 +355,16 @@ def test_fasta_reader_accepts_iupac_case_and_gaps(tmp_path):
     empty.write_text("\n\n")
     with pytest.raises(InputError, match="no FASTA records"):
         read_fasta(empty)
+
+
+def test_threads_option_sets_the_cpu_threads(capsys, narrow_model_dir, tmp_path):
+    fasta = tmp_path / "q.fa"
+    fasta.write_text(">a\nACGTACGTAC\n")
+    before = torch.get_num_threads()
+    try:
+        code, _, err = _run(capsys, "predict", "--model", narrow_model_dir, "--fasta", fasta,
+                            "--out", tmp_path / "p.tsv", "--threads", "2", "--quiet")
+        assert code == 0, err
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
