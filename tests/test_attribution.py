@@ -279,7 +279,7 @@ def test_cli_attribute_grad_selection_fasta_and_errors(tiny_inputs, capsys):
     before = (out2 / "attributions.npz").read_bytes()
     capsys.readouterr()
     assert main(["attribute", "--model", str(tiny_inputs["model"]), "--fasta", str(fasta),
-                 "--device", "cpu", "--out", str(out2)]) == 2
+                 "--device", "cpu", "--out", str(out2), "--overwrite"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "q.fa" in err and len(err.strip().splitlines()) == 1
     assert (out2 / "attributions.npz").read_bytes() == before

@@ -115,7 +115,8 @@ def test_two_gloo_processes_train_like_one_and_resume(store, tmp_path):
     assert run["sessions"][0]["world_size"] == 2 and run["n_train"] == N_TRAIN and run["n_val"] == N_VALID
     _assert_same_curve(_curve(ddp), reference[:2])  # metrics over the whole validation set
     assert sorted(p.name for p in (ddp / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
-    assert not list(tmp_path.glob("lightning_logs")) and not list(ddp.glob(".*"))  # no temp files left
+    assert not list(tmp_path.glob("lightning_logs"))
+    assert [p.name for p in ddp.glob(".*")] == [".chromtransfer.json"]  # the folder's marker, no temp files
 
     # Interrupt after epoch 2 (as a killed run leaves it), then resume on two processes.
     (ddp / "model.json").unlink()

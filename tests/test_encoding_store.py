@@ -80,7 +80,7 @@ def test_store_without_manifest_is_refused(tmp_path):
 def test_rewrite_replaces_old_store_only_when_complete(tmp_path):
     _toy_store(tmp_path / "s")
     with pytest.raises(ValueError):
-        with StoreWriter(tmp_path / "s", 3, 4) as writer:
+        with StoreWriter(tmp_path / "s", 3, 4, overwrite=True) as writer:
             writer.finish([0, 1], [0, 0, 0], [0, 0, 0], pd.DataFrame({"name": list("abc")}),
                           task="binary", classes=["negative", "positive"])
     assert open_store(tmp_path / "s").n_rows == 20  # the old store survived

@@ -254,9 +254,13 @@ def test_evaluate_two_models_with_ensemble(tiny_binary, capsys):
     captured = capsys.readouterr()
     assert status == 0, captured.err
     assert "ensemble" in captured.out
-    predictions = pd.read_csv(out / "predictions.tsv", sep="\t")
-    assert predictions.columns.tolist() == ["name", "label", "fold0/run", "fold1/run", "ensemble"]
-    assert predictions["name"].tolist() == [f"win{i}" for i in range(24, 48)]
+    long = pd.read_csv(out / "predictions.tsv", sep="\t")
+    assert long.columns.tolist() == ["name", "label", "model", "score"]  # predict's score column, plus model
+    assert long["model"].unique().tolist() == ["fold0/run", "fold1/run", "ensemble"]
+    predictions = long.pivot(index="name", columns="model", values="score").reindex(
+        [f"win{i}" for i in range(24, 48)]).reset_index()
+    predictions["label"] = long.drop_duplicates("name").set_index("name").loc[predictions["name"], "label"].to_numpy()
+    assert long.loc[long["model"] == "ensemble", "name"].tolist() == [f"win{i}" for i in range(24, 48)]
     assert predictions["label"].tolist() == np.tile([0, 1, 0], 16)[24:].tolist()
     np.testing.assert_allclose(predictions["ensemble"], predictions[["fold0/run", "fold1/run"]].mean(axis=1),
                                rtol=1e-6)
@@ -320,11 +324,12 @@ def test_evaluate_multiclass(tmp_path, capsys):
                    "--out", str(tmp_path / "out")])
     assert status == 0, capsys.readouterr().err
     predictions = pd.read_csv(tmp_path / "out" / "predictions.tsv", sep="\t")
-    assert predictions.columns.tolist() == ["name", "label", "mc:A549", "mc:HepG2", "mc:Negative"]
-    np.testing.assert_allclose(predictions.iloc[:, 2:].sum(axis=1), 1.0, rtol=1e-5)
+    assert predictions.columns.tolist() == ["name", "label", "model", "A549", "HepG2", "Negative"]
+    assert set(predictions["model"]) == {"mc"}
+    np.testing.assert_allclose(predictions.iloc[:, 3:].sum(axis=1), 1.0, rtol=1e-5)
     metrics = pd.read_csv(tmp_path / "out" / "metrics.tsv", sep="\t").iloc[0]
     y = predictions["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
-    expected = multiclass_metrics(y, predictions.iloc[:, 2:].to_numpy(), classes)
+    expected = multiclass_metrics(y, predictions.iloc[:, 3:].to_numpy(), classes)
     for cls in classes:
         assert metrics[f"auroc_{cls}"] == pytest.approx(expected["per_class"][cls]["auroc"])
     assert metrics["auroc_macro"] == pytest.approx(expected["auroc_macro"])

@@ -101,7 +101,7 @@ def test_predict_reproduces_keras_reference(capsys, imported, reference_fasta, r
                              "--out", out, "--device", "cpu")
     assert code == 0, err
     table = pd.read_csv(out, sep="\t")
-    assert list(table.columns) == ["name", "score"]
+    assert list(table.columns) == ["name", "score", "n_fraction"]
     assert len(table) == 72 and table["name"].tolist() == _expected(reference, name).index.tolist()
     scores = table.set_index("name")["score"]
     diff64 = (scores - _expected(reference, name, "f64/")).abs()
@@ -234,7 +234,7 @@ def test_predict_multiclass_columns(capsys, tmp_path):
     code, _, err = _run(capsys, "predict", "--model", tmp_path / "mc", "--fasta", fasta, "--out", tmp_path / "p.tsv")
     assert code == 0, err
     table = pd.read_csv(tmp_path / "p.tsv", sep="\t")
-    assert list(table.columns) == ["name", "A549", "HepG2", "background"]
+    assert list(table.columns) == ["name", "A549", "HepG2", "background", "n_fraction"]
     np.testing.assert_allclose(table[["A549", "HepG2", "background"]].sum(axis=1), 1.0, atol=1e-6)
 
 
@@ -259,7 +259,7 @@ def test_predict_bed_on_genome_with_aliases(capsys, narrow_model_dir, tmp_path):
         assert score == pytest.approx(want, abs=1e-6)
     # --window scores the window centred on each region; names keep the file's coordinates
     code, _, err = _run(capsys, "predict", "--model", narrow_model_dir, "--bed", bed, "--genome", genome,
-                        "--out", out, "--window", "600")
+                        "--out", out, "--window", "600", "--overwrite")
     assert code == 0, err
     table = pd.read_csv(out, sep="\t")
     assert table["name"][1] == "chr20:1000-1300"
@@ -268,7 +268,7 @@ def test_predict_bed_on_genome_with_aliases(capsys, narrow_model_dir, tmp_path):
     # a chromosome the genome lacks stops with the BED line
     bed.write_text("chr20\t100\t700\nchr21\t100\t700\n")
     code, _, err = _run(capsys, "predict", "--model", narrow_model_dir, "--bed", bed, "--genome", genome,
-                        "--out", out)
+                        "--out", out, "--overwrite")
     assert code == 2
     _assert_one_error_line(err, "regions.bed:2", "chr21")
 
@@ -280,7 +280,8 @@ def test_fasta_unknown_character_is_one_error_line_and_keeps_old_output(capsys, 
     fasta.write_text(">ok\nACGTACGT\n>bad\nACGTAC\nACGXTA\n")
     out = tmp_path / "p.tsv"
     out.write_text("previous results\n")
-    code, _, err = _run(capsys, "predict", "--model", narrow_model_dir, "--fasta", fasta, "--out", out)
+    code, _, err = _run(capsys, "predict", "--model", narrow_model_dir, "--fasta", fasta, "--out", out,
+                        "--overwrite")
     assert code != 0
     _assert_one_error_line(err, "bad.fa:5", "'X'", "column 4", "replace")
     assert out.read_text() == "previous results\n"
@@ -354,3 +355,16 @@ def test_fasta_reader_accepts_iupac_case_and_gaps(tmp_path):
     empty.write_text("\n\n")
     with pytest.raises(InputError, match="no FASTA records"):
         read_fasta(empty)
+
+
+def test_threads_option_sets_the_cpu_threads(capsys, narrow_model_dir, tmp_path):
+    fasta = tmp_path / "q.fa"
+    fasta.write_text(">a\nACGTACGTAC\n")
+    before = torch.get_num_threads()
+    try:
+        code, _, err = _run(capsys, "predict", "--model", narrow_model_dir, "--fasta", fasta,
+                            "--out", tmp_path / "p.tsv", "--threads", "2", "--quiet")
+        assert code == 0, err
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

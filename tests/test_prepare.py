@@ -178,7 +178,8 @@ def test_finetune_published_labels(data, tmp_path):
                                 (*w[8], "HEPG2"), (*w[9], "HEPG2_NEG"), (*w[0], "HEPG2")])
     _csv(folder / "K562.csv", [(*w[0], "K562_NEG"), (*w[2], "K562"), (*w[4], "K562_NEG"), (*w[3], "Negative"),
                                (*w[10], "K562")])
-    store = open_store(prepare_finetune(data["fasta"], tmp_path / "hep", cell="hepg2", labels_csv=folder))
+    store = open_store(prepare_finetune(data["fasta"], tmp_path / "hep", cell="hepg2", labels_csv=folder,
+                                        test_chroms="none"))
     assert store.classes == ["negative", "positive"] and store.manifest["cell"] == "HepG2"
     names = store.regions.set_index("name")["label_name"]
     assert names[f"{w[0][0]}:{w[0][1]}-{w[0][2]}"] == "HEPG2"
@@ -190,7 +191,8 @@ def test_finetune_published_labels(data, tmp_path):
     r = store.regions.iloc[0]
     np.testing.assert_array_equal(store.sequences[0], g.fetch_codes(r["chrom"], r["start"], r["end"]))
 
-    multi = open_store(prepare_finetune(data["fasta"], tmp_path / "mc", task="multiclass", labels_csv=folder))
+    multi = open_store(prepare_finetune(data["fasta"], tmp_path / "mc", task="multiclass", labels_csv=folder,
+                                        test_chroms="none"))
     assert multi.task == "multiclass" and multi.classes == ["HepG2", "K562", "background"]
     table = multi.regions.assign(label=multi.labels).set_index("name")
     key = lambda i: f"{w[i][0]}:{w[i][1]}-{w[i][2]}"  # noqa: E731

@@ -21,11 +21,13 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from .artifacts import write_json
+from .artifacts import check_output_dir, claim_output_dir, write_json
 from .datasets.store import open_store
+from .errors import InputError
 from .evaluation.metrics import binary_metrics
 
 PAPER_FRACTIONS = (0.01, 0.05, 0.1, 0.15, 0.2, 0.25, 0.5, 0.75)
+BOOTSTRAP_KIND = "bootstrap"
 
 
 def replicate_dir(out: Path, fraction: float, replicate: int) -> Path:
@@ -57,24 +59,31 @@ def run_bootstrap(
         include_full: also fine-tune once on all training rows (fraction 1.0, one replicate).
         train_options: settings passed on to :func:`chromtransfer.training.train_model`
             (``max_epochs``, ``lr``, ``width``, ...); the preset is ``finetune``.
+
+    ``out`` is claimed as a bootstrap folder (:func:`~chromtransfer.artifacts.claim_output_dir`):
+    an earlier analysis there is continued, a folder holding anything else is refused. Bad
+    ``fractions`` or ``replicates`` raise :class:`~chromtransfer.errors.InputError` before any
+    training.
     """
     from .inference import predict_codes
     from .modelio import load_model
     from .training import train_model
     from .training.engine import is_complete, read_run
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    store = open_store(store_path)
-    if store.task != "binary":
-        from .errors import InputError
-
-        raise InputError(store_path, "the bootstrap analysis needs a binary fine-tuning store",
-                         fix="build one with 'chromtransfer prepare finetune'")
     fractions = sorted({float(f) for f in fractions})
     bad = [f for f in fractions if not 0 < f <= 1]
-    if bad:
-        raise ValueError(f"fractions must lie in (0, 1], got {bad}")
+    if bad or not fractions:
+        raise InputError("--fractions", f"every fraction must lie in (0, 1], not {', '.join(f'{f:g}' for f in bad)}"
+                         if bad else "no fraction given", fix="give shares of the training rows, e.g. 0.05,0.1,0.5")
+    if int(replicates) != replicates or replicates < 1:
+        raise InputError("--replicates", f"must be a whole number of at least 1, not {replicates}",
+                         fix="e.g. --replicates 10, as in the paper")
+    check_output_dir(out, BOOTSTRAP_KIND, resume=True)
+    store = open_store(store_path)
+    if store.task != "binary":
+        raise InputError(store_path, "the bootstrap analysis needs a binary fine-tuning store",
+                         fix="build one with 'chromtransfer prepare finetune'")
+    out = claim_output_dir(out, BOOTSTRAP_KIND, resume=True)
     plan = [(f, r) for f in fractions for r in range(replicates)]
     if include_full and 1.0 not in fractions:
         plan.append((1.0, 0))

@@ -50,7 +50,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except click.exceptions.Exit as exc:
         return exc.exit_code
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        # click turns an EOFError escaping a command into Abort; a damaged input file is no Ctrl-C
+        if isinstance(exc.__cause__, EOFError):
+            print(f"error: an input file ended early, truncated or corrupt ({exc.__cause__}); check the "
+                  "input files", file=sys.stderr)
+            return 2
         print("error: aborted", file=sys.stderr)
         return 130
     except click.ClickException as exc:

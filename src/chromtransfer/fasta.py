@@ -20,16 +20,16 @@ The contract:
 """
 from __future__ import annotations
 
-import gzip
 import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterator
+from typing import Iterator
 
 import numpy as np
 
 from .encoding import VALID_FASTA_CHARACTERS, encode
+from .compressed import open_input
 from .errors import InputError
 
 __all__ = ["FastaRecord", "iter_fasta", "read_fasta"]
@@ -54,18 +54,6 @@ class FastaRecord:
         return int(self.codes.shape[0])
 
 
-def _open(path: Path) -> IO[bytes]:
-    try:
-        handle = open(path, "rb")
-        magic = handle.read(2)
-        handle.seek(0)
-    except OSError as exc:
-        raise InputError(path, f"cannot read the file ({exc.strerror or exc})", fix="check the path") from exc
-    if magic == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=handle, mode="rb")  # type: ignore[return-value]
-    return handle
-
-
 def _describe(byte: int) -> str:
     if 32 < byte < 127:
         return repr(chr(byte))
@@ -88,7 +76,7 @@ def iter_fasta(path: str | os.PathLike) -> Iterator[FastaRecord]:
     header_line = 0
     chunks: list[np.ndarray] = []
     count = 0
-    handle = _open(path)
+    handle = open_input(path)
     try:
         with handle:
             lineno = 0

@@ -248,6 +248,20 @@ def _inflate_members(raw: bytes | memoryview) -> bytes:
     return b"".join(parts)
 
 
+#: The empty BGZF block every complete bgzip file ends with (SAM/BAM specification, 4.1.2).
+_BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
+
+
+def _has_bgzf_eof(path: Path) -> bool:
+    """Whether the bgzip file ``path`` ends with the BGZF end-of-file block (a cut file does not)."""
+    with open(path, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        if handle.tell() < len(_BGZF_EOF):
+            return False
+        handle.seek(-len(_BGZF_EOF), os.SEEK_END)
+        return handle.read() == _BGZF_EOF
+
+
 class Genome:
     """A reference genome read as uint8 codes.
 
@@ -306,6 +320,9 @@ class Genome:
         name = self.path.name[:-3] if self.path.name.endswith(".gz") else self.path.name + ".fa"
         target = folder / f"{_file_key(self.path)}-{name}"
         if not target.exists():
+            from .artifacts import remove_stale_temporaries
+
+            remove_stale_temporaries(folder, target.name)  # copies a killed process left half-made
             tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
             try:
                 with gzip.open(self.path, "rb") as src, open(tmp, "wb") as dst:
@@ -329,6 +346,10 @@ class Genome:
         elif self.format == "fasta":
             self._plain = fasta
         fai, gzi, rebuild = self._index_paths(fasta)
+        if self.format == "bgzf" and not _has_bgzf_eof(fasta):
+            from .compressed import damaged
+
+            raise damaged(self.path, "no BGZF end-of-file block: the file was cut short")
         try:
             self._fasta = pyfaidx.Faidx(
                 str(fasta), indexname=str(fai), gzi_indexname=str(gzi) if self.format == "bgzf" else None,

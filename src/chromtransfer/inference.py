@@ -13,7 +13,7 @@ data set is never held as float32 one-hot. The model runs in eval mode under
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -60,7 +60,7 @@ def _reverse_complement(codes: torch.Tensor) -> torch.Tensor:
 
 def predict_codes(model: torch.nn.Module, codes: np.ndarray, *, batch_size: int = 1024,
                   device: str | torch.device = "auto", rc_average: bool = False,
-                  fast: bool = True) -> np.ndarray:
+                  fast: bool = True, progress: Callable[[int], None] | None = None) -> np.ndarray:
     """Probabilities for equal-length sequences.
 
     Args:
@@ -75,6 +75,7 @@ def predict_codes(model: torch.nn.Module, codes: np.ndarray, *, batch_size: int 
         fast: on the CPU in float32, run an inference-only copy of the model
             (:func:`chromtransfer.fast.codes_runner`: the same probabilities to float32 rounding,
             several times faster); ``False`` runs the model itself.
+        progress: called with the number of sequences of each finished batch.
 
     Returns:
         ``float32`` array ``(N, n_outputs)``: sigmoid probabilities (binary heads, n_outputs = 1)
@@ -113,6 +114,8 @@ def predict_codes(model: torch.nn.Module, codes: np.ndarray, *, batch_size: int 
                     rc = probabilities(forward(_reverse_complement(batch)), multiclass)
                     prob = (prob + rc) / 2
                 out.append(prob.float().cpu().numpy())
+                if progress is not None:
+                    progress(int(batch.shape[0]))
     finally:
         model.train(was_training)
     return np.concatenate(out, axis=0)
@@ -120,7 +123,7 @@ def predict_codes(model: torch.nn.Module, codes: np.ndarray, *, batch_size: int 
 
 def predict_sequences(model: torch.nn.Module, sequences: Sequence[np.ndarray], *,
                       batch_size: int = 1024, device: str | torch.device = "auto",
-                      rc_average: bool = False) -> np.ndarray:
+                      rc_average: bool = False, progress: Callable[[int], None] | None = None) -> np.ndarray:
     """Probabilities for sequences of any lengths, in input order.
 
     Sequences are grouped by length and each group goes through :func:`predict_codes`; the
@@ -128,7 +131,7 @@ def predict_sequences(model: torch.nn.Module, sequences: Sequence[np.ndarray], *
 
     Args:
         sequences: ``(L_i,)`` uint8 code vectors (lengths may differ; each at least 1).
-        batch_size, device, rc_average: as for :func:`predict_codes`.
+        batch_size, device, rc_average, progress: as for :func:`predict_codes`.
 
     Returns:
         ``float32`` array ``(len(sequences), n_outputs)``.
@@ -147,7 +150,7 @@ def predict_sequences(model: torch.nn.Module, sequences: Sequence[np.ndarray], *
         for row, i in enumerate(members):
             block[row] = sequences[i]
         result[members] = predict_codes(model, block, batch_size=batch_size, device=device,
-                                        rc_average=rc_average)
+                                        rc_average=rc_average, progress=progress)
     return result
 
 
@@ -163,9 +166,25 @@ def prediction_columns(model: torch.nn.Module) -> list[str]:
     return ["score"]
 
 
-def prediction_table(names: Sequence[str], probs: np.ndarray, model: torch.nn.Module):
+#: Default of ``--max-n-fraction`` in ``predict`` and ``attribute``: sequences with a larger
+#: share of N (non-ACGT) bases are flagged; the network has learnt nothing about such input.
+MAX_N_FRACTION = 0.5
+
+
+def n_fractions(sequences: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+    """Share of N (code 4 and above) bases of each sequence, ``(N,)`` float32 (an empty one: 1)."""
+    if isinstance(sequences, np.ndarray) and sequences.ndim == 2:
+        if sequences.shape[1] == 0:
+            return np.ones(sequences.shape[0], dtype=np.float32)
+        return (sequences >= N_CODE).mean(axis=1, dtype=np.float64).astype(np.float32)
+    return np.array([(np.asarray(s) >= N_CODE).mean() if len(s) else 1.0 for s in sequences], dtype=np.float32)
+
+
+def prediction_table(names: Sequence[str], probs: np.ndarray, model: torch.nn.Module,
+                     n_fraction: np.ndarray | None = None):
     """A :class:`pandas.DataFrame` with ``name`` first, then ``score`` (binary) or one column per
-    class (multi-class) holding the probabilities ``probs`` ``(N, n_outputs)``."""
+    class (multi-class) holding the probabilities ``probs`` ``(N, n_outputs)``, then
+    ``n_fraction`` (share of N bases of each sequence) when given."""
     import pandas as pd
 
     columns = prediction_columns(model)
@@ -174,23 +193,32 @@ def prediction_table(names: Sequence[str], probs: np.ndarray, model: torch.nn.Mo
     table = pd.DataFrame({"name": list(names)})
     for j, column in enumerate(columns):
         table[column] = probs[:, j]
+    if n_fraction is not None:
+        table["n_fraction"] = np.round(np.asarray(n_fraction, dtype=np.float64), 4)
     return table
 
 
 def predict_fasta(model: torch.nn.Module, path, *, batch_size: int = 1024,
-                  device: str | torch.device = "auto", rc_average: bool = False):
+                  device: str | torch.device = "auto", rc_average: bool = False,
+                  progress: Callable[[int], None] | None = None):
     """Predict every record of a FASTA file (any lengths); returns :func:`prediction_table`'s frame
-    with the record names."""
+    with the record names and their ``n_fraction``."""
     from .fasta import read_fasta
 
     records = read_fasta(path)
-    probs = predict_sequences(model, [r.codes for r in records], batch_size=batch_size, device=device,
-                              rc_average=rc_average)
-    return prediction_table([r.name for r in records], probs, model)
+    if not records:
+        from .errors import InputError
+
+        raise InputError(path, "no FASTA records found", fix="give a FASTA file with '>name' lines")
+    codes = [r.codes for r in records]
+    probs = predict_sequences(model, codes, batch_size=batch_size, device=device,
+                              rc_average=rc_average, progress=progress)
+    return prediction_table([r.name for r in records], probs, model, n_fractions(codes))
 
 
 def predict_regions(model: torch.nn.Module, regions_path, genome_path, *, window: int | None = None,
-                    batch_size: int = 1024, device: str | torch.device = "auto", rc_average: bool = False):
+                    batch_size: int = 1024, device: str | torch.device = "auto", rc_average: bool = False,
+                    progress: Callable[[int], None] | None = None):
     """Predict the regions of a BED (or region TSV) file on a genome.
 
     Each region is scored as given (any lengths), or, with ``window``, on the ``window`` bp centred
@@ -218,11 +246,14 @@ def predict_regions(model: torch.nn.Module, regions_path, genome_path, *, window
     lengths = ends - starts
     n_outputs = len(prediction_columns(model))
     probs = np.zeros((len(regions), n_outputs), dtype=np.float32)
+    n_frac = np.zeros(len(regions), dtype=np.float32)
     for length in np.unique(lengths):
         rows = np.flatnonzero(lengths == length)
         codes = genome.fetch_many(chroms[rows], starts[rows], ends[rows])
-        probs[rows] = predict_codes(model, codes, batch_size=batch_size, device=device, rc_average=rc_average)
-    return prediction_table(names, probs, model)
+        n_frac[rows] = n_fractions(codes)
+        probs[rows] = predict_codes(model, codes, batch_size=batch_size, device=device, rc_average=rc_average,
+                                    progress=progress)
+    return prediction_table(names, probs, model, n_frac)
 
 
 def write_table(table, path) -> None:

@@ -37,8 +37,6 @@ queries with :func:`numpy.searchsorted`: O((n + m) log n) for m queries against 
 """
 from __future__ import annotations
 
-import gzip
-import io
 import logging
 import os
 import re
@@ -49,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from .encoding import N_CODE
+from .compressed import open_input, open_text  # noqa: F401  (open_text: the readers' opener)
 from .errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -79,19 +78,6 @@ _SHOWN = 3  # lines listed in a log message about dropped rows
 
 #: Space between chromosomes on the common number line of :class:`IntervalSet`.
 _CHROM_STRIDE = np.int64(1) << np.int64(40)
-
-
-def open_text(path: str | os.PathLike) -> io.TextIOBase:
-    """Open a text file, transparently decompressing gzip / bgzip."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as handle:
-            magic = handle.read(2)
-    except OSError as exc:
-        raise InputError(path, f"cannot read the file ({exc.strerror or exc})", fix="check the path") from exc
-    if magic == b"\x1f\x8b":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace", newline="")
-    return open(path, encoding="utf-8", errors="replace", newline="")
 
 
 def _is_skipped(line: str) -> bool:
@@ -406,10 +392,11 @@ def read_region_table(path: str | os.PathLike, genome: "Genome | None" = None, *
     ci, si, ei, ni, ri = _tsv_columns(path, header, skip + 1)
     text_cols = {header[i] for i in (ci, si, ei, ni, ri) if i is not None}
     try:
-        table = pd.read_csv(path, sep="\t", skiprows=skip + 1, header=None, names=header, index_col=False,
-                            dtype={c: str for c in text_cols}, keep_default_na=False,
-                            na_values={c: [""] for c in header if c not in text_cols}, skip_blank_lines=False,
-                            comment=None, engine="c")
+        with open_input(path) as handle:
+            table = pd.read_csv(handle, sep="\t", skiprows=skip + 1, header=None, names=header, index_col=False,
+                                dtype={c: str for c in text_cols}, keep_default_na=False,
+                                na_values={c: [""] for c in header if c not in text_cols}, skip_blank_lines=False,
+                                comment=None, engine="c")
     except (pd.errors.ParserError, ValueError) as exc:
         raise InputError(path, f"cannot parse the table ({str(exc).splitlines()[0]})",
                          fix="every row needs the header's number of tab-separated columns") from exc

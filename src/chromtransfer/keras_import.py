@@ -773,11 +773,18 @@ def import_keras_model(path: str | os.PathLike, head: str = "auto", classes: lis
 
 
 def import_keras(path: str | os.PathLike, out_dir: str | os.PathLike, head: str = "auto",
-                 classes: list[str] | None = None) -> KerasImport:
+                 classes: list[str] | None = None, overwrite: bool = False) -> KerasImport:
     """Import ``path`` and save it as a chromtransfer model directory ``out_dir`` (model.json +
-    model.safetensors, written atomically); model.json records the source and its sha256."""
-    from .modelio import save_model
+    model.safetensors, written atomically); model.json records the source and its sha256.
 
+    ``out_dir`` is claimed as a model folder (:mod:`chromtransfer.artifacts`): a folder holding
+    anything else (a training run, a store ...) is refused, a complete model is replaced only
+    with ``overwrite``.
+    """
+    from .artifacts import check_output_dir, claim_output_dir
+    from .modelio import MODEL_KIND, save_model
+
+    check_output_dir(out_dir, MODEL_KIND, overwrite=overwrite)
     result = import_keras_model(path, head=head, classes=classes)
-    save_model(result.model, out_dir, **result.metadata())
+    save_model(result.model, claim_output_dir(out_dir, MODEL_KIND, overwrite=overwrite), **result.metadata())
     return result

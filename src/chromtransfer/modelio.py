@@ -28,13 +28,18 @@ FORMAT_VERSION = 1
 ARCHITECTURE = "chromtransfer-resnet1d"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "model.json"
+#: The output kind of a model folder written on its own (``import-keras``); a training run that
+#: exports its model is of kind ``run`` (:mod:`chromtransfer.artifacts`).
+MODEL_KIND = "model"
 
 
 def save_model(model: ChromTransferNet, directory: str | os.PathLike, **metadata: Any) -> Path:
     """Write ``model`` into ``directory`` (created if needed); ``metadata`` goes into model.json.
 
     Weights are written first and the JSON last, both atomically: a directory with ``model.json``
-    holds a complete model.
+    holds a complete model. Both get the umask's permissions (:func:`~chromtransfer.artifacts.atomic_path`;
+    safetensors itself writes 0600 files).
+    The caller owns ``directory`` (a claimed output folder, :mod:`chromtransfer.artifacts`).
     """
     from safetensors.torch import save_file
 

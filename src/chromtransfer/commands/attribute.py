@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from ._options import overwrite_option, quiet_option, threads_option
+
 
 @click.command("attribute")
 @click.option("--model", "model_dir", required=True, type=click.Path(),
@@ -36,17 +38,27 @@ import click
 @click.option("--no-bigwig", is_flag=True, help="Do not write the bigWig track.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Output directory (attributions.npz, bedGraph/bigWig tracks, manifest.json).")
+@overwrite_option("complete attributions")
+@click.option("--max-n-fraction", default=0.5, show_default=True, type=click.FloatRange(0, 1),
+              help="Sequences with a larger share of N bases are attributed but flagged (n_fraction in "
+                   "attributions.npz, and a warning).")
+@threads_option
+@quiet_option
 def attribute_command(model_dir: str, store: str | None, split: str, bed: str | None, genome: str | None,
                       window: int, fasta: str | None, selection: str, threshold: float, method: str, target: str,
                       class_name: str | None, batch_size: int | None, device: str, no_bigwig: bool,
-                      out_dir: str) -> None:
+                      out_dir: str, overwrite: bool, max_n_fraction: float, threads: int | None,
+                      quiet: bool) -> None:
     """Per-base attribution scores of a model for sequences of a store, a BED file or a FASTA file.
 
     Writes OUT/attributions.npz (scores (N, L), for ISM also the deltas (N, L, 4), codes, names,
-    coordinates, predictions), genome tracks when the rows have coordinates (bedGraph; bigWig
-    when pybigtools is installed; overlapping windows are averaged) and OUT/manifest.json last.
+    coordinates, predictions, n_fraction), genome tracks when the rows have coordinates (bedGraph;
+    bigWig when pybigtools is installed; overlapping windows are averaged) and OUT/manifest.json
+    last. A selection of no sequence stops with an error before anything is written.
     """
+    from ..artifacts import check_output_dir
     from ..errors import ChromTransferError
+    from ..interpret.pipeline import ATTRIBUTIONS_KIND
 
     given = [name for name, value in (("--data", store), ("--bed", bed), ("--fasta", fasta)) if value]
     if len(given) != 1:
@@ -55,13 +67,16 @@ def attribute_command(model_dir: str, store: str | None, split: str, bed: str | 
         raise ChromTransferError("--bed needs --genome (the genome FASTA or .2bit the regions refer to)")
     if genome is not None and bed is None:
         raise ChromTransferError("--genome applies to --bed only")
+    check_output_dir(out_dir, ATTRIBUTIONS_KIND, overwrite=overwrite)
 
     from pathlib import Path
 
     from ..inference import resolve_device
     from ..interpret import pipeline
     from ..modelio import load_model
+    from ..progress import apply_threads, progress_bar
 
+    apply_threads(threads)
     dev = resolve_device(device)
     model = load_model(model_dir, device=dev)
     class_index, class_label = pipeline.output_unit(model, class_name)
@@ -73,14 +88,20 @@ def attribute_command(model_dir: str, store: str | None, split: str, bed: str | 
         inputs = pipeline.inputs_from_fasta(fasta)
     click.echo(f"{len(inputs)} sequences of {inputs.length} bp from {inputs.source['kind']}")
 
-    def progress(done: int, total: int) -> None:
-        click.echo(f"  {method}: {done}/{total} sequences")
-
     if batch_size is None:
         batch_size = 1024 if method == "ism" and dev.type == "cuda" else 128
-    result = pipeline.attribute(model, inputs, method=method, target=target, class_index=class_index,
-                                select=selection, threshold=threshold, batch_size=batch_size,
-                                device=dev, progress=progress)
+    with progress_bar(None, method, quiet=quiet) as progress:
+        result = pipeline.attribute(model, inputs, method=method, target=target, class_index=class_index,
+                                    select=selection, threshold=threshold, batch_size=batch_size,
+                                    device=dev, progress=progress)
+    if result["n_selected"] == 0:
+        raise ChromTransferError(
+            f"no sequence selected: none of the {result['n_input']} has a predicted probability above "
+            f"--threshold {threshold:g}; use --select all, or a lower --threshold")
+    flagged = int((result["arrays"]["n_fraction"] > max_n_fraction).sum())
+    if flagged:
+        click.echo(f"warning: {flagged} of {result['n_selected']} sequences have more than {max_n_fraction:.0%} "
+                   "N bases (n_fraction in attributions.npz): their attributions mean little", err=True)
     manifest = {
         "model": str(Path(model_dir).resolve()),
         "model_head": model.config.head,
@@ -94,8 +115,10 @@ def attribute_command(model_dir: str, store: str | None, split: str, bed: str | 
         "inputs": inputs.source,
         "batch_size": batch_size,
         "device": str(dev),
+        "max_n_fraction": max_n_fraction,
+        "flagged_n_fraction": flagged,
     }
-    written = pipeline.write_attributions(out_dir, result, manifest, bigwig=not no_bigwig)
+    written = pipeline.write_attributions(out_dir, result, manifest, bigwig=not no_bigwig, overwrite=overwrite)
     if isinstance(written["tracks"].get("bigwig"), str):
         click.echo(f"bigWig {written['tracks']['bigwig']}")
     click.echo(f"attributed {result['n_selected']} of {result['n_input']} sequences ({method}, {target}); "

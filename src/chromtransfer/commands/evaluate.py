@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from ._options import overwrite_option, quiet_option, threads_option
+
 
 @click.command("evaluate")
 @click.option("--model", "models", multiple=True, required=True, type=click.Path(file_okay=False),
@@ -23,18 +25,29 @@ import click
               help="How f1_overall combines the two per-class F1 (the paper's overall F1 is 'weighted').")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Output directory: predictions.tsv, metrics.tsv, metrics.json, roc/pr/calibration .tsv and .png.")
+@overwrite_option("a complete evaluation")
+@threads_option
+@quiet_option
 def evaluate_command(models: tuple[str, ...], store: str, split: str, batch_size: int, device: str,
-                     rc_average: bool, threshold: float, n_bins: int, f1_average: str, out: str) -> None:
+                     rc_average: bool, threshold: float, n_bins: int, f1_average: str, out: str, overwrite: bool,
+                     threads: int | None, quiet: bool) -> None:
     """Predict a split of a dataset store with one or more models and write predictions, metrics
     (AUROC, AUPRC, per-class and overall F1, precision, recall, Brier score, ECE; multi-class:
-    one-vs-rest AUROC and AUPRC per class), curve tables and figures."""
+    one-vs-rest AUROC and AUPRC per class), curve tables and figures.
+
+    predictions.tsv has one row per sequence and model: name, label, model, then score (binary;
+    the column of 'chromtransfer predict') or one column per class."""
     import pandas as pd
 
     from ..evaluation.evaluate import evaluate_models
+    from ..progress import apply_threads, progress_bar
 
-    result = evaluate_models(list(models), store, split=split, out=out, batch_size=batch_size, device=device,
-                             rc_average=rc_average, threshold=threshold, n_bins=n_bins, f1_average=f1_average,
-                             echo=lambda line: click.echo(line, err=True))
+    apply_threads(threads)
+    with progress_bar(None, "evaluate", quiet=quiet) as progress:
+        result = evaluate_models(list(models), store, split=split, out=out, batch_size=batch_size, device=device,
+                                 rc_average=rc_average, threshold=threshold, n_bins=n_bins, f1_average=f1_average,
+                                 echo=lambda line: click.echo(line, err=True), overwrite=overwrite,
+                                 progress=progress)
     for note in result["notes"]:
         click.echo(f"note: {note}", err=True)
     table = pd.read_csv(result["files"]["metrics.tsv"], sep="\t")

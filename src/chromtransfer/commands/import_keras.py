@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from ._options import overwrite_option
+
 
 @click.command("import-keras")
 @click.argument("h5_file", type=click.Path(dir_okay=False))
@@ -13,7 +15,8 @@ import click
               help="Head of the model; 'auto' detects it from the Dense layers.")
 @click.option("--classes", default=None,
               help="Comma-separated class names of a multi-class model, in output order.")
-def import_keras_command(h5_file: str, out_dir: str, head: str, classes: str | None) -> None:
+@overwrite_option("a model imported earlier")
+def import_keras_command(h5_file: str, out_dir: str, head: str, classes: str | None, overwrite: bool) -> None:
     """Import a legacy Keras 2 HDF5 model (H5_FILE) of the ChromTransfer network.
 
     Reads the file with h5py (no TensorFlow needed), maps every layer onto the PyTorch network by
@@ -24,7 +27,7 @@ def import_keras_command(h5_file: str, out_dir: str, head: str, classes: str | N
     from ..models import count_parameters
 
     names = [c.strip() for c in classes.split(",")] if classes else None
-    result = import_keras(h5_file, out_dir, head=head, classes=names)
+    result = import_keras(h5_file, out_dir, head=head, classes=names, overwrite=overwrite)
     counts = count_parameters(result.model)
     keras_counts = result.graph.parameter_counts()
     click.echo(f"imported {h5_file} (Keras {result.graph.keras_version}, "

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from ._options import overwrite_option, quiet_option, threads_option
+
 
 @click.group("motifs")
 def motifs_group() -> None:
@@ -33,11 +35,16 @@ def motifs_group() -> None:
               help="Integer range of a PWM column (FIMO: 1000; larger = closer to unscaled p-values).")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
-@click.option("--out", "out", type=click.Path(), required=True, help="Output TSV of sites.")
+@click.option("--out", "out", type=click.Path(), required=True, help="Output TSV of sites (and OUT.json).")
+@overwrite_option("a site table written earlier")
+@threads_option
+@quiet_option
 def scan_command(store, split, bed, genome, window, fasta, motif_file, release, collection, tax_group, threshold,
-                 background, pseudocount, score_range, device, batch_size, out) -> None:
+                 background, pseudocount, score_range, device, batch_size, out, overwrite, threads, quiet) -> None:
     """Find motif sites (both strands, p < --pvalue, entirely inside each sequence)."""
+    from ..artifacts import check_output_file
     from ..errors import InputError
+    from ..progress import apply_threads, progress_bar
     from ..interpret import scan_io
     from ..interpret.jaspar import load_motifs, read_meme_background
     from ..interpret.motifs import MotifScanner
@@ -50,6 +57,8 @@ def scan_command(store, split, bed, genome, window, fasta, motif_file, release, 
         raise click.UsageError("--bed needs --genome")
     if split and not store:
         raise click.UsageError("--split applies to --data only")
+    check_output_file(out, overwrite=overwrite, sidecar_format=scan_io.SITES_FORMAT)
+    apply_threads(threads)
 
     def chunks():
         if store:
@@ -76,7 +85,9 @@ def scan_command(store, split, bed, genome, window, fasta, motif_file, release, 
         raise click.BadParameter(str(exc)) from None
     inputs = {"data": store, "split": split, "bed": bed, "genome": genome, "window": window, "fasta": fasta,
               "motifs": motif_file or f"{release}/{collection}/{tax_group}", "background_option": background}
-    manifest = scan_io.write_sites(scanner, chunks(), out, inputs={k: v for k, v in inputs.items() if v is not None})
+    with progress_bar(None, "scan", quiet=quiet) as progress:
+        manifest = scan_io.write_sites(scanner, chunks(), out, inputs={k: v for k, v in inputs.items() if v is not None},
+                                       progress=progress, overwrite=overwrite)
     bg_text = ",".join(f"{x:.4g}" for x in scanner.background)
     click.echo(f"motifs: {len(motifs)} ({len(scanner.weak_motifs)} cannot reach p < {threshold:g})")
     click.echo(f"background A,C,G,T: {bg_text}")
@@ -104,21 +115,38 @@ def scan_command(store, split, bed, genome, window, fasta, motif_file, release, 
 @click.option("--top", type=click.IntRange(min=1), default=20, show_default=True, help="TFs per end of the D bar chart.")
 @click.option("--no-figures", is_flag=True, help="Write the tables only.")
 @click.option("--out", "out", type=click.Path(), required=True, help="Output directory.")
+@overwrite_option("a complete enrichment")
+@quiet_option
 def enrich_command(attr_a, attr_b, sites, min_sites, fdr, group_by, aggregate, family_overlap, top, no_figures,
-                   out) -> None:
-    """Rank TFs by KS tests of their sites' attribution scores against other TFs' sites."""
-    from ..interpret.enrich import family_heads, load_attributions, run_enrichment, write_enrichment
+                   out, overwrite, quiet) -> None:
+    """Rank TFs by KS tests of their sites' attribution scores against other TFs' sites.
+
+    Testing no group at all (no TF with --min-sites sites) stops with an error."""
+    from ..artifacts import check_output_dir
+    from ..errors import ChromTransferError
+    from ..interpret.enrich import (ENRICHMENT_KIND, family_heads, load_attributions, run_enrichment,
+                                    write_enrichment)
     from ..interpret.scan_io import read_sites
+    from ..progress import progress_bar
+
+    check_output_dir(out, ENRICHMENT_KIND, overwrite=overwrite)
 
     a = load_attributions(attr_a)
     b = load_attributions(attr_b) if attr_b else None
     table = read_sites(sites)
-    result = run_enrichment(table, a, b, group_by=group_by, min_sites=min_sites, fdr=fdr, aggregate=aggregate,
-                            source=sites, family_overlap=family_overlap)
+    with progress_bar(None, "KS tests", quiet=quiet, unit="test") as progress:
+        result = run_enrichment(table, a, b, group_by=group_by, min_sites=min_sites, fdr=fdr, aggregate=aggregate,
+                                source=sites, family_overlap=family_overlap, progress=progress)
+    if not len(result.a):
+        counts = result.sites.groupby("tf" if group_by == "tf" else "motif_id").size()
+        most = int(counts.max()) if len(counts) else 0
+        raise ChromTransferError(
+            f"no {'TF' if group_by == 'tf' else 'motif'} tested: none has --min-sites {min_sites} scored sites (the most has {most} of "
+            f"{len(result.sites)}); lower --min-sites, or scan and attribute more sequences")
     params = {"sites": str(sites), "min_sites": min_sites, "fdr": fdr, "group_by": group_by, "aggregate": aggregate,
               "family_overlap": family_overlap}
     manifest = write_enrichment(result, out, a, b, group_by=group_by, figures=not no_figures, top=top,
-                                parameters=params)
+                                parameters=params, overwrite=overwrite)
     click.echo(f"sites scored: {manifest['sites_scored']}  groups tested: {manifest['groups_tested']}  "
                f"significant: {manifest['significant_a']}")
     key = "tf"

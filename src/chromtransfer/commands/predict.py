@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from ._options import overwrite_option, quiet_option, threads_option
+
 
 @click.command("predict")
 @click.option("--model", "model_dir", required=True, type=click.Path(),
@@ -16,20 +18,29 @@ import click
 @click.option("--window", type=click.IntRange(min=1), default=None,
               help="With --bed: score the WINDOW bp centred on each region instead of the region as given.")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
-              help="Output TSV: name, then score (binary) or one column per class.")
+              help="Output TSV: name, then score (binary) or one column per class, then n_fraction.")
+@overwrite_option("an existing --out file")
 @click.option("--rc-average", is_flag=True, help="Average with the reverse complement's prediction.")
 @click.option("--batch-size", default=1024, show_default=True, type=click.IntRange(min=1))
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--precision", default="float32", show_default=True, type=click.Choice(["float32", "float64"]),
               help="Arithmetic; float64 reproduces a Keras float64 run to ~1e-13 (slower).")
+@click.option("--max-n-fraction", default=0.5, show_default=True, type=click.FloatRange(0, 1),
+              help="Sequences with a larger share of N bases are still scored but flagged: see the "
+                   "n_fraction column and the warning.")
+@threads_option
+@quiet_option
 def predict_command(model_dir: str, fasta: str | None, bed: str | None, genome: str | None,
-                    window: int | None, out_path: str, rc_average: bool, batch_size: int, device: str,
-                    precision: str) -> None:
+                    window: int | None, out_path: str, overwrite: bool, rc_average: bool, batch_size: int,
+                    device: str, precision: str, max_n_fraction: float, threads: int | None, quiet: bool) -> None:
     """Write the model's probabilities for every sequence (--fasta) or region (--bed --genome).
 
-    Rows are named by the FASTA record name, or chrom:start-end for BED regions. The output is
-    written to a temporary file and renamed, so an interrupted run leaves no partial table.
+    Rows are named by the FASTA record name, or chrom:start-end for BED regions; n_fraction is
+    each sequence's share of N bases (above --max-n-fraction the score means little, and a
+    warning counts them). The output is written to a temporary file and renamed, so an
+    interrupted run leaves no partial table; an existing file is replaced only with --overwrite.
     """
+    from ..artifacts import check_output_file
     from ..errors import ChromTransferError
 
     if (fasta is None) == (bed is None):
@@ -39,21 +50,30 @@ def predict_command(model_dir: str, fasta: str | None, bed: str | None, genome: 
     if fasta is not None and (genome is not None or window is not None):
         raise ChromTransferError("--genome and --window apply to --bed only")
 
+    check_output_file(out_path, overwrite=overwrite)
+
     import torch
 
     from ..inference import predict_fasta, predict_regions, resolve_device, write_table
     from ..modelio import load_model
+    from ..progress import apply_threads, progress_bar
 
+    apply_threads(threads)
     dev = resolve_device(device)
     model = load_model(model_dir, device=dev)
     if precision == "float64":
         model = model.to(torch.float64)
-    options = dict(batch_size=batch_size, device=dev, rc_average=rc_average)
-    if fasta is not None:
-        table = predict_fasta(model, fasta, **options)
-    else:
-        table = predict_regions(model, bed, genome, window=window, **options)
+    with progress_bar(None, "predict", quiet=quiet) as progress:
+        options = dict(batch_size=batch_size, device=dev, rc_average=rc_average, progress=progress)
+        if fasta is not None:
+            table = predict_fasta(model, fasta, **options)
+        else:
+            table = predict_regions(model, bed, genome, window=window, **options)
     write_table(table, out_path)
+    flagged = int((table["n_fraction"] > max_n_fraction).sum())
+    if flagged:
+        click.echo(f"warning: {flagged} of {len(table)} sequences have more than {max_n_fraction:.0%} N bases "
+                   "(see the n_fraction column): their scores mean little", err=True)
     click.echo(f"wrote {len(table)} predictions to {out_path}")
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from ._options import overwrite_option
+
 # Options that take several values after one flag (``--positives a.bed b.bed``); repeating the
 # flag works as well.
 _GREEDY = ("--positives", "--exclude-positives", "--blacklist", "--labels-csv")
@@ -52,7 +54,8 @@ def _common_split_options(func):
     func = click.option("--exclude-chroms", default=None,
                         help="Chromosomes left out entirely, e.g. chrX,chrY,chrM (the paper used autosomes).")(func)
     func = click.option("--test-chroms", default="chr2,chr3", show_default=True,
-                        help="Test-set chromosomes, comma-separated; 'all' for a test-only store.")(func)
+                        help="Test-set chromosomes, comma-separated (names the genome lacks are refused); "
+                             "'all' for a test-only store, 'none' for no test set.")(func)
     func = click.option("--min-distance", default=300, show_default=True, type=click.IntRange(0),
                         help="Background windows lie at least this many bp from every positive region.")(func)
     func = click.option("--length", default=600, show_default=True, type=click.IntRange(1),
@@ -97,10 +100,11 @@ def _report(path, as_json: bool) -> None:
 @click.option("--drop-missing-chroms", is_flag=True,
               help="Drop positives on chromosomes the genome lacks instead of stopping.")
 @click.option("--out", required=True, type=click.Path(), help="Output store directory.")
+@overwrite_option("a complete store")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def prepare_pretrain_command(genome, positives, exclude_positives, blacklist, length, min_distance, test_chroms,
                              exclude_chroms, folds, seed, fold_scheme, max_n_fraction, neg_ratio, gc_match,
-                             use_summit, drop_missing_chroms, out, as_json) -> None:
+                             use_summit, drop_missing_chroms, out, overwrite, as_json) -> None:
     """Pre-training set: POSITIVES (minus --exclude-positives) against genome tiles.
 
     Negatives are the genome tiled in non-overlapping windows, minus windows with N (gaps),
@@ -113,7 +117,7 @@ def prepare_pretrain_command(genome, positives, exclude_positives, blacklist, le
                             neg_ratio=neg_ratio, gc_match=gc_match, test_chroms=test_chroms, folds=folds,
                             seed=seed, max_n_fraction=max_n_fraction, use_summit=use_summit,
                             exclude_chroms=exclude_chroms, fold_scheme=fold_scheme,
-                            drop_missing_chroms=drop_missing_chroms)
+                            drop_missing_chroms=drop_missing_chroms, overwrite=overwrite)
     _report(path, as_json)
 
 
@@ -136,10 +140,11 @@ def prepare_pretrain_command(genome, positives, exclude_positives, blacklist, le
 @click.option("--threshold", default=1.64, show_default=True, help="Signal matrix: z-score threshold.")
 @click.option("--pseudocount", default=0.0, show_default=True, help="Signal matrix: added before log10.")
 @click.option("--out", required=True, type=click.Path(), help="Output store directory.")
+@overwrite_option("a complete store")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def prepare_finetune_command(genome, cell, labels_csv, label_matrix, signal_matrix, cells, task, neg_ratio,
                              background, blacklist, length, min_distance, test_chroms, exclude_chroms, folds, seed,
-                             fold_scheme, max_n_fraction, threshold, pseudocount, out, as_json) -> None:
+                             fold_scheme, max_n_fraction, threshold, pseudocount, out, overwrite, as_json) -> None:
     """Fine-tuning set of one cell line (or the multi-class set of all lines).
 
     Positives are regions open in --cell and in no other considered line; negatives are drawn
@@ -153,7 +158,7 @@ def prepare_finetune_command(genome, cell, labels_csv, label_matrix, signal_matr
                             background=background, blacklist=list(blacklist), length=length,
                             min_distance=min_distance, test_chroms=test_chroms, folds=folds, seed=seed,
                             max_n_fraction=max_n_fraction, fold_scheme=fold_scheme, exclude_chroms=exclude_chroms,
-                            threshold=threshold, pseudocount=pseudocount)
+                            threshold=threshold, pseudocount=pseudocount, overwrite=overwrite)
     _report(path, as_json)
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from ._options import threads_option
+
 
 @click.command("run")
 @click.argument("config", type=click.Path(), required=False)
@@ -70,7 +72,7 @@ def _print_headline(summary: dict) -> None:
 @click.option("--init", required=True, type=click.Path(), help="Pre-trained run or model directory.")
 @click.option("--fractions", default="0.01,0.05,0.1,0.15,0.2,0.25,0.5,0.75", show_default=True,
               help="Comma-separated shares of the training rows.")
-@click.option("--replicates", default=10, show_default=True, help="Subsamples per fraction.")
+@click.option("--replicates", default=10, show_default=True, help="Subsamples per fraction (at least 1).")
 @click.option("--fold", default=0, show_default=True, help="Validation fold used for early stopping.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
@@ -79,12 +81,15 @@ def _print_headline(summary: dict) -> None:
 @click.option("--batch-size", type=int, default=None, help="Override the fine-tuning batch size.")
 @click.option("--include-full", is_flag=True, help="Also fine-tune once on all training rows.")
 @click.option("--out", required=True, type=click.Path(), help="Output folder (resumable).")
+@threads_option
 def bootstrap_command(store, init, fractions, replicates, fold, seed, device, max_epochs, lr, batch_size,
-                      include_full, out) -> None:
+                      include_full, out, threads) -> None:
     """Fine-tune on subsamples of the training set: the paper's Table 1 (resumable)."""
     from ..bootstrap import run_bootstrap
     from ..errors import InputError
+    from ..progress import apply_threads
 
+    apply_threads(threads)
     try:
         values = [float(f) for f in fractions.split(",") if f.strip()]
     except ValueError as exc:

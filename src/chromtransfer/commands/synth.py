@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from ._options import overwrite_option
+
 
 @click.command("synth")
 @click.option("--out", required=True, type=click.Path(), help="Output folder.")
@@ -12,7 +14,8 @@ import click
                    "medium: 80 Mb, ~2500; tiny: for tests.")
 @click.option("--strength", default=3.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Exponent on motif probabilities when drawing planted sites (higher: closer to consensus).")
-def synth_command(out: str, seed: int, size: str, strength: float) -> None:
+@overwrite_option("a complete synthetic data set")
+def synth_command(out: str, seed: int, size: str, strength: float, overwrite: bool) -> None:
     """Synthetic genome with planted JASPAR 2022 motifs and six pseudo cell lines.
 
     Writes genome.fa, rdhs.bed, label_matrix.tsv, open/<CELL>.bed, blacklist.bed and truth.json
@@ -22,7 +25,7 @@ def synth_command(out: str, seed: int, size: str, strength: float) -> None:
 
     from ..datasets.synthetic import make_synthetic
 
-    data = make_synthetic(out, seed=seed, size=size, strength=strength)
+    data = make_synthetic(out, seed=seed, size=size, strength=strength, overwrite=overwrite)
     truth = json.loads(data.truth.read_text())
     counts = truth["counts"]
     click.echo(f"wrote {data.out}: {len(truth['chromosomes'])} chromosomes, "

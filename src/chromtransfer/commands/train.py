@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from ._options import threads_option
+
 PRESET_CHOICES = ["pretrain", "finetune", "baseline", "multiclass"]
 HEAD_CHOICES = ["pretrain", "finetune", "finetune-bn", "multiclass"]
 
@@ -122,6 +124,10 @@ class _Fold(click.ParamType):
               help="Which epoch's weights become the model: lowest val loss, or the last one.")
 @click.option("--resume", is_flag=True,
               help="Continue the run in RUN from its last checkpoint (same settings); a finished run is left as is.")
+@click.option("--overwrite", is_flag=True,
+              help="Train again from scratch where RUN holds a run (finished or not); only the run's own files "
+                   "are replaced. A folder holding anything else is always refused.")
+@threads_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def train_command(preset: str, store: str, out: str, **options) -> None:
     """Train a model with a --preset on the dataset store (--data) into the run directory --out.
@@ -146,8 +152,11 @@ def train_command(preset: str, store: str, out: str, **options) -> None:
     """
     from pathlib import Path
 
+    from ..progress import apply_threads
     from ..training import read_run, train_model
     from ..training.distributed import is_primary
+
+    apply_threads(options.pop("threads"))
 
     try:
         run_dir = train_model(preset=preset, store=store, out=out, **options)

@@ -16,13 +16,13 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from ..artifacts import file_sha256
+from ..artifacts import check_output_dir, file_sha256
 from ..encoding import N_CODE
 from ..errors import InputError
 from ..genome import Genome
 from ..intervals import IntervalSet, read_regions, tile_chromosome
 from .splits import assign_folds, assign_split, parse_chrom_list
-from .store import StoreWriter
+from .store import STORE_KIND, StoreWriter
 
 log = logging.getLogger("chromtransfer.datasets")
 
@@ -89,6 +89,25 @@ def resolve_chroms(genome: Genome, names: Sequence[str] | str) -> list[str]:
     if names == "all":
         return list(genome.names)
     return [r for r in (genome.try_resolve(n) for n in names) if r is not None]
+
+
+def check_chrom_option(genome: Genome, value: str | Sequence[str] | None, option: str) -> None:
+    """Raise :class:`InputError` naming ``option`` when a chromosome it lists is not in the genome
+    (after the alias rules of :meth:`Genome.try_resolve`: ``chr2`` == ``2``); ``all`` passes."""
+    names = parse_chrom_list(value)
+    if names == "all":
+        return
+    missing = [n for n in names if genome.try_resolve(n) is None]
+    if missing:
+        listing = ", ".join(genome.names[:12]) + (f", ... ({len(genome.names)} in all)" if len(genome.names) > 12
+                                                  else "")
+        raise InputError(option, f"{', '.join(missing)}: not a chromosome of the genome {genome.path}",
+                         fix=f"use the genome's names: {listing}")
+
+
+def check_output_store(out: str | os.PathLike, overwrite: bool) -> None:
+    """Refuse early (before any long work) an ``--out`` that may not become a store."""
+    check_output_dir(out, STORE_KIND, overwrite=overwrite)
 
 
 def window_stats(genome: Genome, chroms: np.ndarray, starts: np.ndarray, length: int
@@ -245,6 +264,7 @@ def write_window_store(
     parameters: dict[str, Any] | None = None,
     dropped: dict[str, int] | None = None,
     extra: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Drop windows with too many N, assign split and folds, fetch the sequences and write the store.
 
@@ -255,6 +275,7 @@ def write_window_store(
             (counted as ``n_fraction`` in the manifest's ``dropped``).
 
     Returns the store path. The manifest records ``inputs``, ``parameters``, ``seed``, ``dropped``.
+    ``overwrite`` replaces a complete store at ``out`` (:class:`~.store.StoreWriter`).
     """
     dropped = dict(dropped or {})
     if not len(rows):
@@ -280,11 +301,12 @@ def write_window_store(
     split = assign_split(chroms, test_chroms)
     wanted = parse_chrom_list(test_chroms)
     if wanted != "all" and wanted and not split.any():
-        log.warning("no window lies on the test chromosomes %s: the store has no test set", ",".join(wanted))
+        raise InputError("--test-chroms", f"no window lies on {','.join(wanted)}: the test split would be empty",
+                         fix="choose --test-chroms with windows, or 'all' for a test-only store")
     fold = assign_folds(split, folds, seed, strata=rows["label_name"].to_numpy(dtype=object), chroms=chroms,
                         scheme=fold_scheme)
     starts = rows["start"].to_numpy()
-    with StoreWriter(out, len(rows), length) as writer:
+    with StoreWriter(out, len(rows), length, overwrite=overwrite) as writer:
         for name in pd.unique(chroms):
             idx = np.flatnonzero(chroms == name)
             for lo in range(0, idx.size, CHUNK_ROWS):

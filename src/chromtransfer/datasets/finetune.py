@@ -36,7 +36,8 @@ import pandas as pd
 from ..errors import InputError
 from ..genome import Genome, open_genome
 from ..intervals import IntervalSet, centred_windows, region_names, validate_regions
-from .build import (as_path_list, candidate_tiles, describe_inputs, read_many, resolve_chroms, weighted_sample,
+from .build import (as_path_list, candidate_tiles, check_chrom_option, check_output_store, describe_inputs,
+                    read_many, resolve_chroms, weighted_sample,
                     write_window_store)
 from .labels import (NEGATIVE_LABEL, canonical_cell, exclusive_positives, find_label_files, match_cell,
                      read_label_matrix, read_published_labels, read_signal_matrix)
@@ -85,6 +86,7 @@ def prepare_finetune(
     exclude_chroms: str | Sequence[str] | None = None,
     threshold: float = 1.64,
     pseudocount: float = 0.0,
+    overwrite: bool = False,
 ) -> Path:
     """Build a fine-tuning store (see the module docstring).
 
@@ -108,6 +110,7 @@ def prepare_finetune(
         max_n_fraction: windows with a larger share of N are dropped.
         exclude_chroms: chromosomes left out entirely.
         threshold, pseudocount: the signal-matrix rule (:func:`.labels.open_from_signal`).
+        overwrite: replace a complete store at ``out`` (only the store's own files).
 
     Returns:
         The store path.
@@ -125,7 +128,10 @@ def prepare_finetune(
     cell_list = parse_chrom_list(cells) if isinstance(cells, str) else (list(cells) if cells else None)
     if cell_list == "all" or cell_list == []:
         cell_list = None
+    check_output_store(out, overwrite)
     g = open_genome(genome)
+    check_chrom_option(g, test_chroms, "--test-chroms")
+    check_chrom_option(g, exclude_chroms, "--exclude-chroms")
     dropped: dict[str, int] = {}
     skip = resolve_chroms(g, parse_chrom_list(exclude_chroms) if exclude_chroms else [])
     parameters = {"kind": "finetune", "task": task, "cell": cell, "cells": cell_list, "neg_ratio": neg_ratio,
@@ -170,7 +176,8 @@ def prepare_finetune(
     return write_window_store(out, g, rows, length=length, task=task, classes=classes, test_chroms=test_chroms,
                               folds=folds, seed=seed, fold_scheme=fold_scheme, max_n_fraction=max_n_fraction,
                               inputs=inputs, parameters=parameters, dropped=dropped,
-                              extra={"cell": canonical_cell(cell) if cell and task == "binary" else None})
+                              extra={"cell": canonical_cell(cell) if cell and task == "binary" else None},
+                              overwrite=overwrite)
 
 
 # --------------------------------------------------------------------------- published files

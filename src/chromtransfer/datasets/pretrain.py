@@ -33,7 +33,8 @@ import pandas as pd
 from ..errors import InputError
 from ..genome import Genome, open_genome
 from ..intervals import IntervalSet, centred_windows, region_names
-from .build import (as_path_list, candidate_tiles, describe_inputs, gc_matched_weights, read_many, resolve_chroms,
+from .build import (as_path_list, candidate_tiles, check_chrom_option, check_output_store, describe_inputs,
+                    gc_matched_weights, read_many, resolve_chroms,
                     weighted_sample, write_window_store)
 from .splits import assign_split, parse_chrom_list
 from .store import TEST, TRAIN
@@ -66,13 +67,14 @@ def prepare_pretrain(
     exclude_chroms: str | Sequence[str] | None = None,
     fold_scheme: str = "rows",
     drop_missing_chroms: bool = False,
+    overwrite: bool = False,
 ) -> Path:
     """Build the pre-training store (see the module docstring for the recipe).
 
     Args:
         genome: FASTA / 2bit path or an open :class:`~chromtransfer.genome.Genome`.
         positives: region file(s) of open chromatin (e.g. the rDHS BED).
-        out: store directory (replaced atomically when complete).
+        out: store directory (claimed: a folder holding anything else is refused).
         exclude_positives: region file(s) whose overlapping positives are removed.
         blacklist: region file(s) that negatives must not overlap (chromosomes the genome lacks
             are ignored; regions past a chromosome end are clipped).
@@ -87,6 +89,7 @@ def prepare_pretrain(
         exclude_chroms: chromosomes left out entirely (e.g. ``chrX,chrY,chrM`` for autosomes only).
         drop_missing_chroms: drop (and count) positives on chromosomes the genome lacks instead
             of stopping with an error.
+        overwrite: replace a complete store at ``out`` (only the store's own files).
 
     Returns:
         The store path.
@@ -96,7 +99,10 @@ def prepare_pretrain(
                          fix="add --neg-ratio, e.g. --neg-ratio 1")
     if neg_ratio is not None and neg_ratio <= 0:
         raise InputError("--neg-ratio", f"must be positive, not {neg_ratio}", fix="give e.g. --neg-ratio 1")
+    check_output_store(out, overwrite)
     g = open_genome(genome)
+    check_chrom_option(g, test_chroms, "--test-chroms")
+    check_chrom_option(g, exclude_chroms, "--exclude-chroms")
     positive_files = as_path_list(positives)
     if not positive_files:
         raise InputError("--positives", "no positive region file given", fix="give at least one BED file")
@@ -184,4 +190,4 @@ def prepare_pretrain(
     return write_window_store(out, g, rows, length=length, task="binary", classes=BINARY_CLASSES,
                               test_chroms=test_chroms, folds=folds, seed=seed, fold_scheme=fold_scheme,
                               max_n_fraction=max_n_fraction, inputs=inputs, parameters=parameters,
-                              dropped=dropped, extra={"sampling": sampling})
+                              dropped=dropped, extra={"sampling": sampling}, overwrite=overwrite)

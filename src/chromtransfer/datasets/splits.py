@@ -30,12 +30,14 @@ FOLD_SCHEMES = ("rows", "chromosomes")
 
 
 def parse_chrom_list(value: str | Iterable[str] | None) -> list[str] | str:
-    """``"chr2,chr3"`` -> ``["chr2", "chr3"]``; ``"all"`` -> ``"all"``; ``None``/``""`` -> ``[]``."""
+    """``"chr2,chr3"`` -> ``["chr2", "chr3"]``; ``"all"`` -> ``"all"``; ``None``/``""``/``"none"`` -> ``[]``."""
     if value is None:
         return []
     if isinstance(value, str):
         if value.strip().lower() == "all":
             return "all"
+        if value.strip().lower() == "none":
+            return []
         return [v.strip() for v in value.split(",") if v.strip()]
     items = [str(v).strip() for v in value if str(v).strip()]
     if len(items) == 1 and items[0].lower() == "all":

@@ -29,7 +29,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from ..artifacts import atomic_path, provenance, write_json
+from ..artifacts import (OUTPUT_KINDS, atomic_path, claim_output_dir, make_staging, provenance,
+                         publish_staged, release_output_dir, write_json)
 from ..errors import ArtifactError
 
 FORMAT = "chromtransfer-store"
@@ -37,6 +38,9 @@ FORMAT_VERSION = 1
 TRAIN, TEST = 0, 1
 SPLIT_NAMES = {TRAIN: "train", TEST: "test"}
 REGION_COLUMNS = ["name", "chrom", "start", "end", "strand", "label_name"]
+STORE_KIND = "store"
+#: The files of a store, the manifest last.
+STORE_FILES = OUTPUT_KINDS[STORE_KIND].files
 
 
 @dataclass
@@ -155,19 +159,19 @@ class StoreWriter:
             ...
             writer.finish(labels, split, fold, regions, task="binary", classes=["negative", "positive"])
 
-    Files are written into ``out`` under temporary names; ``finish`` writes the arrays, then the
-    manifest last. An exception before ``finish`` leaves no manifest, so the half-built store is
-    never mistaken for a complete one. An existing store at ``out`` is replaced only by ``finish``.
+    ``out`` is claimed as a store folder (:func:`~chromtransfer.artifacts.claim_output_dir`:
+    a folder holding anything else is refused; a complete store is replaced only with
+    ``overwrite``). Files are written into a staging folder inside ``out``; ``finish`` writes the
+    arrays, then moves them into place with the manifest last. An exception before ``finish``
+    leaves no manifest, so the half-built store is never mistaken for a complete one; files in
+    ``out`` that a store does not hold are never touched.
     """
 
-    def __init__(self, path: str | os.PathLike, n_rows: int, length: int):
-        self.path = Path(path)
+    def __init__(self, path: str | os.PathLike, n_rows: int, length: int, *, overwrite: bool = False):
+        self.path = claim_output_dir(path, STORE_KIND, overwrite=overwrite, staged=True)
         self.n_rows = int(n_rows)
         self.length = int(length)
-        self._staging = self.path.with_name(f".{self.path.name}.building-{os.getpid()}")
-        if self._staging.exists():
-            shutil.rmtree(self._staging)
-        self._staging.mkdir(parents=True)
+        self._staging = make_staging(self.path)
         self.sequences = np.lib.format.open_memmap(
             self._staging / "sequences.npy", mode="w+", dtype=np.uint8, shape=(self.n_rows, self.length)
         )
@@ -182,7 +186,8 @@ class StoreWriter:
 
     def abort(self) -> None:
         self.sequences = None
-        shutil.rmtree(self._staging, ignore_errors=True)
+        shutil.rmtree(self._staging, ignore_errors=True)  # this process's own staging folder
+        release_output_dir(self.path)
 
     def finish(
         self,
@@ -229,15 +234,7 @@ class StoreWriter:
             "provenance": provenance(),
         }
         write_json(self._staging / "manifest.json", manifest)
-        # Swap the finished staging directory into place; the old store (if any) goes only now.
-        if self.path.exists():
-            trash = self.path.with_name(f".{self.path.name}.old-{os.getpid()}")
-            os.replace(self.path, trash)
-            os.replace(self._staging, self.path)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self._staging, self.path)
+        publish_staged(self._staging, self.path, STORE_KIND, list(STORE_FILES))
         self._finished = True
         return self.path
 
@@ -252,6 +249,7 @@ def write_store(
     *,
     task: str = "binary",
     classes: Sequence[str] = ("negative", "positive"),
+    overwrite: bool = False,
     **kwargs: Any,
 ) -> Path:
     """Write a whole store from in-memory arrays (small data sets and tests).
@@ -260,11 +258,12 @@ def write_store(
         sequences: ``(N, L)`` uint8 codes.
         labels, split, fold: ``(N,)`` arrays (see the module docstring).
         regions: optional table with ``REGION_COLUMNS``; names ``seq0..`` are made when absent.
+        overwrite: replace a complete store at ``path`` (see :class:`StoreWriter`).
     """
     sequences = np.asarray(sequences, dtype=np.uint8)
     if regions is None:
         regions = pd.DataFrame({"name": [f"seq{i}" for i in range(len(sequences))]})
-    with StoreWriter(path, sequences.shape[0], sequences.shape[1]) as writer:
+    with StoreWriter(path, sequences.shape[0], sequences.shape[1], overwrite=overwrite) as writer:
         writer.sequences[:] = sequences
         return writer.finish(labels, split, fold, regions, task=task, classes=classes, **kwargs)
 

@@ -53,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from ..artifacts import atomic_path
+from ..artifacts import atomic_path, claim_output_dir
 from .labels import CELL_LINES
 
 __all__ = ["DRIVERS", "DECOYS", "MOTIF_IDS", "SIZES", "SyntheticData", "UBIQUITOUS", "make_synthetic",
@@ -192,24 +192,29 @@ def _place(rng: np.random.Generator, occupied: np.ndarray, width: int, lo: int, 
     return None
 
 
-def make_synthetic(out: str | os.PathLike, seed: int = 0, size: str = "small", strength: float = 3.0
-                   ) -> SyntheticData:
+SYNTHETIC_KIND = "synthetic"
+
+
+def make_synthetic(out: str | os.PathLike, seed: int = 0, size: str = "small", strength: float = 3.0,
+                   overwrite: bool = False) -> SyntheticData:
     """Write the synthetic data set (see the module docstring) and return its paths.
 
     Args:
-        out: output folder (created; files in it are replaced).
+        out: output folder, claimed as a synthetic data set (:mod:`chromtransfer.artifacts`: a
+            folder holding anything else is refused); ``truth.json`` is written last.
         seed: random seed; the same seed and size give identical files.
         size: ``"small"`` (24 Mb, ~700 positives per line, trains in minutes on a CPU),
             ``"medium"`` (5x), ``"demo"`` (16 Mb, 3,000 rDHSs open in none of the lines and
             ~150 positives per line: small cell-type sets) or ``"tiny"`` (for tests).
         strength: exponent on the motif matrices' probabilities when drawing instances.
+        overwrite: replace a complete data set in ``out`` (only its own files).
     """
     if size not in SIZES:
         raise ValueError(f"size must be one of {', '.join(SIZES)}, not {size!r}")
     preset = SIZES[size]
     rng = np.random.default_rng(seed)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim_output_dir(out, SYNTHETIC_KIND, overwrite=overwrite)
+    Path(f"{out / 'genome.fa'}.fai").unlink(missing_ok=True)  # the index of an earlier genome.fa
     motifs = load_motifs()
     cells = list(CELL_LINES)
 

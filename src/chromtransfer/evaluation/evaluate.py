@@ -4,9 +4,12 @@
 probabilities into an ensemble when several are given (e.g. the three cross-validation folds),
 and writes into ``out``::
 
-    predictions.tsv     name, label, one score column per model, ensemble
-                        (multi-class: label is the class name and there is one column
-                        <model>:<class> per model and class)
+    predictions.tsv     name, label, model, score: one row per sequence and model (the
+                        ensemble's rows last), the columns of ``chromtransfer predict`` plus
+                        label and model, so ``chromtransfer metrics predictions.tsv --score
+                        score --label label --group model`` reproduces metrics.tsv
+                        (multi-class: label is the class name and one column per class
+                        replaces score)
     metrics.tsv         one row per model and one for the ensemble
     metrics.json        the same metrics, the inputs and the settings
     roc.tsv, pr.tsv, calibration.tsv      curve points (columns model[, class], ...)
@@ -16,6 +19,8 @@ and writes into ``out``::
 
 All models must solve the same task (binary, or multi-class with the same classes) and match the
 store's task; otherwise a :class:`~chromtransfer.errors.ChromTransferError` says which differ.
+``out`` is claimed as an evaluation folder (:func:`~chromtransfer.artifacts.claim_output_dir`);
+``metrics.json`` is written last.
 """
 from __future__ import annotations
 
@@ -28,7 +33,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from ..artifacts import atomic_path, provenance, write_json
+from ..artifacts import atomic_path, check_output_dir, claim_output_dir, provenance, write_json
 from ..errors import ArtifactError, ChromTransferError
 from .calibration import DEFAULT_BINS, calibration_points
 from .metrics import (DEFAULT_F1_AVERAGE, DegenerateMetricWarning, flatten_multiclass,
@@ -36,6 +41,7 @@ from .metrics import (DEFAULT_F1_AVERAGE, DegenerateMetricWarning, flatten_multi
 from .tables import metrics_row
 
 ENSEMBLE = "ensemble"
+EVALUATION_KIND = "evaluation"
 
 
 def _is_placeholder(classes: Sequence[str]) -> bool:
@@ -132,6 +138,8 @@ def evaluate_models(
     f1_average: str = DEFAULT_F1_AVERAGE,
     names: Sequence[str] | None = None,
     echo: Callable[[str], None] | None = None,
+    overwrite: bool = False,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Predict ``split`` of the store with each model and write the evaluation into ``out``.
 
@@ -140,13 +148,16 @@ def evaluate_models(
             :func:`chromtransfer.modelio.load_model`.
         store_path: a dataset store (:mod:`chromtransfer.datasets.store`).
         split: ``test``, ``train``, ``all`` (:meth:`Store.indices`).
-        out: output directory (created; files in it are replaced atomically).
+        out: output directory, claimed as an evaluation folder (a folder holding anything else
+            is refused; a complete evaluation is replaced only with ``overwrite``, and then only
+            its own files).
         batch_size, device, rc_average: passed to :func:`chromtransfer.inference.predict_codes`.
         threshold: binary predictions are positive when the probability exceeds it.
         n_bins: equal-width bins of the calibration curve and the ECE.
         f1_average: ``macro`` or ``weighted`` overall F1 (:func:`~.metrics.overall_f1`).
         names: labels of the models in tables and figures (default: :func:`model_names`).
         echo: called with one progress line per model.
+        progress: called with the number of sequences of each finished batch (all models).
 
     Returns:
         the content of ``metrics.json``: ``task``, ``split``, ``rows``, ``models`` (name, path),
@@ -159,6 +170,7 @@ def evaluate_models(
 
     if not model_dirs:
         raise ChromTransferError("no model given (pass at least one --model)")
+    check_output_dir(out, EVALUATION_KIND, overwrite=overwrite)
     echo = echo or (lambda _line: None)
     names = list(names) if names is not None else model_names(model_dirs)
     if len(names) != len(model_dirs) or len(set(names)) != len(names):
@@ -171,7 +183,8 @@ def evaluate_models(
     except ValueError as exc:
         raise ChromTransferError(f"{exc}") from exc
     if idx.size == 0:
-        raise ArtifactError(f"{store.path}: the {split!r} split has no rows; evaluate another split")
+        raise ArtifactError(f"{store.path}: the {split!r} split has no rows; choose another --split (or "
+                            "rebuild the store with --test-chroms naming chromosomes with windows)")
     codes = _subset(store.sequences, idx)
     labels = np.asarray(store.labels[idx], dtype=np.int64)
     row_names = store.regions["name"].to_numpy()[idx]
@@ -181,14 +194,14 @@ def evaluate_models(
     for name, directory in zip(names, model_dirs):
         model = load_model(directory, device=dev)
         probabilities[name] = np.asarray(
-            predict_codes(model, codes, batch_size=batch_size, device=dev, rc_average=rc_average),
+            predict_codes(model, codes, batch_size=batch_size, device=dev, rc_average=rc_average,
+                          progress=progress),
             dtype=np.float64)
         del model
         echo(f"predicted {idx.size} {split} rows with {name}")
     if len(names) > 1:
         probabilities[ENSEMBLE] = np.mean([probabilities[n] for n in names], axis=0)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim_output_dir(out, EVALUATION_KIND, overwrite=overwrite)
     settings = {"threshold": threshold, "n_bins": n_bins, "f1_average": f1_average, "rc_average": rc_average,
                 "batch_size": batch_size, "device": str(dev)}
     if task == "binary":
@@ -217,9 +230,7 @@ def _evaluate_binary(out: Path, row_names, labels, probabilities, settings) -> d
 
     scores = {name: p[:, 0] for name, p in probabilities.items()}
     notes: list[str] = []
-    predictions = pd.DataFrame({"name": row_names, "label": labels})
-    for name, s in scores.items():
-        predictions[name] = s
+    predictions = _long_predictions(row_names, labels, {name: s[:, None] for name, s in scores.items()}, ["score"])
     metrics = {name: _with_notes(notes, name, lambda s=s: metrics_row(
         labels, s, settings["threshold"], settings["n_bins"], settings["f1_average"]))
         for name, s in scores.items()}
@@ -245,10 +256,8 @@ def _evaluate_multiclass(out: Path, row_names, labels, probabilities, classes, s
     from .. import plots
 
     notes: list[str] = []
-    predictions = pd.DataFrame({"name": row_names, "label": np.asarray(classes, dtype=object)[labels]})
-    for name, p in probabilities.items():
-        for j, cls in enumerate(classes):
-            predictions[f"{name}:{cls}"] = p[:, j]
+    predictions = _long_predictions(row_names, np.asarray(classes, dtype=object)[labels], probabilities,
+                                    [str(c) for c in classes])
     metrics = {name: _with_notes(notes, name, lambda p=p: multiclass_metrics(labels, p, classes))
                for name, p in probabilities.items()}
     roc, pr, calibration = {}, {}, {}
@@ -276,6 +285,17 @@ def _evaluate_multiclass(out: Path, row_names, labels, probabilities, classes, s
                                                     title=f"One-vs-rest calibration ({primary})"),
     }
     return {"metrics": metrics, "notes": list(dict.fromkeys(notes)), "files": {k: str(v) for k, v in files.items()}}
+
+
+def _long_predictions(row_names, labels, probabilities: dict[str, np.ndarray], columns: list[str]) -> pd.DataFrame:
+    """``name, label, model`` and the probability ``columns``: one block of rows per model."""
+    blocks = []
+    for name, p in probabilities.items():
+        block = pd.DataFrame({"name": row_names, "label": labels, "model": name})
+        for j, column in enumerate(columns):
+            block[column] = p[:, j]
+        blocks.append(block)
+    return pd.concat(blocks, ignore_index=True)
 
 
 def _long(curves: dict[Any, pd.DataFrame], keys: Sequence[str] = ("model",)) -> pd.DataFrame:

@@ -38,6 +38,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -281,7 +282,8 @@ def family_heads(table: pd.DataFrame, key: str = "tf", positive: bool = True) ->
 
 def ks_enrichment(scores: np.ndarray, groups: np.ndarray, region: np.ndarray, start: np.ndarray,
                   end: np.ndarray, min_sites: int = 100, fdr: float = 0.001,
-                  family_overlap: float = FAMILY_OVERLAP) -> pd.DataFrame:
+                  family_overlap: float = FAMILY_OVERLAP, progress: Callable[[int], None] | None = None
+                  ) -> pd.DataFrame:
     """The KS enrichment table of every group with at least ``min_sites`` sites.
 
     Args:
@@ -291,6 +293,7 @@ def ks_enrichment(scores: np.ndarray, groups: np.ndarray, region: np.ndarray, st
         fdr: significance level of the Benjamini-Hochberg adjusted p-values.
         family_overlap: site-overlap fraction that makes a group a member of a better-ranked
             group's family (above 1: every group is its own family).
+        progress: called with 1 after each group's test.
 
     Returns:
         One row per tested group: ``group, sites, background_sites, D, ks_statistic, p, fdr,
@@ -319,6 +322,8 @@ def ks_enrichment(scores: np.ndarray, groups: np.ndarray, region: np.ndarray, st
             continue
         covered_counts.append(np.bincount(inverse[covered], minlength=labels.size))
         d, p, frac = signed_ks(scores[member], scores[background])
+        if progress is not None:
+            progress(1)
         rows.append({
             "group": labels[g],
             "sites": int(member.sum()),
@@ -347,7 +352,8 @@ def ks_enrichment(scores: np.ndarray, groups: np.ndarray, region: np.ndarray, st
 
 
 def enrichment_test(scored: pd.DataFrame, score_column: str = "site_score", group_by: str = "tf",
-                    min_sites: int = 100, fdr: float = 0.001, family_overlap: float = FAMILY_OVERLAP) -> pd.DataFrame:
+                    min_sites: int = 100, fdr: float = 0.001, family_overlap: float = FAMILY_OVERLAP,
+                    progress: Callable[[int], None] | None = None) -> pd.DataFrame:
     """:func:`ks_enrichment` of a scored site table (``region``, ``site_start``, ``site_end``,
     ``tf``, ``motif_id``, and ``score_column``).
 
@@ -360,7 +366,7 @@ def enrichment_test(scored: pd.DataFrame, score_column: str = "site_score", grou
     region = pd.factorize(scored["region"].astype(str))[0].astype(np.int64)
     table = ks_enrichment(scored[score_column].to_numpy(), scored[key].astype(str).to_numpy(), region,
                           scored["site_start"].to_numpy(np.int64), scored["site_end"].to_numpy(np.int64),
-                          min_sites=min_sites, fdr=fdr, family_overlap=family_overlap)
+                          min_sites=min_sites, fdr=fdr, family_overlap=family_overlap, progress=progress)
     if group_by == "tf":
         ids = scored.groupby("tf")["motif_id"].agg(lambda s: ",".join(sorted(set(map(str, s)))))
         tf, motif = table["group"], table["group"].map(ids)
@@ -374,7 +380,8 @@ def enrichment_test(scored: pd.DataFrame, score_column: str = "site_score", grou
 
 def compare_sets(scored: pd.DataFrame, group_by: str = "tf", min_sites: int = 100, fdr: float = 0.001,
                  table_a: pd.DataFrame | None = None, table_b: pd.DataFrame | None = None,
-                 family_overlap: float = FAMILY_OVERLAP) -> pd.DataFrame:
+                 family_overlap: float = FAMILY_OVERLAP, progress: Callable[[int], None] | None = None
+                 ) -> pd.DataFrame:
     """Model comparison on sites scored by two models (columns ``score_a``, ``score_b``).
 
     The test runs on ``score_b - score_a`` (positive D: higher importance in model B); the result
@@ -382,11 +389,11 @@ def compare_sets(scored: pd.DataFrame, group_by: str = "tf", min_sites: int = 10
     the difference test. Sorted by the difference D, descending.
     """
     work = scored.assign(score_diff=scored["score_b"] - scored["score_a"])
-    diff = enrichment_test(work, "score_diff", group_by, min_sites, fdr, family_overlap)
+    diff = enrichment_test(work, "score_diff", group_by, min_sites, fdr, family_overlap, progress)
     if table_a is None:
-        table_a = enrichment_test(work, "score_a", group_by, min_sites, fdr, family_overlap)
+        table_a = enrichment_test(work, "score_a", group_by, min_sites, fdr, family_overlap, progress)
     if table_b is None:
-        table_b = enrichment_test(work, "score_b", group_by, min_sites, fdr, family_overlap)
+        table_b = enrichment_test(work, "score_b", group_by, min_sites, fdr, family_overlap, progress)
     key = "tf" if group_by == "tf" else "motif_id"
     diff = diff.rename(columns={"mean_score": "mean_difference",
                                 "background_mean_score": "background_mean_difference"})
@@ -410,17 +417,19 @@ class EnrichmentResult:
 
 def run_enrichment(sites: pd.DataFrame, attributions_a: Attributions, attributions_b: Attributions | None = None,
                    group_by: str = "tf", min_sites: int = 100, fdr: float = 0.001, aggregate: str = "auto",
-                   source: str = "sites", family_overlap: float = FAMILY_OVERLAP) -> EnrichmentResult:
+                   source: str = "sites", family_overlap: float = FAMILY_OVERLAP,
+                   progress: Callable[[int], None] | None = None) -> EnrichmentResult:
     """Score the sites with one or two attribution sets and run the enrichment tests.
 
     With two sets only regions present in both are used, so the three tests see the same sites.
+    ``progress`` is called with 1 after each group's KS test.
     """
     scored_a = score_sites(sites, attributions_a, aggregate, source=source)
     if attributions_b is None:
         if len(scored_a) == 0:
             raise InputError(source, "no site lies in a region with attributions",
                              fix="scan the regions that were attributed (region names must match)")
-        table = enrichment_test(scored_a, "site_score", group_by, min_sites, fdr, family_overlap)
+        table = enrichment_test(scored_a, "site_score", group_by, min_sites, fdr, family_overlap, progress)
         return EnrichmentResult(a=table, sites=scored_a)
     scored_b = score_sites(sites, attributions_b, aggregate, source=source)
     common = np.intersect1d(attributions_a.names, attributions_b.names)
@@ -431,30 +440,35 @@ def run_enrichment(sites: pd.DataFrame, attributions_a: Attributions, attributio
                          fix="attribute the same regions with both models")
     merged = scored_a.drop(columns=["row"]).rename(columns={"site_score": "score_a"})
     merged["score_b"] = scored_b["site_score"].to_numpy()
-    table_a = enrichment_test(merged, "score_a", group_by, min_sites, fdr, family_overlap)
-    table_b = enrichment_test(merged, "score_b", group_by, min_sites, fdr, family_overlap)
-    comparison = compare_sets(merged, group_by, min_sites, fdr, table_a, table_b, family_overlap)
+    table_a = enrichment_test(merged, "score_a", group_by, min_sites, fdr, family_overlap, progress)
+    table_b = enrichment_test(merged, "score_b", group_by, min_sites, fdr, family_overlap, progress)
+    comparison = compare_sets(merged, group_by, min_sites, fdr, table_a, table_b, family_overlap, progress)
     return EnrichmentResult(a=table_a, b=table_b, comparison=comparison, sites=merged)
+
+
+ENRICHMENT_KIND = "enrichment"
 
 
 def write_enrichment(result: EnrichmentResult, out_dir: str | os.PathLike, attributions_a: Attributions,
                      attributions_b: Attributions | None = None, group_by: str = "tf", figures: bool = True,
-                     top: int = 20, n_logos: int = 4, parameters: dict | None = None) -> dict:
+                     top: int = 20, n_logos: int = 4, parameters: dict | None = None,
+                     overwrite: bool = False) -> dict:
     """Write the tables, figures and manifest of an enrichment run into ``out_dir``.
 
     Files: ``enrichment.tsv`` (model A), ``site_scores.tsv.gz``; with model B also
     ``enrichment_b.tsv`` and ``comparison.tsv`` (the B - A difference test with both models' D);
     figures ``d_ranking.png``, ``ecdf_top.png``, ``logo_*.png`` (+ ``d_ranking_b.png``,
     ``d_ranking_difference.png``, ``d_scatter.png``); ``enrichment.json`` last (parameters,
-    counts, provenance). Each file is written under a temporary name and renamed.
+    counts, provenance). Each file is written under a temporary name and renamed. ``out_dir`` is
+    claimed as an enrichment folder (:func:`~chromtransfer.artifacts.claim_output_dir`): a folder
+    holding anything else is refused, a complete enrichment is replaced only with ``overwrite``.
 
     Returns:
         The manifest dictionary.
     """
-    from ..artifacts import atomic_path, provenance, write_json
+    from ..artifacts import atomic_path, claim_output_dir, provenance, write_json
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim_output_dir(out_dir, ENRICHMENT_KIND, overwrite=overwrite)
 
     def write_table(table: pd.DataFrame, name: str) -> str:
         with atomic_path(out / name) as tmp:

@@ -26,6 +26,7 @@ The output directory (:func:`write_attributions`; read back with :func:`load_att
                               start, end  (N,) int64 (-1 without coordinates)
                               strand      (N,) str
                               prediction  (N,) float32 probability of the attributed output unit
+                              n_fraction  (N,) float32 share of N bases of each sequence
                               method, target  0-d str arrays
     attributions.bedGraph   per-base scores on the genome (rows with coordinates only; a base in
                             several windows gets the mean, see :mod:`.tracks`)
@@ -33,8 +34,9 @@ The output directory (:func:`write_attributions`; read back with :func:`load_att
     manifest.json           written last: model, method, target, class, selection, counts, inputs,
                             files, provenance
 
-The directory is assembled under a temporary name and swapped into place at the end, so an
-interrupted run never leaves a half-written directory or damages an earlier one.
+The files are assembled in a staging folder inside the claimed output folder and moved into
+place at the end, the manifest last, so an interrupted run never leaves a directory that looks
+complete; only the files listed above are replaced (:mod:`chromtransfer.artifacts`).
 """
 from __future__ import annotations
 
@@ -47,7 +49,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..artifacts import provenance, write_json
+from ..artifacts import (apply_umask, claim_output_dir, make_staging, provenance, publish_staged,
+                         release_output_dir, write_json)
 from ..errors import ArtifactError, ChromTransferError, InputError
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,7 @@ BEDGRAPH_FILE = "attributions.bedGraph"
 BIGWIG_FILE = "attributions.bw"
 MANIFEST_FILE = "manifest.json"
 FORMAT = "chromtransfer-attributions"
+ATTRIBUTIONS_KIND = "attributions"
 
 
 @dataclass
@@ -244,8 +248,8 @@ def predict_unit(model, inputs: AttributionInputs, class_index: int | None, *, b
 
 def attribute(model, inputs: AttributionInputs, *, method: str = "grad_x_input", target: str = "probability",
               class_index: int | None = None, select: str = "predicted-positive", threshold: float = 0.5,
-              batch_size: int = 128, device="auto", chunk: int = 256,
-              progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+              batch_size: int = 128, device="auto", chunk: int | None = None,
+              progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Select rows and attribute them; returns the arrays of ``attributions.npz`` plus ``selected``.
 
     Args:
@@ -256,8 +260,10 @@ def attribute(model, inputs: AttributionInputs, *, method: str = "grad_x_input",
         class_index: the multi-class output unit (``None`` for binary models).
         select, threshold: see the module docstring.
         batch_size: sequences per pass (gradient x input) or mutants per batch (ISM).
-        chunk: sequences attributed between two ``progress(done, total)`` calls.
+        chunk: sequences attributed between two ``progress(n)`` calls (``n`` sequences more;
+            default 256 for gradient x input, 8 for ISM).
     """
+    from ..inference import n_fractions
     from .attribution import grad_x_input
     from .ism import ism, ism_scores
 
@@ -269,6 +275,7 @@ def attribute(model, inputs: AttributionInputs, *, method: str = "grad_x_input",
     rows = np.flatnonzero(prediction > threshold) if select == "predicted-positive" else np.arange(len(inputs))
     chosen = inputs.subset(rows)
     n, length = chosen.codes.shape
+    chunk = chunk or (8 if method == "ism" else 256)
     scores = np.zeros((n, length), dtype=np.float32)
     deltas = np.zeros((n, length, 4), dtype=np.float32) if method == "ism" else None
     for begin in range(0, n, chunk):
@@ -281,7 +288,7 @@ def attribute(model, inputs: AttributionInputs, *, method: str = "grad_x_input",
             scores[begin:begin + len(block)] = grad_x_input(model, block, target=target, class_index=class_index,
                                                             batch_size=batch_size, device=device)
         if progress is not None:
-            progress(min(n, begin + chunk), n)
+            progress(len(block))
     arrays = {
         "scores": scores,
         "codes": chosen.codes.astype(np.uint8),
@@ -291,6 +298,7 @@ def attribute(model, inputs: AttributionInputs, *, method: str = "grad_x_input",
         "end": chosen.end.astype(np.int64),
         "strand": chosen.strand,
         "prediction": prediction[rows].astype(np.float32),
+        "n_fraction": n_fractions(chosen.codes),
         "method": np.array(method),
         "target": np.array(target),
     }
@@ -300,18 +308,18 @@ def attribute(model, inputs: AttributionInputs, *, method: str = "grad_x_input",
 
 
 def write_attributions(out_dir: str | os.PathLike, result: dict[str, Any], manifest: dict[str, Any], *,
-                       bigwig: bool = True) -> dict[str, Any]:
+                       bigwig: bool = True, overwrite: bool = False) -> dict[str, Any]:
     """Write the output directory (see the module docstring); returns the manifest written.
 
-    Files are assembled in a staging directory beside ``out_dir`` and swapped in at the end.
+    ``out_dir`` is claimed as an attribution folder (:func:`~chromtransfer.artifacts.claim_output_dir`;
+    complete attributions are replaced only with ``overwrite``, a folder holding anything else
+    is refused). Files are assembled in a staging folder inside it and moved into place at the
+    end, the manifest last; other files in ``out_dir`` are never touched.
     """
     from .tracks import merge_tracks, write_bedgraph, write_bigwig
 
-    out_dir = Path(out_dir)
-    staging = out_dir.with_name(f".{out_dir.name}.writing-{os.getpid()}")
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
+    out_dir = claim_output_dir(out_dir, ATTRIBUTIONS_KIND, overwrite=overwrite, staged=True)
+    staging = make_staging(out_dir)
     try:
         arrays = result["arrays"]
         with open(staging / NPZ_FILE, "wb") as handle:
@@ -341,17 +349,13 @@ def write_attributions(out_dir: str | os.PathLike, result: dict[str, Any], manif
                     "counts": {"input": result["n_input"], "selected": result["n_selected"]},
                     "provenance": provenance()}
         write_json(staging / MANIFEST_FILE, manifest)
-        if out_dir.exists():
-            trash = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-            os.replace(out_dir, trash)
-            os.replace(staging, out_dir)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            out_dir.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staging, out_dir)
+        for name in files:
+            apply_umask(staging / name)
+        publish_staged(staging, out_dir, ATTRIBUTIONS_KIND, files + [MANIFEST_FILE])
     finally:
         if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(staging, ignore_errors=True)  # this process's own staging folder
+        release_output_dir(out_dir)  # a claim that received nothing
     return manifest
 
 

@@ -26,7 +26,7 @@ from typing import Iterable, Iterator
 import numpy as np
 import pandas as pd
 
-from ..artifacts import atomic_path, provenance, write_json
+from ..artifacts import atomic_path, check_output_file, provenance, write_json
 from ..encoding import N_CODE
 from ..errors import InputError
 from .motifs import SITE_COLUMNS, MotifScanner, SequenceChunk, sites_frame
@@ -166,21 +166,28 @@ def chunks_from_regions(path: str | os.PathLike, genome, window: int | None = No
                                          ["+"] * len(table), lengths))
 
 
+SITES_FORMAT = "chromtransfer-motif-sites"
+
+
 def write_sites(scanner: MotifScanner, chunks: Iterable[SequenceChunk], out: str | os.PathLike,
-                inputs: dict | None = None, progress=None) -> dict:
+                inputs: dict | None = None, progress=None, overwrite: bool = False) -> dict:
     """Scan ``chunks`` and write the site table to ``out`` (TSV) and its manifest ``out + '.json'``.
 
     Args:
         scanner: the configured scanner.
         chunks: sequence chunks (see the ``chunks_from_*`` functions).
-        out: output path; written atomically (temporary name, then rename).
+        out: output path; written atomically (temporary name, then rename). An existing site
+            table (with its manifest) is replaced only with ``overwrite``; any other existing
+            file is refused (:func:`~chromtransfer.artifacts.check_output_file`).
         inputs: description of the inputs for the manifest.
-        progress: optional callable ``progress(sequences_done, sites_so_far)``.
+        progress: optional callable ``progress(n)`` after each chunk of ``n`` sequences.
 
     Returns:
         The manifest dictionary (counts, parameters, provenance).
     """
-    out = Path(out)
+    out = check_output_file(out, overwrite=overwrite, sidecar_format=SITES_FORMAT)
+    if out.exists():  # an earlier table of ours: its manifest goes first, the table is replaced
+        Path(f"{out}.json").unlink()
     n_seq = n_sites = 0
     per_tf: dict[str, int] = {}
     with atomic_path(out) as tmp:
@@ -195,9 +202,9 @@ def write_sites(scanner: MotifScanner, chunks: Iterable[SequenceChunk], out: str
                     per_tf[tf] = per_tf.get(tf, 0) + int(count)
                 table.to_csv(handle, sep="\t", header=False, index=False, float_format="%.10g")
                 if progress is not None:
-                    progress(n_seq, n_sites)
+                    progress(len(chunk.meta))
     manifest = {
-        "format": "chromtransfer-motif-sites",
+        "format": SITES_FORMAT,
         "version": 1,
         "sites": n_sites,
         "sequences": n_seq,

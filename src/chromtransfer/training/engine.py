@@ -53,7 +53,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..artifacts import file_sha256, provenance, write_json
+from ..artifacts import check_output_dir, claim_output_dir, file_sha256, provenance, write_json
 from ..datasets.store import Store, open_store
 from ..errors import ArtifactError, ChromTransferError
 from .presets import PRESET_NAMES, PRESETS, ResolvedSettings, TrainSettings, parse_devices, resolve, with_fold
@@ -61,6 +61,7 @@ from .presets import PRESET_NAMES, PRESETS, ResolvedSettings, TrainSettings, par
 log = logging.getLogger("chromtransfer.training")
 
 RUN_FORMAT = "chromtransfer-run"
+RUN_KIND = "run"
 RUN_FILE = "run.json"
 FOLDS_FILE = "folds.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -125,11 +126,16 @@ def train_folds(settings: TrainSettings | None = None, **kwargs: Any) -> list[Pa
             "train (build the store with folds, or leave --fold out to validate on a random 10 %)")
     parent = Path(settings.out)
     names = [f"fold{k}" for k in range(store.n_folds)]
-    if is_complete(parent) and (parent / FOLDS_FILE).exists():
+    if is_primary():
+        check_output_dir(parent, RUN_KIND, overwrite=settings.overwrite, resume=True)
+    if is_complete(parent) and (parent / FOLDS_FILE).exists() and not settings.overwrite:
         if settings.resume:
             return [parent / name for name in names]
-        raise ArtifactError(f"{parent}: already holds finished cross-validation models; "
-                            "choose another --out")
+        raise ArtifactError(f"{parent}: already holds finished cross-validation models; add --overwrite "
+                            "to train them again, or choose another --out")
+    if is_primary():
+        claim_output_dir(parent, RUN_KIND, resume=True)
+        (parent / FOLDS_FILE).unlink(missing_ok=True)
     paths = [_train_one(with_fold(settings, k, str(parent / name))) for k, name in enumerate(names)]
     if not is_primary():
         return paths
@@ -274,17 +280,22 @@ def _plan(settings: TrainSettings) -> _Plan | Path:
         raise ChromTransferError(f"unknown preset {settings.preset!r}; choose one of {', '.join(PRESET_NAMES)}")
     preset = PRESETS[settings.preset]
     run_dir = Path(settings.out)
-    if is_complete(run_dir):
+    if settings.resume and settings.overwrite:
+        raise ChromTransferError("--resume continues the run in --out, --overwrite starts it again: give one")
+    if is_primary():  # refuses a folder that holds anything but a training run
+        check_output_dir(run_dir, RUN_KIND, overwrite=settings.overwrite, resume=True)
+    if is_complete(run_dir) and not settings.overwrite:
         if settings.resume:
             log.info("%s: training already complete", run_dir)
             return run_dir
-        raise ArtifactError(f"{run_dir}: already holds a finished model; choose another --out")
-    previous = read_run(run_dir) if (run_dir / RUN_FILE).exists() else None
+        raise ArtifactError(f"{run_dir}: already holds a finished model; add --overwrite to train it again "
+                            "(only the run's own files are replaced), or choose another --out")
+    previous = read_run(run_dir) if (run_dir / RUN_FILE).exists() and not settings.overwrite else None
     # The other DDP processes may start after rank 0 has written run.json for this very run.
     if previous is not None and not settings.resume and is_primary():
         raise ArtifactError(
             f"{run_dir}: holds an unfinished training run (status {previous.get('status')}); "
-            "add --resume to continue it, or choose another --out")
+            "add --resume to continue it, --overwrite to start again, or choose another --out")
     store = open_store(settings.store)
     device = resolve_device(settings.device)
     if str(settings.precision) == "bf16" and device != "cuda":
@@ -454,6 +465,11 @@ def _train_one(settings: TrainSettings) -> Path:
     if isinstance(plan, Path):
         return plan
     s, run_dir = plan.settings, plan.run_dir
+    if is_primary():
+        claim_output_dir(run_dir, RUN_KIND, resume=True)
+        if settings.overwrite:  # a killed retraining must not look finished with the old model
+            for name in (RUN_FILE, "model.json", "model.safetensors"):
+                (run_dir / name).unlink(missing_ok=True)
     from .data import balanced_class_weights, split_rows, subsample_rows
 
     seed_everything(s.seed)

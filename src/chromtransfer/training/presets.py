@@ -129,6 +129,8 @@ class TrainSettings:
             analysis of training-set size); the validation rows stay whole.
         subsample_seed: seed of that subsample (``None``: ``seed``).
         resume: continue the run in ``out`` from its last checkpoint.
+        overwrite: start afresh in ``out`` even where it holds a run (finished or not): the run's
+            own files are replaced, no other file in ``out`` is touched.
         quiet: no progress bar.
     """
 
@@ -156,6 +158,7 @@ class TrainSettings:
     train_fraction: float = 1.0
     subsample_seed: int | None = None
     resume: bool = False
+    overwrite: bool = False
     quiet: bool = False
     devices: int | str = 1
     num_nodes: int = 1

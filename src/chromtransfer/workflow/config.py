@@ -147,8 +147,8 @@ class Prepare(Section):
 
 # -- train: the keys of TrainSettings ------------------------------------------------------------
 #: TrainSettings fields the study sets itself (per stage), so a config may not.
-STUDY_SET_TRAIN_KEYS = ("preset", "store", "out", "init", "fold", "resume", "quiet", "train_fraction",
-                        "subsample_seed")
+STUDY_SET_TRAIN_KEYS = ("preset", "store", "out", "init", "fold", "resume", "overwrite", "quiet",
+                        "train_fraction", "subsample_seed")
 #: Allowed values of the TrainSettings fields that take one of a few words.
 TRAIN_CHOICES = {"precision": presets.PRECISIONS, "class_weights": presets.CLASS_WEIGHTS,
                  "export": presets.EXPORTS, "strategy": presets.STRATEGIES, "device": presets.DEVICES,

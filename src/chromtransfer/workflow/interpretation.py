@@ -44,7 +44,7 @@ def _scanner(study: "Study", settings: dict[str, Any]):
 def _scan(study: "Study", settings: dict[str, Any], codes: np.ndarray, names: np.ndarray, out: Path):
     from ..interpret.scan_io import chunks_from_arrays, read_sites, write_sites
 
-    write_sites(_scanner(study, settings), chunks_from_arrays(codes, names), out)
+    write_sites(_scanner(study, settings), chunks_from_arrays(codes, names), out, overwrite=True)
     return read_sites(out)
 
 
@@ -56,7 +56,8 @@ def _attribute_rows(study: "Study", model_dir: Path, inputs, settings, out: Path
     result = attribute(model, inputs, method=settings["method"], target=settings["target"], select=select,
                        batch_size=settings["batch_size"], device=study.config.device)
     write_attributions(out, result, {"model": str(model_dir), "method": settings["method"],
-                                     "target": settings["target"], "select": select}, bigwig=False)
+                                     "target": settings["target"], "select": select}, bigwig=False,
+                       overwrite=True)
     return result
 
 
@@ -92,9 +93,9 @@ def interpret_cell(study: "Study", cell: str) -> dict[str, Any]:
     attr_ft = load_attributions(out / "finetuned")
     attr_pt = load_attributions(out / "pretrained")
     single = run_enrichment(sites, attr_ft, **_test_options(settings))
-    write_enrichment(single, out / "enrichment", attr_ft, top=settings["top"])
+    write_enrichment(single, out / "enrichment", attr_ft, top=settings["top"], overwrite=True)
     paired = run_enrichment(sites, attr_pt, attr_ft, **_test_options(settings))
-    write_enrichment(paired, out / "vs_pretrained", attr_pt, attr_ft, top=settings["top"])
+    write_enrichment(paired, out / "vs_pretrained", attr_pt, attr_ft, top=settings["top"], overwrite=True)
     top = _significant(single.a)
     families = family_heads(single.a)
     info: dict[str, Any] = {
@@ -176,7 +177,7 @@ def compare_cells(study: "Study", cell_a: str, cell_b: str) -> dict[str, Any]:
     sites = _scan(study, settings, merged.codes, merged.names, out / "sites.tsv")
     attr_a, attr_b = load_attributions(out / cell_a), load_attributions(out / cell_b)
     paired = run_enrichment(sites, attr_a, attr_b, **_test_options(settings))
-    write_enrichment(paired, out / "enrichment", attr_a, attr_b, top=settings["top"])
+    write_enrichment(paired, out / "enrichment", attr_a, attr_b, top=settings["top"], overwrite=True)
     info = {
         "cells": [cell_a, cell_b], "regions": int(len(merged)), "sites": int(len(sites)),
         "more_important_in_b": _significant(paired.comparison) if paired.comparison is not None else [],

@@ -211,7 +211,7 @@ class Study:
             options = cfg.inputs.synthetic.model_dump()
             if options["seed"] is None:
                 options["seed"] = cfg.seed
-            return make_synthetic(self.out / "inputs", **options).as_dict()
+            return make_synthetic(self.out / "inputs", overwrite=True, **options).as_dict()
         resolved: dict[str, Any] = {}
         for key, value in cfg.inputs.model_dump(exclude_none=True).items():
             resolved[key] = [cfg.resolve(v) for v in value] if isinstance(value, list) else cfg.resolve(value)
@@ -237,7 +237,8 @@ class Study:
         if exclude is None and self.config.prepare.exclude_cell_positives:
             exclude = self._cell_positive_regions()
         path = prepare_pretrain(self.inputs["genome"], self.inputs["rdhs"], self.store("pretrain"),
-                                exclude_positives=exclude, blacklist=self.inputs.get("blacklist"), **options)
+                                exclude_positives=exclude, blacklist=self.inputs.get("blacklist"), overwrite=True,
+                                **options)
         return {"store": str(path)}
 
     def _cell_positive_regions(self) -> str | None:
@@ -268,7 +269,8 @@ class Study:
         options = self._common_prepare()
         options.update(_given(self.config.prepare.finetune.model_dump(), keep_none=("background",)))
         path = prepare_finetune(self.inputs["genome"], self.store(cell), cell=cell, cells=self._cells_considered(),
-                                blacklist=self.inputs.get("blacklist"), **self._label_source(), **options)
+                                blacklist=self.inputs.get("blacklist"), overwrite=True, **self._label_source(),
+                                **options)
         return {"store": str(path)}
 
     def _cells_considered(self):
@@ -282,7 +284,7 @@ class Study:
         options.update(self.config.multiclass.prepare.model_dump(exclude_none=True))
         path = prepare_finetune(self.inputs["genome"], self.store("multiclass"), task="multiclass",
                                 cells=self._cells_considered(), blacklist=self.inputs.get("blacklist"),
-                                **self._label_source(), **options)
+                                overwrite=True, **self._label_source(), **options)
         return {"store": str(path)}
 
     # training ----------------------------------------------------------------------------------
@@ -327,7 +329,8 @@ class Study:
         results = {}
         for kind, models in (("finetuned", self.finetuned(cell)), ("baseline", self.baselines(cell)),
                              ("pretrained", [self.pretrained])):
-            metrics = evaluate_models(models, self.store(cell), "test", base / kind, **self._evaluate_options())
+            metrics = evaluate_models(models, self.store(cell), "test", base / kind, overwrite=True,
+                                      **self._evaluate_options())
             results[kind] = _headline(metrics)
         write_json(base / "headline.json", results)
         return results
@@ -343,7 +346,7 @@ class Study:
 
         models = [self.model("multiclass", f"fold{k}") for k in self.config.folds]
         evaluate_models(models, self.store("multiclass"), "test", self.out / "evaluation" / "multiclass",
-                        **self._evaluate_options())
+                        overwrite=True, **self._evaluate_options())
         loaded = [load_model(m) for m in models]
         classes = [c.lower() for c in loaded[0].config.classes]
         per_cell = {}
@@ -402,5 +405,10 @@ def run_study(config_path: str | Path, out: str | Path, echo: Callable[[str], No
 
     Returns the summary (``{}`` in a dry run).
     """
+    from ..artifacts import check_output_dir, claim_output_dir
+
     config = load_config(config_path)
+    # A folder holding anything but a study is refused, after the config is known to be good; a
+    # dry run only checks.
+    (check_output_dir if dry_run else claim_output_dir)(out, "study", resume=True)
     return Study(config, out, echo, dry_run=dry_run).run()
