@@ -9,7 +9,11 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
+from sklearn.metrics import f1_score
+
+from chromtransfer.evaluation import auprc
 
 TINY_STUDY = """
 name: tiny workflow test
@@ -92,8 +96,15 @@ def test_summary_follows_the_documented_schema(killed_and_resumed):
     for cell in ("HepG2", "K562"):
         entry = summary["cells"][cell]
         for kind in ("finetuned", "baseline", "pretrained"):
-            assert set(entry[kind]) >= {"auroc", "auprc", "f1_negative", "f1_positive", "f1_overall"}
+            assert set(entry[kind]) >= {"auroc", "auprc", "average_precision", "f1_negative", "f1_positive",
+                                        "f1_overall", "f1_macro"}
             assert 0 <= entry[kind]["auroc"] <= 1
+            # the paper's definitions: interpolated PR area, class-size weighted overall F1
+            predictions = pd.read_csv(out / "evaluation" / cell / kind / "predictions.tsv", sep="\t")
+            y, s = predictions["label"].to_numpy(), predictions.iloc[:, -1].to_numpy()
+            assert entry[kind]["auprc"] == pytest.approx(auprc(y, s), abs=1e-9)
+            assert entry[kind]["f1_overall"] == pytest.approx(f1_score(y, s > 0.5, average="weighted"), abs=1e-9)
+            assert entry[kind]["f1_macro"] == pytest.approx(f1_score(y, s > 0.5, average="macro"), abs=1e-9)
         assert "top_tfs" in entry and entry["planted_tfs"]
         assert 0 <= summary["multiclass"][cell]["auroc"] <= 1
     assert [row["fraction"] for row in summary["bootstrap"]] == [0.5]

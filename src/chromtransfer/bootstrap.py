@@ -23,7 +23,7 @@ import pandas as pd
 
 from .artifacts import write_json
 from .datasets.store import open_store
-from .evaluation.metrics import binary_metrics
+from .evaluation.metrics import DEFAULT_F1_AVERAGE, binary_metrics
 
 PAPER_FRACTIONS = (0.01, 0.05, 0.1, 0.15, 0.2, 0.25, 0.5, 0.75)
 
@@ -45,6 +45,7 @@ def run_bootstrap(
     train_options: dict[str, Any] | None = None,
     device: str = "auto",
     batch_size: int = 1024,
+    f1_average: str = DEFAULT_F1_AVERAGE,
     echo: Callable[[str], None] = print,
 ) -> pd.DataFrame:
     """Run (or resume) the analysis; returns the Table-1 summary (one row per fraction).
@@ -57,6 +58,9 @@ def run_bootstrap(
         include_full: also fine-tune once on all training rows (fraction 1.0, one replicate).
         train_options: settings passed on to :func:`chromtransfer.training.train_model`
             (``max_epochs``, ``lr``, ``width``, ...); the preset is ``finetune``.
+        f1_average: how ``f1_overall`` combines the per-class F1 (``weighted``, the paper's, or
+            ``macro``; :func:`~chromtransfer.evaluation.metrics.overall_f1`). Both are kept
+            per replicate (``f1_overall`` and ``f1_macro``).
     """
     from .inference import predict_codes
     from .modelio import load_model
@@ -85,8 +89,10 @@ def run_bootstrap(
         run_dir = replicate_dir(out, fraction, replicate)
         result_path = run_dir / "metrics.json"
         if result_path.exists():
-            rows.append(json.loads(result_path.read_text()))
-            continue
+            row = json.loads(result_path.read_text())
+            if row.get("f1_average") == f1_average:
+                rows.append(row)
+                continue
         echo(f"bootstrap {i}/{len(plan)}: {fraction * 100:g} % of the training rows, replicate {replicate}")
         if not is_complete(run_dir):
             options = dict(train_options or {})
@@ -97,9 +103,9 @@ def run_bootstrap(
                         resume=(run_dir / "checkpoints" / "last.ckpt").exists(), **options)
         model = load_model(run_dir, device="cpu")
         scores = predict_codes(model, store.sequences[test_rows], batch_size=batch_size, device=device)[:, 0]
-        metrics = binary_metrics(test_labels, scores)
+        metrics = binary_metrics(test_labels, scores, f1_average=f1_average)
         row = {"fraction": fraction, "percent": fraction * 100, "replicate": replicate,
-               "n_train": read_run(run_dir).get("n_train"), **metrics}
+               "n_train": read_run(run_dir).get("n_train"), "f1_average": f1_average, **metrics}
         write_json(result_path, row)
         rows.append(row)
     replicates_table = pd.DataFrame(rows)
@@ -118,7 +124,9 @@ def summarise(replicates_table: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame({"replicates": grouped.size()})
     if "n_train" in replicates_table:
         table["n_train"] = grouped["n_train"].median()
-    for metric in ("f1_negative", "f1_positive", "f1_overall", "auroc"):
+    for metric in ("f1_negative", "f1_positive", "f1_overall", "f1_macro", "auroc"):
+        if metric not in replicates_table:
+            continue
         table[f"{metric}_mean"] = grouped[metric].mean()
         table[f"{metric}_sd"] = grouped[metric].std(ddof=1)
     table = table.reset_index()

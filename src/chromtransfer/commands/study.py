@@ -65,9 +65,11 @@ def _print_headline(summary: dict) -> None:
 @click.option("--lr", type=float, default=None, help="Override the fine-tuning learning rate.")
 @click.option("--batch-size", type=int, default=None, help="Override the fine-tuning batch size.")
 @click.option("--include-full", is_flag=True, help="Also fine-tune once on all training rows.")
+@click.option("--f1-average", default="weighted", show_default=True, type=click.Choice(["weighted", "macro"]),
+              help="How f1_overall combines the two per-class F1 (the paper's overall F1 is 'weighted').")
 @click.option("--out", required=True, type=click.Path(), help="Output folder (resumable).")
 def bootstrap_command(store, init, fractions, replicates, fold, seed, device, max_epochs, lr, batch_size,
-                      include_full, out) -> None:
+                      include_full, f1_average, out) -> None:
     """Fine-tune on subsamples of the training set: the paper's Table 1 (resumable)."""
     from ..bootstrap import run_bootstrap
     from ..errors import InputError
@@ -78,7 +80,8 @@ def bootstrap_command(store, init, fractions, replicates, fold, seed, device, ma
         raise InputError("--fractions", f"not a list of numbers: {fractions!r}", fix="e.g. 0.05,0.1,0.5") from exc
     options = {k: v for k, v in (("max_epochs", max_epochs), ("lr", lr), ("batch_size", batch_size)) if v is not None}
     table = run_bootstrap(store, init, out, fractions=values, replicates=replicates, seed=seed, fold=fold,
-                          include_full=include_full, train_options=options, device=device, echo=click.echo)
+                          include_full=include_full, train_options=options, device=device,
+                          f1_average=f1_average, echo=click.echo)
     click.echo(table.to_csv(sep="\t", index=False, float_format="%.4f"), nl=False)
 
 

@@ -255,7 +255,7 @@ class Study:
         own binary test set (the paper's comparison), plus the 7-class evaluation."""
         from ..datasets.store import open_store
         from ..evaluation.evaluate import evaluate_models
-        from ..evaluation.metrics import auprc, auroc
+        from ..evaluation.metrics import auprc, auroc, average_precision
         from ..inference import predict_codes
         from ..modelio import load_model
 
@@ -272,13 +272,16 @@ class Study:
             probs = np.mean([predict_codes(m, codes, device=self.config.device) for m in loaded], axis=0)
             column = classes.index(cell.lower())
             labels = np.asarray(store.labels[rows])
-            per_cell[cell] = {"auroc": auroc(labels, probs[:, column]), "auprc": auprc(labels, probs[:, column])}
+            score = probs[:, column]
+            per_cell[cell] = {"auroc": auroc(labels, score), "auprc": auprc(labels, score),
+                              "average_precision": average_precision(labels, score)}
         write_json(self.out / "evaluation" / "multiclass" / "per_cell.json", per_cell)
         return per_cell
 
     # bootstrap ---------------------------------------------------------------------------------
     def _bootstrap(self) -> dict[str, Any]:
         from ..bootstrap import PAPER_FRACTIONS, run_bootstrap
+        from ..evaluation.metrics import DEFAULT_F1_AVERAGE
 
         b = self.config.bootstrap
         cell = b.get("cell", self.config.cells[0])
@@ -287,7 +290,8 @@ class Study:
                               seed=self.config.seed, fold=self.config.folds[0],
                               train_options={k: v for k, v in self.train_options("finetune").items()
                                              if k not in ("device", "seed")},
-                              device=self.config.device, echo=self.echo)
+                              device=self.config.device, echo=self.echo,
+                              f1_average=self.config.evaluate.get("f1_average", DEFAULT_F1_AVERAGE))
         return {"cell": cell, "rows": len(table)}
 
 
@@ -299,7 +303,10 @@ def _cuda_available(device: str) -> bool:
     return torch.cuda.is_available()
 
 
-HEADLINE_KEYS = ("auroc", "auprc", "f1_negative", "f1_positive", "f1_overall", "brier", "ece")
+#: The test metrics summary.json keeps per model (:func:`~chromtransfer.evaluation.binary_metrics`):
+#: ``auprc`` is the interpolated PR area and ``f1_overall`` the class-size weighted F1, as the paper.
+HEADLINE_KEYS = ("auroc", "auprc", "average_precision", "f1_negative", "f1_positive", "f1_overall", "f1_macro",
+                 "brier", "ece")
 
 
 def _headline(document: dict[str, Any]) -> dict[str, Any]:

@@ -2,11 +2,11 @@
 
 ``summary.json`` (schema in the README)::
 
-    {"name": ..., "cells": {CELL: {"finetuned": {auroc, auprc, f1_negative, f1_positive,
-       f1_overall, brier, ece}, "baseline": {...}, "pretrained": {...},
+    {"name": ..., "cells": {CELL: {"finetuned": {auroc, auprc, average_precision, f1_negative,
+       f1_positive, f1_overall, f1_macro, brier, ece}, "baseline": {...}, "pretrained": {...},
        "top_tfs": [...], "top_families": [{"tf", "D", "fdr", "members"}], "planted_tfs": [...],
        "planted_in_top5": bool}},
-     "multiclass": {CELL: {"auroc": x, "auprc": x}},
+     "multiclass": {CELL: {"auroc": x, "auprc": x, "average_precision": x}},
      "bootstrap": [{"fraction": f, "n_train": n, "f1_overall_mean": x, "f1_overall_sd": x, ...}],
      "comparison": {...}, "data": {STORE: {...counts...}}, "timings": {STAGE: seconds}}
 """
@@ -144,14 +144,17 @@ def report_sections(study: "Study", summary: dict[str, Any]) -> list[Section]:
         for kind, label in MODEL_KINDS:
             if kind in entry:
                 rows.append({"cell line": cell, "model": label, **{k: entry[kind].get(k) for k in
-                             ("auroc", "auprc", "f1_negative", "f1_positive", "f1_overall", "brier", "ece")}})
+                             ("auroc", "auprc", "f1_negative", "f1_positive", "f1_overall", "f1_macro",
+                              "brier", "ece")}})
         if cell in summary["multiclass"]:
             rows.append({"cell line": cell, "model": "multi-class", "auroc": summary["multiclass"][cell].get("auroc"),
                          "auprc": summary["multiclass"][cell].get("auprc")})
     metrics = Section("Test-set performance",
-                      paragraphs=["F1 at threshold 0.5 per class and their macro average (overall); AUROC, "
-                                  "AUPRC (average precision), Brier score and expected calibration error "
-                                  "(10 equal-width bins). Fine-tuned rows are the average of the fold models."])
+                      paragraphs=["F1 at threshold 0.5 per class, their class-size weighted average "
+                                  "(overall, as the paper reports it) and their plain mean (macro); AUROC, "
+                                  "AUPRC (area under the interpolated precision-recall curve, as R's PRROC "
+                                  "computes it), Brier score and expected calibration error (10 equal-width "
+                                  "bins). Fine-tuned rows are the average of the fold models."])
     if rows:
         metrics.tables.append(("Every model side by side", pd.DataFrame(rows)))
     sections.append(metrics)
