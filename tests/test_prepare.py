@@ -190,14 +190,24 @@ def test_finetune_published_labels(data, tmp_path):
     r = store.regions.iloc[0]
     np.testing.assert_array_equal(store.sequences[0], g.fetch_codes(r["chrom"], r["start"], r["end"]))
 
+    key = lambda i: f"{w[i][0]}:{w[i][1]}-{w[i][2]}"  # noqa: E731
+    # the authors' set (default): positives of each line + the Negative windows of each file, no *_NEG
     multi = open_store(prepare_finetune(data["fasta"], tmp_path / "mc", task="multiclass", labels_csv=folder))
     assert multi.task == "multiclass" and multi.classes == ["HepG2", "K562", "background"]
-    table = multi.regions.assign(label=multi.labels).set_index("name")
-    key = lambda i: f"{w[i][0]}:{w[i][1]}-{w[i][2]}"  # noqa: E731
+    assert multi.manifest["parameters"]["multiclass_set"] == "authors"
+    table = multi.regions.assign(label=multi.labels)
+    assert sorted(zip(table["name"], table["label"], table["label_name"])) == sorted(
+        [(key(0), 0, "HEPG2"), (key(1), 0, "HEPG2"), (key(8), 0, "HEPG2"), (key(2), 1, "K562"),
+         (key(10), 1, "K562"), (key(3), 2, "Negative"), (key(3), 2, "Negative")])  # once per file
+    assert multi.manifest["dropped"]["multiclass_negative_rdhs_not_used"] == 4  # the four *_NEG rows
+    # the union of the binary sets, each window once, negative rDHSs in the background class
+    union = open_store(prepare_finetune(data["fasta"], tmp_path / "mcu", task="multiclass", labels_csv=folder,
+                                        multiclass_set="union"))
+    table = union.regions.assign(label=union.labels).set_index("name")
     assert table.loc[key(0), "label"] == 0 and table.loc[key(2), "label"] == 1  # positive beats *_NEG
     assert table.loc[key(3), "label"] == 2 and table.loc[key(3), "label_name"] == "Negative"
     assert table.loc[key(4), "label_name"] == "rDHS" and table.loc[key(4), "label"] == 2
-    assert len(multi.regions) == 8
+    assert len(union.regions) == 8
 
     _csv(folder / "HEPG2.csv", [(*w[0], "HEPG2"), (*w[1], "liver")])
     with pytest.raises(InputError) as err:
@@ -302,8 +312,16 @@ def test_finetune_signal_matrix(data, tmp_path):
 def test_finetune_multiclass_from_matrix(data, tmp_path):
     path, table, opened = _matrix(data, tmp_path)
     exclusive = exclusive_positives(opened)
+    authors = open_store(prepare_finetune(data["fasta"], tmp_path / "mca", task="multiclass", label_matrix=path,
+                                          neg_ratio=1.0, background=4, seed=0))
+    assert authors.classes == ["A", "B", "C", "background"]
+    assert set(authors.regions["label_name"]) == {"A", "B", "C", "Negative"}  # no negative rDHS
+    for c in range(3):
+        assert (authors.labels == c).sum() == (exclusive == c).sum()
+    background = authors.regions.loc[authors.labels == 3, "name"]
+    assert len(background) == 4 * 3 and (background.value_counts() == 3).all()  # 4 windows, once per line
     store = open_store(prepare_finetune(data["fasta"], tmp_path / "mc", task="multiclass", label_matrix=path,
-                                        neg_ratio=1.0, background=4, seed=0))
+                                        neg_ratio=1.0, background=4, seed=0, multiclass_set="union"))
     assert store.classes == ["A", "B", "C", "background"]
     named = store.regions.assign(label=store.labels)
     ex = dict(zip(table["name"], exclusive))

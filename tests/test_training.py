@@ -102,6 +102,16 @@ def test_presets_follow_method_section_4():
         ("finetune", 1e-3, 128, 10, "balanced", False)
     assert (multi.head, multi.lr, multi.batch_size, multi.max_epochs, multi.patience, multi.task) == \
         ("multiclass", 1e-3, 256, 50, 0, "multiclass")
+    # the authors' protocol: one model on every training row, the last weights kept
+    assert (multi.fold, multi.export) == ("none", "last")
+    resolved = resolve(TrainSettings(preset="multiclass", store="s", out="o"))
+    assert (resolved.validation, resolved.export, resolved.head) == ("test", "last", "multiclass")
+    with pytest.raises(ValueError, match="--export last"):
+        resolve(TrainSettings(preset="multiclass", store="s", out="o", export="best"))
+    assert resolve(TrainSettings(preset="multiclass", store="s", out="o", fold=1, export="best"),
+                   fold=1).validation == "fold"
+    assert resolve(TrainSettings(preset="multiclass", store="s", out="o", head="multiclass-1024")).head == \
+        "multiclass-1024"
     assert all(p.l2 == 1e-4 for p in PRESETS.values())
     assert pre.max_epochs == ft.max_epochs == base.max_epochs == 100
 
@@ -284,7 +294,7 @@ def test_learning_rate_plateau_follows_keras(store, tmp_path):
     assert same_tensors(weights(split), weights(run_dir))
 
 
-def test_multiclass_trains_with_a_random_validation_set(tmp_path):
+def test_multiclass_trains_on_every_training_row_and_keeps_the_last_weights(tmp_path):
     store = make_store(tmp_path / "multi", n=200, folds=0, multiclass=True, seed=2)
     run_dir = train_model(preset="multiclass", store=str(store), out=str(tmp_path / "run"),
                           max_epochs=2, seed=3, **FAST)
@@ -294,11 +304,14 @@ def test_multiclass_trains_with_a_random_validation_set(tmp_path):
     probabilities = model.probabilities(torch.zeros(2, 4, 50))
     torch.testing.assert_close(probabilities.sum(-1), torch.ones(2))
     run = read_run(run_dir)
-    n_train = int((open_store(store).split == 0).sum())
-    assert run["data"]["val_rows"] == round(0.1 * n_train)
-    assert run["data"]["train_rows"] + run["data"]["val_rows"] == n_train
-    assert run["data"]["validation"].startswith("random 10%")
-    assert run["result"]["epochs"] == 2 and 0 <= run["result"]["best_val_auroc"] <= 1
+    opened = open_store(store)
+    assert run["data"]["train_rows"] == int((opened.split == 0).sum())  # every training row
+    assert run["data"]["val_rows"] == int((opened.split == 1).sum())  # the test rows: a curve only
+    assert run["data"]["validation"].startswith("the test rows")
+    assert run["settings"]["export"] == "last"
+    assert run["result"]["epochs"] == 2
+    last_state = checkpoint_model_state(run_dir / "checkpoints" / "last.ckpt")
+    assert same_tensors(weights(run_dir), {k: v for k, v in last_state.items() if not k.endswith("num_batches_tracked")})
 
     with pytest.raises(ArtifactError, match="no cross-validation folds"):
         train_model(preset="multiclass", store=str(store), out=str(tmp_path / "f"), fold=1, **FAST)

@@ -127,6 +127,9 @@ def prepare_pretrain_command(genome, positives, exclude_positives, blacklist, le
               help="TSV: regions x replicate signal columns (<CELL>_rep1 ...): log10, global z, open if z > 1.64.")
 @click.option("--cells", default=None, help="Cell lines considered, comma-separated (default: all in the input).")
 @click.option("--task", default="binary", show_default=True, type=click.Choice(["binary", "multiclass"]))
+@click.option("--multiclass-set", default="authors", show_default=True, type=click.Choice(["authors", "union"]),
+              help="Rows of a multi-class set: each line's positives plus the genomic background windows "
+                   "(the authors'; no negative rDHS), or the union of the binary sets.")
 @click.option("--neg-ratio", default=3.0, show_default=True, type=float,
               help="Negatives per positive for matrix inputs (the paper: 2.5 to 3.5).")
 @click.option("--background", default=None, type=click.IntRange(0),
@@ -137,8 +140,8 @@ def prepare_pretrain_command(genome, positives, exclude_positives, blacklist, le
 @click.option("--pseudocount", default=0.0, show_default=True, help="Signal matrix: added before log10.")
 @click.option("--out", required=True, type=click.Path(), help="Output store directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def prepare_finetune_command(genome, cell, labels_csv, label_matrix, signal_matrix, cells, task, neg_ratio,
-                             background, blacklist, length, min_distance, test_chroms, exclude_chroms, folds, seed,
+def prepare_finetune_command(genome, cell, labels_csv, label_matrix, signal_matrix, cells, task, multiclass_set,
+                             neg_ratio, background, blacklist, length, min_distance, test_chroms, exclude_chroms, folds, seed,
                              fold_scheme, max_n_fraction, threshold, pseudocount, out, as_json) -> None:
     """Fine-tuning set of one cell line (or the multi-class set of all lines).
 
@@ -153,7 +156,7 @@ def prepare_finetune_command(genome, cell, labels_csv, label_matrix, signal_matr
                             background=background, blacklist=list(blacklist), length=length,
                             min_distance=min_distance, test_chroms=test_chroms, folds=folds, seed=seed,
                             max_n_fraction=max_n_fraction, fold_scheme=fold_scheme, exclude_chroms=exclude_chroms,
-                            threshold=threshold, pseudocount=pseudocount)
+                            threshold=threshold, pseudocount=pseudocount, multiclass_set=multiclass_set)
     _report(path, as_json)
 
 

@@ -256,14 +256,19 @@ def make_loader(store: Store, indices: np.ndarray, batch_size: int, *, shuffle: 
     )
 
 
-def split_rows(store: Store, fold: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split_rows(store: Store, fold: int | None, seed: int,
+               validation: str = "fold") -> tuple[np.ndarray, np.ndarray]:
     """Training and validation rows of ``store``, both sorted ``int64`` arrays.
 
     With ``fold`` k: validation = training rows whose fold is k, training = the other training
     rows. With ``fold=None``: a random :data:`RANDOM_VALIDATION_FRACTION` of the training rows
-    (drawn with ``numpy.random.default_rng(seed)``) is the validation set. Test rows are never used.
+    (drawn with ``numpy.random.default_rng(seed)``) is the validation set. Test rows are never used
+    for training; with ``validation="test"`` every training row trains and the test rows are the
+    validation set (a curve to look at, nothing chosen by it: the authors' multi-class protocol).
     """
-    if fold is not None:
+    if validation == "test":
+        train, valid = store.indices("train"), store.indices("test")
+    elif fold is not None:
         train, valid = store.indices("train", fold), store.indices("valid", fold)
     else:
         rows = store.indices("train")
@@ -275,7 +280,7 @@ def split_rows(store: Store, fold: int | None, seed: int) -> tuple[np.ndarray, n
         raise ArtifactError(f"{store.path}: only {len(train)} training rows for this fold; "
                             "a store needs at least 2 training rows")
     if len(valid) < 1:
-        raise ArtifactError(f"{store.path}: no validation rows for fold {fold}; "
+        raise ArtifactError(f"{store.path}: no validation rows for fold {fold} ({validation}); "
                             "choose another --fold or rebuild the store with folds")
     return train.astype(np.int64), valid.astype(np.int64)
 

@@ -7,7 +7,9 @@ Stages, in order (each skipped when its marker says it is complete; see :mod:`.s
 3. ``train/pretrain``: the cell-type agnostic model;
 4. ``train/<cell>/finetune/fold<k>`` and ``train/<cell>/baseline/fold<k>``: fine-tuned from the
    pre-trained body, and the same network from scratch, for every cell line and fold;
-5. ``train/multiclass/fold<k>``: the multi-class baseline;
+5. ``train/multiclass``: the multi-class baseline, as the authors trained it (one model on every
+   training row, 50 epochs, the last weights; ``multiclass.protocol: authors``, the default), or
+   ``train/multiclass/fold<k>``, one model per fold like the binary models (``protocol: folds``);
 6. ``evaluate/<cell>``: fine-tuned (ensemble of folds), binary baseline and pre-trained-only models
    on the cell line's test split; ``evaluate/multiclass``;
 7. ``bootstrap``: Table 1 for one cell line;
@@ -31,6 +33,10 @@ from .config import StudyConfig, load_config
 from .stages import Stage, StageRunner
 
 log = logging.getLogger("chromtransfer.workflow")
+
+#: ``multiclass.protocol``: the authors' (one model on every training row, the last weights) or
+#: one model per fold with the best validation epoch, like the binary models.
+MULTICLASS_PROTOCOLS = ("authors", "folds")
 
 
 class Study:
@@ -64,6 +70,23 @@ class Study:
     def multiclass_enabled(self) -> bool:
         return bool(self.config.multiclass.get("enabled", True))
 
+    @property
+    def multiclass_protocol(self) -> str:
+        """``authors`` (one model on every training row, the last weights) or ``folds``."""
+        protocol = str(self.config.multiclass.get("protocol", "authors"))
+        if protocol not in MULTICLASS_PROTOCOLS:
+            from ..errors import InputError
+
+            raise InputError(self.config.path, f"multiclass.protocol {protocol!r} is unknown",
+                             fix=f"use one of {', '.join(MULTICLASS_PROTOCOLS)}")
+        return protocol
+
+    def multiclass_runs(self) -> dict[str, tuple[Path, int | str | None]]:
+        """Stage name -> (run directory, fold) of the multi-class model(s)."""
+        if self.multiclass_protocol == "authors":
+            return {"train/multiclass": (self.model("multiclass", "all"), "none")}
+        return {f"train/multiclass/fold{k}": (self.model("multiclass", f"fold{k}"), k) for k in self.config.folds}
+
     # -- stages ------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         """Run every stage not yet complete; returns the summary."""
@@ -85,9 +108,9 @@ class Study:
                                       lambda c=cell, k=fold, d=run_dir: self._train_cell(c, "baseline", k, d),
                                       f"binary baseline {cell}, fold {fold}"))
         if self.multiclass_enabled:
-            for fold in cfg.folds:
-                self.runner.run(Stage(f"train/multiclass/fold{fold}", lambda k=fold: self._train_multiclass(k),
-                                      f"multi-class baseline, fold {fold}"))
+            for name, (run_dir, fold) in self.multiclass_runs().items():
+                self.runner.run(Stage(name, lambda d=run_dir, k=fold: self._train_multiclass(d, k),
+                                      "multi-class baseline" + (f", fold {fold}" if fold != "none" else "")))
         for cell in cfg.cells:
             self.runner.run(Stage(f"evaluate/{cell}", lambda c=cell: self._evaluate_cell(c), f"evaluate {cell}"))
         if self.multiclass_enabled:
@@ -214,11 +237,13 @@ class Study:
             options["precision"] = "32"
         return options
 
-    def _train(self, preset: str, store: Path, out: Path, fold: int | None, init: Path | None = None) -> dict:
+    def _train(self, preset: str, store: Path, out: Path, fold: int | str | None, init: Path | None = None,
+               **defaults: Any) -> dict:
         from ..training import train_model
 
+        options = {**defaults, **self.train_options(preset)}
         run = train_model(preset=preset, store=str(store), out=str(out), fold=fold,
-                          init=None if init is None else str(init), resume=True, **self.train_options(preset))
+                          init=None if init is None else str(init), resume=True, **options)
         return {"run": str(run)}
 
     def _train_pretrain(self) -> dict[str, Any]:
@@ -228,8 +253,10 @@ class Study:
         init = self.pretrained if preset == "finetune" else None
         return self._train(preset, self.store(cell), run_dir, fold, init)
 
-    def _train_multiclass(self, fold: int) -> dict[str, Any]:
-        return self._train("multiclass", self.store("multiclass"), self.model("multiclass", f"fold{fold}"), fold)
+    def _train_multiclass(self, run_dir: Path, fold: int | str) -> dict[str, Any]:
+        # per fold: the binary models' protocol (best validation epoch) unless the config says otherwise
+        extra = {} if fold == "none" else {"export": "best"}
+        return self._train("multiclass", self.store("multiclass"), run_dir, fold, **extra)
 
     # evaluation --------------------------------------------------------------------------------
     def _evaluate_options(self) -> dict[str, Any]:
@@ -259,7 +286,7 @@ class Study:
         from ..inference import predict_codes
         from ..modelio import load_model
 
-        models = [self.model("multiclass", f"fold{k}") for k in self.config.folds]
+        models = [run_dir for run_dir, _ in self.multiclass_runs().values()]
         evaluate_models(models, self.store("multiclass"), "test", self.out / "evaluation" / "multiclass",
                         **self._evaluate_options())
         loaded = [load_model(m) for m in models]
