@@ -56,9 +56,10 @@ def _print_headline(summary: dict) -> None:
 @click.option("--data", "store", required=True, type=click.Path(), help="Binary fine-tuning store.")
 @click.option("--init", required=True, type=click.Path(), help="Pre-trained run or model directory.")
 @click.option("--fractions", default="0.01,0.05,0.1,0.15,0.2,0.25,0.5,0.75", show_default=True,
-              help="Comma-separated shares of the training rows.")
+              help="Comma-separated shares of the whole training set (drawn label-stratified).")
 @click.option("--replicates", default=10, show_default=True, help="Subsamples per fraction.")
-@click.option("--fold", default=0, show_default=True, help="Validation fold used for early stopping.")
+@click.option("--fold", default=0, show_default=True,
+              help="The subsample's rows of this fold validate (early stopping); the others train.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--max-epochs", type=int, default=None, help="Override the fine-tuning preset's epochs.")

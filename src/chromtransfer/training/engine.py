@@ -458,18 +458,29 @@ def _train_one(settings: TrainSettings) -> Path:
     if isinstance(plan, Path):
         return plan
     s, run_dir = plan.settings, plan.run_dir
-    from .data import balanced_class_weights, split_rows, subsample_rows
+    from .data import balanced_class_weights, split_rows, stratified_subsample, subsample_rows
 
     seed_everything(s.seed)
     model = _build_model(plan)
     train_rows, val_rows = split_rows(plan.store, s.fold, s.seed, s.validation)
     n_train_all = len(train_rows)
-    train_rows = subsample_rows(train_rows, s.train_fraction, s.subsample_seed)
+    if s.subsample_scope == "all" and s.train_fraction < 1:
+        everything = plan.store.indices("train")
+        kept = stratified_subsample(everything, np.asarray(plan.store.labels[everything]), s.train_fraction,
+                                    s.subsample_seed)
+        train_rows = train_rows[np.isin(train_rows, kept)]
+        if s.validation != "test":
+            val_rows = val_rows[np.isin(val_rows, kept)]
+    else:
+        train_rows = subsample_rows(train_rows, s.train_fraction, s.subsample_seed)
     train_labels = np.asarray(plan.store.labels[train_rows])
     n_classes = len(plan.store.classes)
     if len(np.unique(train_labels)) < 2:
         raise ArtifactError(f"{plan.store.path}: the training rows hold a single class; "
                             "a classifier needs at least two")
+    if len(val_rows) == 0:
+        raise ArtifactError(f"{plan.store.path}: the {s.train_fraction:g} share of the training set holds no "
+                            "validation row; use a larger fraction or a larger store")
     if len(val_rows) < s.world_size:
         raise ArtifactError(f"{plan.store.path}: {len(val_rows)} validation rows cannot be shared by "
                             f"{s.world_size} processes; train on fewer processes")
@@ -492,6 +503,7 @@ def _train_one(settings: TrainSettings) -> Path:
             "train_rows": int(len(train_rows)),
             "val_rows": int(len(val_rows)),
             "train_fraction": s.train_fraction,
+            "subsample_scope": s.subsample_scope,
             "train_rows_before_subsampling": int(n_train_all),
             "validation": ("the test rows (curve only; every training row trains)" if s.validation == "test"
                            else f"store fold {s.fold}" if s.fold is not None

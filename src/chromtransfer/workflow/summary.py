@@ -183,11 +183,12 @@ def report_sections(study: "Study", summary: dict[str, Any]) -> list[Section]:
     boot = Section("Bootstrap of training-set size")
     if summary["bootstrap"]:
         table = pd.DataFrame(summary["bootstrap"])
-        keep = [c for c in ("percent", "n_train", "replicates", "f1_negative_mean", "f1_negative_sd",
+        keep = [c for c in ("percent", "n_sequences", "n_train", "replicates", "f1_negative_mean", "f1_negative_sd",
                             "f1_positive_mean", "f1_positive_sd", "f1_overall_mean", "f1_overall_sd") if c in table]
-        boot.paragraphs.append(f"{summary.get('bootstrap_cell')}: fine-tuning on random subsamples of the "
-                               "training rows; test F1 mean and standard deviation over replicates (Table 1 of "
-                               "the paper).")
+        boot.paragraphs.append(f"{summary.get('bootstrap_cell')}: fine-tuning on label-stratified random "
+                               "subsamples of the whole training set (n_sequences; its validation-fold rows "
+                               "validate, n_train train); test F1 (overall: class-size weighted) mean and "
+                               "standard deviation over replicates (Table 1 of the paper).")
         boot.tables.append(("Test F1 by share of the training data", table[keep]))
         boot.figures.append(("Test F1 against training-set size", out / "bootstrap" / "bootstrap_f1.png"))
     sections.append(boot)
