@@ -101,11 +101,15 @@ def scan_command(store, split, bed, genome, window, fasta, motif_file, release, 
 @click.option("--family-overlap", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
               help="A TF whose sites lie on a better-ranked TF's sites at least this often joins its family "
                    "(the 'family' column; near-identical JASPAR matrices are one signal).")
+@click.option("--significance", type=click.Choice(["either", "difference"]), default="either", show_default=True,
+              help="With --attributions-b: a TF is significant in the comparison when it is in either model's "
+                   "own test (the authors' rule; D of the difference gives the direction), or by the "
+                   "difference test's own FDR.")
 @click.option("--top", type=click.IntRange(min=1), default=20, show_default=True, help="TFs per end of the D bar chart.")
 @click.option("--no-figures", is_flag=True, help="Write the tables only.")
 @click.option("--out", "out", type=click.Path(), required=True, help="Output directory.")
-def enrich_command(attr_a, attr_b, sites, min_sites, fdr, group_by, aggregate, family_overlap, top, no_figures,
-                   out) -> None:
+def enrich_command(attr_a, attr_b, sites, min_sites, fdr, group_by, aggregate, family_overlap, significance, top,
+                   no_figures, out) -> None:
     """Rank TFs by KS tests of their sites' attribution scores against other TFs' sites."""
     from ..interpret.enrich import family_heads, load_attributions, run_enrichment, write_enrichment
     from ..interpret.scan_io import read_sites
@@ -114,9 +118,9 @@ def enrich_command(attr_a, attr_b, sites, min_sites, fdr, group_by, aggregate, f
     b = load_attributions(attr_b) if attr_b else None
     table = read_sites(sites)
     result = run_enrichment(table, a, b, group_by=group_by, min_sites=min_sites, fdr=fdr, aggregate=aggregate,
-                            source=sites, family_overlap=family_overlap)
+                            source=sites, family_overlap=family_overlap, significance=significance)
     params = {"sites": str(sites), "min_sites": min_sites, "fdr": fdr, "group_by": group_by, "aggregate": aggregate,
-              "family_overlap": family_overlap}
+              "family_overlap": family_overlap, "significance": significance}
     manifest = write_enrichment(result, out, a, b, group_by=group_by, figures=not no_figures, top=top,
                                 parameters=params)
     click.echo(f"sites scored: {manifest['sites_scored']}  groups tested: {manifest['groups_tested']}  "

@@ -246,6 +246,14 @@ def _interpretation_sections(study: "Study", summary: dict[str, Any]) -> list[Se
     if compare:
         section = Section(f"Interpretation: {' vs '.join(compare.get('cells', []))}")
         base = study.out / "interpret" / "compare"
+        if compare.get("regions"):
+            regions = ("the union of both fine-tuned models' positive predictions (p > 0.5)"
+                       if compare.get("region_set", "predicted") == "predicted" else
+                       "the union of both lines' labelled positives")
+            rule = ("significant in either model's own test (FDR), the D of the per-site difference giving "
+                    "the direction (the authors' rule)" if compare.get("significance", "either") == "either"
+                    else "significant by the difference test's own FDR")
+            section.paragraphs.append(f"{compare['regions']} windows: {regions}. A TF counts as {rule}.")
         for name, caption in compare.get("tables", []):
             if (base / name).exists():
                 section.tables.append((caption, pd.read_csv(base / name, sep="\t").head(15)))
