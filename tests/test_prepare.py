@@ -118,6 +118,23 @@ def test_pretrain_neg_ratio_and_distance(data, tmp_path):
     assert ratio.manifest["sampling"]["neg_ratio"] == 0.5
 
 
+def test_pretrain_negatives_keep_their_distance_from_the_region_itself(data, tmp_path):
+    """The paper removes tiles within 300 bp of an rDHS; the 600 bp window around a 200 bp region
+    reaches 200 bp further, so measuring from it removes tiles 300-500 bp from the region too."""
+    region = open_store(prepare_pretrain(data["fasta"], data["positives"], tmp_path / "r", min_distance=300, seed=0))
+    window = open_store(prepare_pretrain(data["fasta"], data["positives"], tmp_path / "w", min_distance=300, seed=0,
+                                         distance_from="window"))
+    assert region.manifest["parameters"]["distance_from"] == "region"
+    regions = data["regions"]
+    gaps = {name: np.array([_min_gap(r.chrom, r.start, r.end, regions) for r in store.regions.loc[
+        store.labels == 0].itertuples(index=False)]) for name, store in (("region", region), ("window", window))}
+    assert (gaps["region"] >= 300).all() and (gaps["window"] >= 500).all()
+    assert ((gaps["region"] >= 300) & (gaps["region"] < 500)).any()
+    assert (region.labels == 0).sum() > (window.labels == 0).sum()
+    with pytest.raises(InputError, match="distance-from"):
+        prepare_pretrain(data["fasta"], data["positives"], tmp_path / "x", distance_from="peak")
+
+
 def test_pretrain_gc_match(data, tmp_path):
     def gc(store, label):
         s = np.asarray(store.sequences)[store.labels == label]

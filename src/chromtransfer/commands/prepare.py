@@ -96,11 +96,13 @@ def _report(path, as_json: bool) -> None:
 @click.option("--summit", "use_summit", is_flag=True, help="Centre narrowPeak windows on the summit.")
 @click.option("--drop-missing-chroms", is_flag=True,
               help="Drop positives on chromosomes the genome lacks instead of stopping.")
+@click.option("--distance-from", default="region", show_default=True, type=click.Choice(["region", "window"]),
+              help="Measure --min-distance from each positive region (the paper) or from its window.")
 @click.option("--out", required=True, type=click.Path(), help="Output store directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def prepare_pretrain_command(genome, positives, exclude_positives, blacklist, length, min_distance, test_chroms,
                              exclude_chroms, folds, seed, fold_scheme, max_n_fraction, neg_ratio, gc_match,
-                             use_summit, drop_missing_chroms, out, as_json) -> None:
+                             use_summit, drop_missing_chroms, distance_from, out, as_json) -> None:
     """Pre-training set: POSITIVES (minus --exclude-positives) against genome tiles.
 
     Negatives are the genome tiled in non-overlapping windows, minus windows with N (gaps),
@@ -113,7 +115,7 @@ def prepare_pretrain_command(genome, positives, exclude_positives, blacklist, le
                             neg_ratio=neg_ratio, gc_match=gc_match, test_chroms=test_chroms, folds=folds,
                             seed=seed, max_n_fraction=max_n_fraction, use_summit=use_summit,
                             exclude_chroms=exclude_chroms, fold_scheme=fold_scheme,
-                            drop_missing_chroms=drop_missing_chroms)
+                            drop_missing_chroms=drop_missing_chroms, distance_from=distance_from)
     _report(path, as_json)
 
 
