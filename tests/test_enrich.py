@@ -288,3 +288,31 @@ def test_comparison_significance_follows_the_authors_rule():
     assert (difference["significant"] == (difference["fdr"] < 0.001)).all()
     with pytest.raises(ValueError, match="significance"):
         run_enrichment(sites, a, b, min_sites=100, significance="both")
+
+
+def test_sites_of_one_tf_at_the_same_bases_count_once():
+    """motif_analysis.R keeps one JASPAR site per (genomic range, TF name): two HNF4A matrices on
+    the same bases (either strand) are one HNF4A site; other TFs and other bases stay."""
+    from chromtransfer.interpret.enrich import dedupe_tf_sites
+
+    sites = pd.DataFrame({
+        "region": ["r0", "r0", "r0", "r0", "r1"],
+        "site_start": [10, 10, 10, 12, 10],
+        "site_end": [22, 22, 22, 24, 22],
+        "strand": ["+", "-", "+", "+", "+"],
+        "motif_id": ["MA0114.4", "MA0484.2", "MA0018.4", "MA0114.4", "MA0114.4"],
+        "tf": ["HNF4A", "HNF4A", "CREB1", "HNF4A", "HNF4A"],
+        "pvalue": [3e-6, 1e-6, 2e-6, 4e-6, 5e-6],
+    })
+    kept = dedupe_tf_sites(sites)
+    assert kept.index.tolist() == [1, 2, 3, 4]  # the better p-value of the two HNF4A matrices
+    assert dedupe_tf_sites(sites.drop(columns="pvalue")).index.tolist() == [0, 2, 3, 4]
+    names = np.array(["r0", "r1"])
+    scores = np.zeros((2, L), dtype=np.float32)
+    attributions = Attributions(Path("a"), scores, names, "grad_x_input")
+    result = run_enrichment(sites, attributions, min_sites=1)
+    assert len(result.sites) == 4
+    assert (result.sites["tf"] == "HNF4A").sum() == 3
+    assert set(result.sites["motif_id"]) == {"MA0484.2", "MA0018.4", "MA0114.4"}
+    by_motif = run_enrichment(sites, attributions, min_sites=1, group_by="motif")
+    assert len(by_motif.sites) == 5  # single matrices are tested as they are

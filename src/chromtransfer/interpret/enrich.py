@@ -8,8 +8,10 @@ The method (Salvatore et al. 2023; METHOD.md section 6):
    Sites are matched to attribution rows by region name; sites of regions without attributions
    are left out (attributions usually cover only the positive predictions).
 2. Sites are grouped by TF name (JASPAR's ``tf`` column, e.g. the two HNF4A matrices form one
-   group; ``group_by="motif"`` tests every matrix on its own). Groups with at least ``min_sites``
-   sites (default 100) are tested.
+   group; ``group_by="motif"`` tests every matrix on its own). A site found by several matrices of
+   one TF at the same bases counts once (:func:`dedupe_tf_sites`; the authors' ``motif_analysis.R``
+   keeps one site per genomic range and TF name, strand ignored). Groups with at least
+   ``min_sites`` sites (default 100) are tested.
 3. For a group ``t``, the background is every site of every other group that does not overlap
    (share a base with) any site of ``t`` in the same region. Test: two-sample two-sided
    Kolmogorov-Smirnov (:func:`scipy.stats.ks_2samp`) of the group's scores against the background.
@@ -49,7 +51,7 @@ import pandas as pd
 from ..errors import ArtifactError, InputError
 
 __all__ = ["ATTRIBUTION_FILE", "Attributions", "COMPARISON_SIGNIFICANCE", "EnrichmentResult", "FAMILY_OVERLAP",
-           "assign_families",
+           "assign_families", "dedupe_tf_sites",
            "compare_sets", "enrichment_test", "family_heads", "ks_enrichment", "load_attributions", "overlap_mask",
            "run_enrichment", "score_sites", "signed_ks", "write_enrichment"]
 
@@ -128,6 +130,17 @@ def load_attributions(directory: str | os.PathLike) -> Attributions:
 
 
 # ----------------------------------------------------------------------------- site scores
+def dedupe_tf_sites(sites: pd.DataFrame) -> pd.DataFrame:
+    """One site per (region, site_start, site_end, tf): the one with the smallest p-value (when a
+    ``pvalue`` column exists), else the first; strands and matrices of one TF at the same bases
+    are one site. Row order is kept."""
+    if len(sites) == 0:
+        return sites
+    order = sites.sort_values("pvalue", kind="stable") if "pvalue" in sites else sites
+    kept = order.drop_duplicates(["region", "site_start", "site_end", "tf"], keep="first")
+    return sites.loc[np.sort(kept.index.to_numpy())]
+
+
 def score_sites(sites: pd.DataFrame, attributions: Attributions, aggregate: str = "auto",
                 check_sequences: bool = True, source: str = "sites") -> pd.DataFrame:
     """Attach each site's importance score; drop sites of regions without attributions.
@@ -429,8 +442,11 @@ def run_enrichment(sites: pd.DataFrame, attributions_a: Attributions, attributio
     """Score the sites with one or two attribution sets and run the enrichment tests.
 
     With two sets only regions present in both are used, so the three tests see the same sites;
-    ``significance`` is the comparison's rule (:func:`compare_sets`).
+    ``significance`` is the comparison's rule (:func:`compare_sets`). With ``group_by="tf"`` a
+    TF's matrices that hit the same bases give one site (:func:`dedupe_tf_sites`).
     """
+    if group_by == "tf":
+        sites = dedupe_tf_sites(sites)
     scored_a = score_sites(sites, attributions_a, aggregate, source=source)
     if attributions_b is None:
         if len(scored_a) == 0:
