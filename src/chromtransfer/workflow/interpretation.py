@@ -1,7 +1,8 @@
 """Interpretation stages of the study: which TFs each fine-tuned model relies on.
 
 ``interpret_cell``: the fine-tuned model's positive predictions (p > 0.5, training and test rows of
-the cell line's store, as the paper) are attributed (gradient x input by default, or ISM) with the
+the cell line's store, as the paper; for ISM only its true positives, as the paper) are attributed
+(gradient x input by default, or ISM) with the
 fine-tuned and with the pre-trained model; JASPAR sites are scanned on the same windows; each TF is
 ranked by the KS test of its sites' scores (fine-tuned model), and fine-tuned vs pre-trained by the
 same test on the per-site differences. ``compare_cells``: the two cell lines' fine-tuned models on
@@ -96,6 +97,10 @@ def interpret_cell(study: "Study", cell: str) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     finetuned = study.finetuned(cell)[0]
     inputs = inputs_from_store(study.store(cell), split="all")
+    if settings["method"] == "ism":  # the paper's ISM: true positives only (predicted and labelled)
+        from ..datasets.store import open_store
+
+        inputs = inputs.subset(np.flatnonzero(np.asarray(open_store(study.store(cell)).labels) == 1))
     result = _attribute_rows(study, finetuned, inputs, settings, out / "finetuned", "predicted-positive")
     selected = result["selected"]
     truth = _truth(study)
