@@ -2,8 +2,7 @@
 
 ``interpret_cell``: the fine-tuned model's positive predictions (p > 0.5, training and test rows of
 the cell line's store, as the paper; for ISM only its true positives, as the paper) are attributed
-(gradient x input by default, or ISM) with the
-fine-tuned and with the pre-trained model; JASPAR sites are scanned on the same windows; each TF is
+(gradient x input by default, or ISM) with the fine-tuned and with the pre-trained model; JASPAR sites are scanned on the same windows; each TF is
 ranked by the KS test of its sites' scores (fine-tuned model), and fine-tuned vs pre-trained by the
 same test on the per-site differences. ``compare_cells``: the two cell lines' fine-tuned models on
 the union of both models' positive predictions (``interpret.compare_regions: predicted``, the
