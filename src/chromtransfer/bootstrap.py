@@ -110,7 +110,12 @@ def run_bootstrap(
             if row.get("f1_average") == f1_average:
                 rows.append(row)
                 continue
-        echo(f"bootstrap {i}/{len(plan)}: {fraction * 100:g} % of the training rows, replicate {replicate}")
+        echo(f"bootstrap {i}/{len(plan)}: {fraction * 100:g} % of the training set, replicate {replicate}")
+        if is_complete(run_dir) and read_run(run_dir).get("settings", {}).get("subsample_scope") != "all":
+            from .errors import ArtifactError
+
+            raise ArtifactError(f"{run_dir}: a replicate trained on a share of the fold's training rows only "
+                                "(an earlier version of the analysis); use a new --out")
         if not is_complete(run_dir):
             options = dict(train_options or {})
             options.setdefault("quiet", True)
