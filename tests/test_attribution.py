@@ -146,15 +146,33 @@ def test_fast_ism_equals_naive_full_width_float64_short_sequences():
                                naive_ism(model, codes, target="logit"), rtol=0, atol=1e-9)
 
 
+def test_ism_delta_score_is_the_signed_largest_change():
+    deltas = np.zeros((1, 4, 4), dtype=np.float32)
+    deltas[0, 0] = [0.0, 0.2, -0.5, 0.1]   # reference A: the largest change is a loss
+    deltas[0, 1] = [0.3, 0.0, -0.1, 0.05]  # reference C: a gain
+    deltas[0, 2] = [-0.2, 0.2, 0.0, 0.1]   # a tie in size: the first (A) in A, C, G, T order
+    deltas[0, 3] = [0.4, -0.6, 0.1, 0.2]   # N: all four bases are alternatives
+    codes = np.array([[0, 1, 2, 4]], dtype=np.uint8)
+    np.testing.assert_array_equal(ism_scores(deltas, codes), np.float32([[-0.5, 0.3, -0.2, -0.6]]))
+    np.testing.assert_allclose(ism_scores(deltas, codes, summary="mean"),
+                               [[-0.2 / 3, 0.25 / 3, 0.1 / 3, 0.1 / 4]], rtol=1e-6)
+    with pytest.raises(ValueError, match="summary"):
+        ism_scores(deltas, codes, summary="max")
+
+
 def test_fast_ism_multiclass_unit_and_scores():
     model = _model("multiclass", n_outputs=3, seed=6)
     codes = _codes(2, 120, seed=6, n_positions=[(0, 60)])
     fast = ism(model, codes, class_index=1)
     np.testing.assert_allclose(fast, naive_ism(model, codes, class_index=1), rtol=0, atol=1e-9)
-    scores = ism_scores(fast, codes)
-    assert scores.shape == (2, 120)
-    np.testing.assert_allclose(scores[0, 60], fast[0, 60].mean(), rtol=1e-6)  # N: four alternatives
-    np.testing.assert_allclose(scores[1, 7], fast[1, 7].sum() / 3, rtol=1e-6)
+    means = ism_scores(fast, codes, summary="mean")
+    assert means.shape == (2, 120)
+    np.testing.assert_allclose(means[0, 60], fast[0, 60].mean(), rtol=1e-6)  # N: four alternatives
+    np.testing.assert_allclose(means[1, 7], fast[1, 7].sum() / 3, rtol=1e-6)
+    largest = ism_scores(fast, codes)  # the paper's: the signed change of largest size
+    assert largest.shape == (2, 120)
+    for i, j in ((0, 60), (1, 7), (1, 100)):
+        assert largest[i, j] == fast[i, j][np.abs(fast[i, j]).argmax()]
     with pytest.raises(ValueError):
         ism(model, codes)
 

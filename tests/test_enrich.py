@@ -261,3 +261,58 @@ def test_cli_enrich_end_to_end_with_figures(tmp_path):
     assert manifest["groups_tested"] == len(table) and manifest["significant_a"] >= 2
     assert main(["motifs", "enrich", "--attributions", str(tmp_path / "nothing"), "--sites", str(site_file),
                  "--out", str(tmp_path / "e2")]) == 2
+
+
+def test_comparison_significance_follows_the_authors_rule():
+    """motif_analysis.R: ``sig <- classB.fdr < 0.001 | classA.fdr < 0.001``; the D of the difference
+    gives the direction. A TF important in both models is significant there, though its per-site
+    difference is noise; with ``significance="difference"`` it is not."""
+    rng = np.random.default_rng(5)
+    names, scores_a, sites = _synthetic(rng, tfs=("BOTH", "N1", "N2", "N3", "N4", "N5"))
+    scores_a = rng.normal(size=scores_a.shape).astype(np.float32)
+    scores_b = scores_a + rng.normal(scale=0.3, size=scores_a.shape).astype(np.float32)
+    for row in sites.itertuples():
+        if row.tf == "BOTH":
+            scores_a[row.region_index, row.site_start:row.site_end] += 1.5
+            scores_b[row.region_index, row.site_start:row.site_end] += 1.5
+    a = Attributions(Path("a"), scores_a, names, "grad_x_input")
+    b = Attributions(Path("b"), scores_b, names, "grad_x_input")
+    either = run_enrichment(sites, a, b, min_sites=100).comparison.set_index("tf")
+    difference = run_enrichment(sites, a, b, min_sites=100, significance="difference").comparison.set_index("tf")
+    both = either.loc["BOTH"]
+    assert both["fdr_a"] < 0.001 and both["fdr_b"] < 0.001 and both["fdr"] > 0.001
+    assert both["significant"] and not both["significant_difference"]
+    assert not difference.loc["BOTH", "significant"]
+    expected = (either["fdr_a"] < 0.001) | (either["fdr_b"] < 0.001)
+    assert (either["significant"] == expected).all()
+    assert (difference["significant"] == (difference["fdr"] < 0.001)).all()
+    with pytest.raises(ValueError, match="significance"):
+        run_enrichment(sites, a, b, min_sites=100, significance="both")
+
+
+def test_sites_of_one_tf_at_the_same_bases_count_once():
+    """motif_analysis.R keeps one JASPAR site per (genomic range, TF name): two HNF4A matrices on
+    the same bases (either strand) are one HNF4A site; other TFs and other bases stay."""
+    from chromtransfer.interpret.enrich import dedupe_tf_sites
+
+    sites = pd.DataFrame({
+        "region": ["r0", "r0", "r0", "r0", "r1"],
+        "site_start": [10, 10, 10, 12, 10],
+        "site_end": [22, 22, 22, 24, 22],
+        "strand": ["+", "-", "+", "+", "+"],
+        "motif_id": ["MA0114.4", "MA0484.2", "MA0018.4", "MA0114.4", "MA0114.4"],
+        "tf": ["HNF4A", "HNF4A", "CREB1", "HNF4A", "HNF4A"],
+        "pvalue": [3e-6, 1e-6, 2e-6, 4e-6, 5e-6],
+    })
+    kept = dedupe_tf_sites(sites)
+    assert kept.index.tolist() == [1, 2, 3, 4]  # the better p-value of the two HNF4A matrices
+    assert dedupe_tf_sites(sites.drop(columns="pvalue")).index.tolist() == [0, 2, 3, 4]
+    names = np.array(["r0", "r1"])
+    scores = np.zeros((2, L), dtype=np.float32)
+    attributions = Attributions(Path("a"), scores, names, "grad_x_input")
+    result = run_enrichment(sites, attributions, min_sites=1)
+    assert len(result.sites) == 4
+    assert (result.sites["tf"] == "HNF4A").sum() == 3
+    assert set(result.sites["motif_id"]) == {"MA0484.2", "MA0018.4", "MA0114.4"}
+    by_motif = run_enrichment(sites, attributions, min_sites=1, group_by="motif")
+    assert len(by_motif.sites) == 5  # single matrices are tested as they are

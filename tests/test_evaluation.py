@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from chromtransfer.cli import main
-from chromtransfer.evaluation import (DegenerateMetricWarning, auprc_interpolated, binary_metrics,
+from chromtransfer.evaluation import (DegenerateMetricWarning, auprc, average_precision, binary_metrics,
                                       calibration_points, expected_calibration_error, multiclass_metrics,
                                       pr_points, roc_points)
 from chromtransfer.evaluation.metrics import BINARY_KEYS
@@ -28,10 +28,15 @@ def test_binary_metrics_hand_computed():
     m = binary_metrics(Y, S)
     assert tuple(m) == BINARY_KEYS
     assert m["auroc"] == pytest.approx(3 / 4)
-    assert m["auprc"] == pytest.approx(0.5 * 1 + 0.5 * 2 / 3)  # precision 1 at recall 1/2, 2/3 at 1
+    # precision 1 at recall 1/2, 2/3 at 1
+    assert m["average_precision"] == pytest.approx(0.5 * 1 + 0.5 * 2 / 3)
+    # interpolated: precision 1 up to (TP 1, FP 0); (TP 1, FP 1) adds no area; from there to
+    # (TP 2, FP 1) the precision is (1 + x) / (2 + x), x in [0, 1], integral 1 - log(1.5)
+    assert m["auprc"] == pytest.approx((1 + 1 - math.log(1.5)) / 2)
     assert m["f1_positive"] == pytest.approx(2 / 3)  # TP 1, FP 0, FN 1
     assert m["f1_negative"] == pytest.approx(4 / 5)  # TN 2, FN 1 (a missed positive), no FP
-    assert m["f1_overall"] == pytest.approx((2 / 3 + 4 / 5) / 2)
+    assert m["f1_macro"] == pytest.approx((2 / 3 + 4 / 5) / 2)
+    assert m["f1_overall"] == pytest.approx((2 / 3 + 4 / 5) / 2)  # two rows of each class
     assert m["precision"] == pytest.approx(1.0) and m["recall"] == pytest.approx(0.5)
     assert m["brier"] == pytest.approx((0.15**2 + 0.45**2 + 0.65**2 + 0.15**2) / 4)
     assert m["ece"] == pytest.approx((0.15 + 0.45 + 0.65 + 0.15) / 4)  # every row alone in its bin
@@ -43,8 +48,11 @@ def test_threshold_and_weighted_f1():
     s = np.array([0.1, 0.2, 0.6, 0.7])
     m = binary_metrics(y, s, threshold=0.5)
     assert m["f1_positive"] == pytest.approx(2 / 3) and m["f1_negative"] == pytest.approx(0.8)
-    weighted = binary_metrics(y, s, f1_average="weighted")["f1_overall"]
-    assert weighted == pytest.approx((3 * 0.8 + 1 * 2 / 3) / 4)
+    # the default overall F1 is the class-size weighted one; the macro mean is kept beside it
+    assert m["f1_overall"] == pytest.approx((3 * 0.8 + 1 * 2 / 3) / 4)
+    assert m["f1_macro"] == pytest.approx((0.8 + 2 / 3) / 2)
+    assert binary_metrics(y, s, f1_average="weighted")["f1_overall"] == m["f1_overall"]
+    assert binary_metrics(y, s, f1_average="macro")["f1_overall"] == m["f1_macro"]
     assert binary_metrics(y, s, threshold=0.65)["f1_positive"] == pytest.approx(1.0)
     # exactly at the threshold counts as negative
     assert binary_metrics([0, 1], [0.5, 0.9])["f1_negative"] == pytest.approx(1.0)
@@ -82,20 +90,28 @@ def test_calibration_bins_follow_scikit_learn():
 
 def test_auprc_interpolated_hand_computed():
     # points (TP, FP): (1, 0), (1, 1), (2, 1); from 1 to 2 TP precision is x / (x + 1)
-    assert auprc_interpolated([1, 0, 1], [0.9, 0.8, 0.7]) == pytest.approx(1 - math.log(1.5) / 2)
+    assert auprc([1, 0, 1], [0.9, 0.8, 0.7]) == pytest.approx(1 - math.log(1.5) / 2)
     # a tie of one positive and one negative: precision 1/2 all along
-    assert auprc_interpolated([1, 0], [0.5, 0.5]) == pytest.approx(0.5)
-    assert auprc_interpolated([1, 1, 0, 0], [0.9, 0.8, 0.2, 0.1]) == pytest.approx(1.0)
+    assert auprc([1, 0], [0.5, 0.5]) == pytest.approx(0.5)
+    assert auprc([1, 1, 0, 0], [0.9, 0.8, 0.2, 0.1]) == pytest.approx(1.0)
+    # a tie at the top (1 positive, 1 negative) is one segment from (0, 0): precision 1/2, then
+    # from (TP 1, FP 1) to (TP 2, FP 1) precision (1 + x) / (2 + x), integral 1 - log(1.5)
+    assert auprc([1, 0, 1], [0.9, 0.9, 0.1]) == pytest.approx((0.5 + 1 - math.log(1.5)) / 2)
+    # order of the rows within a tie does not matter
+    assert auprc([0, 1, 1], [0.9, 0.9, 0.1]) == auprc([1, 0, 1], [0.9, 0.9, 0.1])
+    # average precision is the step-wise area: 1/2 at recall 1/2, then 2/3 at recall 1
+    assert average_precision([1, 0, 1], [0.9, 0.8, 0.7]) == pytest.approx(0.5 + 0.5 * 2 / 3)
 
 
 def test_degenerate_inputs_give_nan_with_a_note():
     with pytest.warns(DegenerateMetricWarning, match="one class"):
         m = binary_metrics([1, 1, 1], [0.6, 0.7, 0.9])
-    assert math.isnan(m["auroc"]) and math.isnan(m["auprc"])
+    assert math.isnan(m["auroc"]) and math.isnan(m["auprc"]) and math.isnan(m["average_precision"])
     assert m["f1_positive"] == 1.0 and math.isnan(m["f1_negative"])  # no negative, none predicted
-    assert math.isnan(m["f1_overall"])
+    assert m["f1_overall"] == 1.0  # weighted: a class without rows weighs nothing
+    assert math.isnan(m["f1_macro"])
     with pytest.warns(DegenerateMetricWarning):
-        assert binary_metrics([1, 1, 1], [0.6, 0.7, 0.9], f1_average="weighted")["f1_overall"] == 1.0
+        assert math.isnan(binary_metrics([1, 1, 1], [0.6, 0.7, 0.9], f1_average="macro")["f1_overall"])
     assert m["brier"] == pytest.approx((0.16 + 0.09 + 0.01) / 3)
     with pytest.warns(DegenerateMetricWarning):
         empty = binary_metrics([], [])
@@ -122,7 +138,7 @@ def test_curves_match_metrics():
     pr = pr_points(y, s)
     assert pr["recall"].iloc[0] == 0 and pr["recall"].iloc[-1] == 1
     ap = np.sum(np.diff(pr["recall"]) * pr["precision"].to_numpy()[1:])
-    assert ap == pytest.approx(binary_metrics(y, s)["auprc"])
+    assert ap == pytest.approx(binary_metrics(y, s)["average_precision"])
 
 
 def test_multiclass_metrics():
@@ -137,6 +153,9 @@ def test_multiclass_metrics():
     for k, name in enumerate("ABC"):
         assert m["per_class"][name]["auroc"] == pytest.approx(roc_auc_score(y == k, prob[:, k]))
         assert m["per_class"][name]["n_positive"] == 20
+        assert m["per_class"][name]["auprc"] == pytest.approx(auprc(y == k, prob[:, k]))
+        assert m["per_class"][name]["average_precision"] == pytest.approx(average_precision(y == k, prob[:, k]))
+    assert m["auprc_macro"] == pytest.approx(np.mean([m["per_class"][c]["auprc"] for c in "ABC"]))
     assert m["accuracy"] == pytest.approx(np.mean(prob.argmax(1) == y))
     with pytest.warns(DegenerateMetricWarning, match="'C'"):
         separable = multiclass_metrics([0, 1, 0, 1], np.array([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1],

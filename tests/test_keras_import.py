@@ -322,3 +322,40 @@ def test_head_that_contradicts_the_file_is_refused(keras_dir):
     # a compatible explicit head keeps the file's hidden sizes
     result = import_keras_model(keras_dir / "finetuned_bn.h5", head="pretrain")
     assert result.model.config.head == "pretrain" and result.model.config.head_units == (1024, 32)
+
+
+def test_published_multiclass_layout_is_imported(keras_dir, tmp_path):
+    """The authors' multi-class model (multiclass-baseline/train/model.config.multi-class.json) is
+    the pre-training network with a 7-way softmax last Dense: the same layer names (``dense``,
+    ``batch_normalization_20``, ``dense_1``, ``batch_normalization_21``, ``dense_2``). The file is
+    pretrained.h5 with that last layer: every other weight must land where pretrained.h5's does."""
+    rng = np.random.default_rng(7)
+    kernel = rng.normal(size=(128, 7)).astype(np.float32)
+    bias = rng.uniform(-0.05, 0.05, size=7).astype(np.float32)
+
+    def edit(handle, config):
+        last = _by_name(config, "dense_2")["config"]
+        last["units"], last["activation"] = 7, "softmax"
+        group = handle["model_weights"]["dense_2"]["dense_2"]
+        for name, value in (("kernel:0", kernel), ("bias:0", bias)):
+            del group[name]
+            group.create_dataset(name, data=value)
+
+    edited = _edit_copy(keras_dir / "pretrained.h5", tmp_path / "model.multitask.h5", edit)
+    classes = ["A549", "GM12878", "HCT116", "HepG2", "K562", "MCF7", "background"]
+    result = import_keras_model(edited, classes=classes)
+    model, reference = result.model, _imported(str(keras_dir / "pretrained.h5")).model
+    assert (model.config.head, model.config.n_outputs, model.config.classes) == ("multiclass", 7, classes)
+    assert count_parameters(model)["total"] == 656_551
+    shared = {k: v for k, v in _state(reference).items() if not k.startswith("head.output")}
+    state = _state(model)
+    assert all(torch.equal(state[k], v) for k, v in shared.items())
+    torch.testing.assert_close(state["head.output.weight"], torch.from_numpy(kernel.T.copy()), rtol=0, atol=0)
+    torch.testing.assert_close(state["head.output.bias"], torch.from_numpy(bias), rtol=0, atol=0)
+    x = _inputs(keras_dir, "")[:4]
+    with torch.no_grad():
+        hidden = model.head.hidden(model.body(x))
+        expected = torch.softmax(hidden @ torch.from_numpy(kernel) + torch.from_numpy(bias), dim=-1)
+        torch.testing.assert_close(model.probabilities(x), expected)
+    with pytest.raises(ArtifactError, match="--head multiclass-1024 does not fit"):
+        import_keras_model(edited, head="multiclass-1024")

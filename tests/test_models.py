@@ -13,6 +13,9 @@ PUBLISHED_COUNTS = {  # Keras convention: BatchNorm moving statistics count as p
     "pretrain": (655_777, 652_513),
     "finetune": (653_537, 651_553),
     "finetune-bn": (657_761, 653_665),
+    # the authors' multi-class model (model.config.multi-class.json): the pre-training head, 7 outputs
+    "multiclass": (656_551, 653_287),
+    "multiclass-1024": (653_735, 651_751),
 }
 
 
@@ -32,6 +35,22 @@ def test_body_has_published_size():
 def test_multiclass_has_seven_outputs():
     model = build_model("multiclass").eval()
     assert model(torch.zeros(2, 4, 600)).shape == (2, 7)
+    assert model.config.head_units == (512, 128) and model.config.head_batchnorm
+    assert build_model("multiclass-1024").config.head_units == (1024, 32)
+    assert build_model("multiclass-1024").multiclass and not build_model("multiclass-1024").config.head_batchnorm
+
+
+def test_multiclass_model_json_from_before_the_authors_head_reads_as_multiclass_1024():
+    old = {"head": "multiclass", "n_outputs": 7, "width": 1.0, "head_units": [1024, 32], "dropout": 0.1,
+           "classes": list("ABCDEFG")}
+    config = ModelConfig.from_dict(old)
+    assert config.head == "multiclass-1024" and not config.head_batchnorm and config.multiclass
+
+
+def test_info_model_multiclass_reports_the_authors_parameter_count(capsys):
+    assert main(["info", "model", "--head", "multiclass"]) == 0
+    out = capsys.readouterr().out
+    assert "total parameters: 656551" in out and "head: multiclass" in out
 
 
 @pytest.mark.parametrize("k,expected", [(25, (12, 12)), (20, (9, 10)), (15, (7, 7)), (10, (4, 5)), (5, (2, 2))])

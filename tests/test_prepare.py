@@ -118,6 +118,23 @@ def test_pretrain_neg_ratio_and_distance(data, tmp_path):
     assert ratio.manifest["sampling"]["neg_ratio"] == 0.5
 
 
+def test_pretrain_negatives_keep_their_distance_from_the_region_itself(data, tmp_path):
+    """The paper removes tiles within 300 bp of an rDHS; the 600 bp window around a 200 bp region
+    reaches 200 bp further, so measuring from it removes tiles 300-500 bp from the region too."""
+    region = open_store(prepare_pretrain(data["fasta"], data["positives"], tmp_path / "r", min_distance=300, seed=0))
+    window = open_store(prepare_pretrain(data["fasta"], data["positives"], tmp_path / "w", min_distance=300, seed=0,
+                                         distance_from="window"))
+    assert region.manifest["parameters"]["distance_from"] == "region"
+    regions = data["regions"]
+    gaps = {name: np.array([_min_gap(r.chrom, r.start, r.end, regions) for r in store.regions.loc[
+        store.labels == 0].itertuples(index=False)]) for name, store in (("region", region), ("window", window))}
+    assert (gaps["region"] >= 300).all() and (gaps["window"] >= 500).all()
+    assert ((gaps["region"] >= 300) & (gaps["region"] < 500)).any()
+    assert (region.labels == 0).sum() > (window.labels == 0).sum()
+    with pytest.raises(InputError, match="distance-from"):
+        prepare_pretrain(data["fasta"], data["positives"], tmp_path / "x", distance_from="peak")
+
+
 def test_pretrain_gc_match(data, tmp_path):
     def gc(store, label):
         s = np.asarray(store.sequences)[store.labels == label]
@@ -191,15 +208,25 @@ def test_finetune_published_labels(data, tmp_path):
     r = store.regions.iloc[0]
     np.testing.assert_array_equal(store.sequences[0], g.fetch_codes(r["chrom"], r["start"], r["end"]))
 
+    key = lambda i: f"{w[i][0]}:{w[i][1]}-{w[i][2]}"  # noqa: E731
+    # the authors' set (default): positives of each line + the Negative windows of each file, no *_NEG
     multi = open_store(prepare_finetune(data["fasta"], tmp_path / "mc", task="multiclass", labels_csv=folder,
                                         test_chroms="none"))
     assert multi.task == "multiclass" and multi.classes == ["HepG2", "K562", "background"]
-    table = multi.regions.assign(label=multi.labels).set_index("name")
-    key = lambda i: f"{w[i][0]}:{w[i][1]}-{w[i][2]}"  # noqa: E731
+    assert multi.manifest["parameters"]["multiclass_set"] == "authors"
+    table = multi.regions.assign(label=multi.labels)
+    assert sorted(zip(table["name"], table["label"], table["label_name"])) == sorted(
+        [(key(0), 0, "HEPG2"), (key(1), 0, "HEPG2"), (key(8), 0, "HEPG2"), (key(2), 1, "K562"),
+         (key(10), 1, "K562"), (key(3), 2, "Negative"), (key(3), 2, "Negative")])  # once per file
+    assert multi.manifest["dropped"]["multiclass_negative_rdhs_not_used"] == 4  # the four *_NEG rows
+    # the union of the binary sets, each window once, negative rDHSs in the background class
+    union = open_store(prepare_finetune(data["fasta"], tmp_path / "mcu", task="multiclass", labels_csv=folder,
+                                        multiclass_set="union", test_chroms="none"))
+    table = union.regions.assign(label=union.labels).set_index("name")
     assert table.loc[key(0), "label"] == 0 and table.loc[key(2), "label"] == 1  # positive beats *_NEG
     assert table.loc[key(3), "label"] == 2 and table.loc[key(3), "label_name"] == "Negative"
     assert table.loc[key(4), "label_name"] == "rDHS" and table.loc[key(4), "label"] == 2
-    assert len(multi.regions) == 8
+    assert len(union.regions) == 8
 
     _csv(folder / "HEPG2.csv", [(*w[0], "HEPG2"), (*w[1], "liver")])
     with pytest.raises(InputError) as err:
@@ -304,8 +331,16 @@ def test_finetune_signal_matrix(data, tmp_path):
 def test_finetune_multiclass_from_matrix(data, tmp_path):
     path, table, opened = _matrix(data, tmp_path)
     exclusive = exclusive_positives(opened)
+    authors = open_store(prepare_finetune(data["fasta"], tmp_path / "mca", task="multiclass", label_matrix=path,
+                                          neg_ratio=1.0, background=4, seed=0))
+    assert authors.classes == ["A", "B", "C", "background"]
+    assert set(authors.regions["label_name"]) == {"A", "B", "C", "Negative"}  # no negative rDHS
+    for c in range(3):
+        assert (authors.labels == c).sum() == (exclusive == c).sum()
+    background = authors.regions.loc[authors.labels == 3, "name"]
+    assert len(background) == 4 * 3 and (background.value_counts() == 3).all()  # 4 windows, once per line
     store = open_store(prepare_finetune(data["fasta"], tmp_path / "mc", task="multiclass", label_matrix=path,
-                                        neg_ratio=1.0, background=4, seed=0))
+                                        neg_ratio=1.0, background=4, seed=0, multiclass_set="union"))
     assert store.classes == ["A", "B", "C", "background"]
     named = store.regions.assign(label=store.labels)
     ex = dict(zip(table["name"], exclusive))

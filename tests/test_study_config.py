@@ -111,7 +111,8 @@ def test_bundled_configs_are_valid():
     assert demo.interpret.target == "logit" and demo.interpret.min_sites == 20
     paper = load_config(files("chromtransfer") / "configs" / "paper.yaml")
     assert paper.prepare.exclude_chroms == ["chrX", "chrY", "chrM"] and paper.folds == [0, 1, 2]
-    assert paper.filled()["train"]["finetune"]["precision"] == "bf16"
+    assert paper.filled()["train"]["finetune"]["precision"] == "32"  # float32, as the paper trained
+    assert paper.multiclass.protocol == "authors" and paper.multiclass.prepare.multiclass_set == "authors"
 
 
 def test_training_keys_are_those_of_train_settings():

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -33,7 +34,8 @@ from chromtransfer.training import (
     train_model,
 )
 from chromtransfer.training.callbacks import CURVE_COLUMNS
-from chromtransfer.training.data import EpochBatchSampler, balanced_class_weights, split_rows, subsample_rows
+from chromtransfer.training.data import (EpochBatchSampler, balanced_class_weights, split_rows, stratified_subsample,
+                                        subsample_rows)
 from chromtransfer.training.module import ChromTransferModule, per_sequence_loss
 
 MOTIFS = ["TGACTCA", "GATAAGGC"]
@@ -102,6 +104,16 @@ def test_presets_follow_method_section_4():
         ("finetune", 1e-3, 128, 10, "balanced", False)
     assert (multi.head, multi.lr, multi.batch_size, multi.max_epochs, multi.patience, multi.task) == \
         ("multiclass", 1e-3, 256, 50, 0, "multiclass")
+    # the authors' protocol: one model on every training row, the last weights kept
+    assert (multi.fold, multi.export) == ("none", "last")
+    resolved = resolve(TrainSettings(preset="multiclass", store="s", out="o"))
+    assert (resolved.validation, resolved.export, resolved.head) == ("test", "last", "multiclass")
+    with pytest.raises(ValueError, match="--export last"):
+        resolve(TrainSettings(preset="multiclass", store="s", out="o", export="best"))
+    assert resolve(TrainSettings(preset="multiclass", store="s", out="o", fold=1, export="best"),
+                   fold=1).validation == "fold"
+    assert resolve(TrainSettings(preset="multiclass", store="s", out="o", head="multiclass-1024")).head == \
+        "multiclass-1024"
     assert all(p.l2 == 1e-4 for p in PRESETS.values())
     assert pre.max_epochs == ft.max_epochs == base.max_epochs == 100
 
@@ -248,6 +260,44 @@ def test_finetune_copies_the_body_and_frozen_body_keeps_it(pretrained, store, tm
         train_model(preset="finetune", store=str(store), out=str(tmp_path / "x"), **FAST)
 
 
+def test_stratified_subsample_gives_the_papers_bootstrap_sizes():
+    """HepG2's published training set: 74,673 rows, 25,669 positive. The paper: 1 % = 747 sequences
+    with 257 positives, 5 % = 3,733 with 1,283 (Results and Table 1)."""
+    labels = np.r_[np.ones(25_669, dtype=np.int8), np.zeros(49_004, dtype=np.int8)]
+    rows = np.arange(labels.size) * 2  # any row ids
+    for fraction, total, positives in ((0.01, 747, 257), (0.05, 3_733, 1_283)):
+        picked = stratified_subsample(rows, labels, fraction, seed=3)
+        assert picked.size == total and np.isin(picked, rows).all() and np.unique(picked).size == total
+        assert int(labels[picked // 2].sum()) == positives
+    a, b = (stratified_subsample(rows, labels, 0.01, seed=s) for s in (1, 2))
+    assert not np.array_equal(a, b) and np.array_equal(a, stratified_subsample(rows, labels, 0.01, seed=1))
+    assert stratified_subsample(rows, labels, 1.0, seed=0) is rows
+
+
+def test_bootstrap_subsamples_the_whole_training_set(pretrained, store, tmp_path):
+    from chromtransfer.bootstrap import replicate_seed, run_bootstrap
+
+    opened = open_store(store)
+    everything = opened.indices("train")
+    table = run_bootstrap(store, pretrained, tmp_path / "boot", fractions=[0.5], replicates=2, seed=4,
+                          train_options={"max_epochs": 1, "width": 0.25, "batch_size": 32},
+                          device="cpu", batch_size=64, f1_average="macro", echo=lambda _: None)
+    replicates = pd.read_csv(tmp_path / "boot" / "bootstrap_replicates.tsv", sep="\t")
+    labels = np.asarray(opened.labels[everything])
+    expected = sum(round(0.5 * int((labels == c).sum())) for c in (0, 1))
+    assert (replicates["n_sequences"] == expected).all()  # a share of every fold, stratified
+    assert (replicates["n_train"] + replicates["n_val"] == expected).all()
+    runs = [read_run(tmp_path / "boot" / "f50" / f"rep{r}") for r in (0, 1)]
+    assert [r["seed"] for r in runs] == [replicate_seed(4, 0.5, r) for r in (0, 1)]
+    assert len({replicate_seed(4, f, r) for f in (0.01, 0.05, 0.5) for r in range(10)}) == 30
+    # the validation rows are the subsample's fold-0 rows
+    assert all(r["n_val"] < len(opened.indices("valid", 0)) for r in runs)
+    # f1_overall follows --f1-average (macro here); the weighted F1 is the default elsewhere
+    assert (replicates["f1_average"] == "macro").all()
+    np.testing.assert_allclose(replicates["f1_overall"], replicates["f1_macro"])
+    assert table["n_sequences"].tolist() == [expected] and "f1_macro_mean" in table
+
+
 def test_learning_rate_plateau_follows_keras(store, tmp_path):
     """ReduceLROnPlateau as Keras: x0.1 once `lr_patience` epochs in a row fail to beat the best by 1e-4."""
     run_dir = train_model(preset="baseline", store=str(store), out=str(tmp_path / "run"), lr=1e-2,
@@ -284,7 +334,7 @@ def test_learning_rate_plateau_follows_keras(store, tmp_path):
     assert same_tensors(weights(split), weights(run_dir))
 
 
-def test_multiclass_trains_with_a_random_validation_set(tmp_path):
+def test_multiclass_trains_on_every_training_row_and_keeps_the_last_weights(tmp_path):
     store = make_store(tmp_path / "multi", n=200, folds=0, multiclass=True, seed=2)
     run_dir = train_model(preset="multiclass", store=str(store), out=str(tmp_path / "run"),
                           max_epochs=2, seed=3, **FAST)
@@ -294,11 +344,14 @@ def test_multiclass_trains_with_a_random_validation_set(tmp_path):
     probabilities = model.probabilities(torch.zeros(2, 4, 50))
     torch.testing.assert_close(probabilities.sum(-1), torch.ones(2))
     run = read_run(run_dir)
-    n_train = int((open_store(store).split == 0).sum())
-    assert run["data"]["val_rows"] == round(0.1 * n_train)
-    assert run["data"]["train_rows"] + run["data"]["val_rows"] == n_train
-    assert run["data"]["validation"].startswith("random 10%")
-    assert run["result"]["epochs"] == 2 and 0 <= run["result"]["best_val_auroc"] <= 1
+    opened = open_store(store)
+    assert run["data"]["train_rows"] == int((opened.split == 0).sum())  # every training row
+    assert run["data"]["val_rows"] == int((opened.split == 1).sum())  # the test rows: a curve only
+    assert run["data"]["validation"].startswith("the test rows")
+    assert run["settings"]["export"] == "last"
+    assert run["result"]["epochs"] == 2
+    last_state = checkpoint_model_state(run_dir / "checkpoints" / "last.ckpt")
+    assert same_tensors(weights(run_dir), {k: v for k, v in last_state.items() if not k.endswith("num_batches_tracked")})
 
     with pytest.raises(ArtifactError, match="no cross-validation folds"):
         train_model(preset="multiclass", store=str(store), out=str(tmp_path / "f"), fold=1, **FAST)

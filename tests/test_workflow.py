@@ -9,7 +9,11 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
+from sklearn.metrics import f1_score
+
+from chromtransfer.evaluation import auprc
 
 TINY_STUDY = """
 name: tiny workflow test
@@ -95,13 +99,42 @@ def test_summary_follows_the_documented_schema(killed_and_resumed):
     for cell in ("HepG2", "K562"):
         entry = summary["cells"][cell]
         for kind in ("finetuned", "baseline", "pretrained"):
-            assert set(entry[kind]) >= {"auroc", "auprc", "f1_negative", "f1_positive", "f1_overall"}
+            assert set(entry[kind]) >= {"auroc", "auprc", "average_precision", "f1_negative", "f1_positive",
+                                        "f1_overall", "f1_macro"}
             assert 0 <= entry[kind]["auroc"] <= 1
+            # the paper's definitions: interpolated PR area, class-size weighted overall F1
+            predictions = pd.read_csv(out / "evaluation" / cell / kind / "predictions.tsv", sep="\t")
+            y, s = predictions["label"].to_numpy(), predictions.iloc[:, -1].to_numpy()
+            assert entry[kind]["auprc"] == pytest.approx(auprc(y, s), abs=1e-9)
+            assert entry[kind]["f1_overall"] == pytest.approx(f1_score(y, s > 0.5, average="weighted"), abs=1e-9)
+            assert entry[kind]["f1_macro"] == pytest.approx(f1_score(y, s > 0.5, average="macro"), abs=1e-9)
         assert "top_tfs" in entry and entry["planted_tfs"]
         assert 0 <= summary["multiclass"][cell]["auroc"] <= 1
     assert [row["fraction"] for row in summary["bootstrap"]] == [0.5]
     assert {"f1_overall_mean", "f1_overall_sd"} <= set(summary["bootstrap"][0])
     assert {"prepare/pretrain", "train/pretrain", "bootstrap", "interpret/HepG2"} <= set(summary["timings"])
+    # the multi-class baseline as the authors trained it: one model on every training row, last weights
+    multiclass_run = json.loads((out / "models" / "multiclass" / "all" / "run.json").read_text())
+    assert multiclass_run["settings"]["export"] == "last" and multiclass_run["settings"]["validation"] == "test"
+    assert "train/multiclass" in summary["timings"]
+
+
+def test_cell_comparison_uses_the_union_of_positive_predictions(killed_and_resumed):
+    from chromtransfer.interpret.pipeline import inputs_from_store, predict_unit
+    from chromtransfer.modelio import load_model
+
+    out, _, _ = killed_and_resumed
+    comparison = json.loads((out / "summary.json").read_text())["comparison"]
+    assert comparison["region_set"] == "predicted" and comparison["significance"] == "either"
+    union = set()
+    for cell in ("HepG2", "K562"):
+        inputs = inputs_from_store(out / "data" / cell, split="all")
+        p = predict_unit(load_model(out / "models" / cell / "finetune" / "fold0"), inputs, None, batch_size=256,
+                         device="cpu")
+        union |= set(inputs.names[p > 0.5].tolist())
+    assert comparison["regions"] == len(union)
+    table = pd.read_csv(out / "interpret" / "compare" / "enrichment" / "comparison.tsv", sep="\t")
+    assert (table["significant"] == ((table["fdr_a"] < 0.5) | (table["fdr_b"] < 0.5))).all()  # fdr: 0.5
 
 
 def test_report_is_self_contained_with_figures(killed_and_resumed):

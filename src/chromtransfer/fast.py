@@ -270,7 +270,7 @@ class FusedNet(nn.Module):
 
     @property
     def multiclass(self) -> bool:
-        return self.config.head == "multiclass"
+        return self.config.multiclass
 
     def train(self, mode: bool = True) -> "FusedNet":
         if mode:

@@ -653,13 +653,14 @@ class KerasImport:
 
 
 def detect_head(match: ArchitectureMatch, graph: KerasGraph) -> str:
-    """The head from the Dense layers: 7-way (any multi-unit) softmax -> ``multiclass``; hidden
-    BatchNorm with 512/128 units -> ``pretrain``, other units -> ``finetune-bn``; no BatchNorm ->
-    ``finetune``."""
+    """The head from the Dense layers: a multi-unit softmax -> ``multiclass`` with hidden
+    BatchNorm (the authors' multi-class model: the pre-training head with 7 outputs), else
+    ``multiclass-1024``; hidden BatchNorm with 512/128 units -> ``pretrain``, other units ->
+    ``finetune-bn``; no BatchNorm -> ``finetune``."""
     units = [int(graph.layers[d].config["units"]) for d, _ in match.dense]
     has_bn = any(bn is not None for _, bn in match.dense[:-1])
     if units[-1] > 1 or match.output_activation == "softmax":
-        return "multiclass"
+        return "multiclass" if has_bn else "multiclass-1024"
     if has_bn:
         return "pretrain" if tuple(units[:-1]) == (512, 128) else "finetune-bn"
     return "finetune"
@@ -680,7 +681,7 @@ def import_keras_model(path: str | os.PathLike, head: str = "auto", classes: lis
     """
     import torch
 
-    from .models import HEADS, ChromTransferNet, ModelConfig
+    from .models import BATCHNORM_HEADS, HEADS, MULTICLASS_HEADS, ChromTransferNet, ModelConfig
 
     graph = read_keras_h5(path)
     match = match_architecture(graph)
@@ -692,8 +693,8 @@ def import_keras_model(path: str | os.PathLike, head: str = "auto", classes: lis
         head = detected
     elif head not in HEADS:
         raise ArtifactError(f"unknown head {head!r}; choose auto or one of {', '.join(HEADS)}")
-    wants_bn = head in ("pretrain", "finetune-bn")
-    if wants_bn != has_bn or (head == "multiclass") != (detected == "multiclass"):
+    wants_bn = head in BATCHNORM_HEADS
+    if wants_bn != has_bn or (head in MULTICLASS_HEADS) != (detected in MULTICLASS_HEADS):
         raise ArtifactError(
             f"{graph.path}: --head {head} does not fit the file, whose head is {detected} "
             f"(hidden units {units[:-1]}, {'with' if has_bn else 'without'} BatchNorm, {n_outputs} output(s)); "
@@ -703,7 +704,7 @@ def import_keras_model(path: str | os.PathLike, head: str = "auto", classes: lis
     cfg = ModelConfig(head=head, n_outputs=n_outputs, width=width, head_units=tuple(units[:-1]),
                       dropout=match.dropout if match.dropout is not None else ModelConfig.dropout,
                       classes=list(classes) if classes else ModelConfig().classes)
-    if head == "multiclass" and classes and len(classes) != n_outputs:
+    if head in MULTICLASS_HEADS and classes and len(classes) != n_outputs:
         raise ArtifactError(f"{graph.path}: {len(classes)} class names given for {n_outputs} outputs")
     model = ChromTransferNet(cfg)
     state: dict[str, np.ndarray] = {}

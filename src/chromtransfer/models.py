@@ -2,7 +2,17 @@
 
 Inputs are one-hot tensors of shape ``(N, 4, L)`` (channel order A, C, G, T; any length L); the
 network returns **logits**: shape ``(N, 1)`` for the binary heads, ``(N, n_classes)`` for the
-multi-class head. :func:`probabilities` applies the sigmoid (softmax).
+multi-class heads. :func:`probabilities` applies the sigmoid (softmax).
+
+Heads (``HEADS``; hidden Dense units, BatchNorm after each hidden Dense or not):
+
+| head              | hidden   | BN  | output    | total parameters (Keras count) |
+|-------------------|----------|-----|-----------|--------------------------------|
+| ``pretrain``      | 512, 128 | yes | 1 sigmoid | 655,777                        |
+| ``finetune``      | 1024, 32 | no  | 1 sigmoid | 653,537 (the published models) |
+| ``finetune-bn``   | 1024, 32 | yes | 1 sigmoid | 657,761 (the paper's text)     |
+| ``multiclass``    | 512, 128 | yes | 7 softmax | 656,551 (the authors' model config)|
+| ``multiclass-1024`` | 1024, 32 | no | 7 softmax | 653,735 (the paper's text, without BN) |
 
 Exactness notes (each one changes the outputs when wrong):
 
@@ -26,7 +36,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-HEADS = ("pretrain", "finetune", "finetune-bn", "multiclass")
+HEADS = ("pretrain", "finetune", "finetune-bn", "multiclass", "multiclass-1024")
+#: Heads that end in a softmax over classes.
+MULTICLASS_HEADS = ("multiclass", "multiclass-1024")
+#: Heads with BatchNorm after each hidden Dense.
+BATCHNORM_HEADS = ("pretrain", "finetune-bn", "multiclass")
+#: Published hidden Dense units of each head (``multiclass``: the authors'
+#: ``multiclass-baseline/train/model.config.multi-class.json``).
+HEAD_UNITS = {"pretrain": (512, 128), "finetune": (1024, 32), "finetune-bn": (1024, 32),
+              "multiclass": (512, 128), "multiclass-1024": (1024, 32)}
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01  # Keras momentum 0.99
 DROPOUT = 0.1
@@ -38,7 +56,8 @@ class ModelConfig:
 
     Attributes:
         head: one of ``HEADS``.
-        n_outputs: output units: 1 for binary heads, the number of classes for ``multiclass``.
+        n_outputs: output units: 1 for binary heads, the number of classes for the multi-class
+            heads (``MULTICLASS_HEADS``).
         width: multiplier on every convolution's filter count (1.0 = the published network).
         head_units: hidden Dense sizes; ``None`` takes the published ones for the head.
         dropout: dropout rate after every conv unit and hidden Dense.
@@ -55,16 +74,21 @@ class ModelConfig:
         if self.head not in HEADS:
             raise ValueError(f"unknown head {self.head!r}; choose one of {', '.join(HEADS)}")
         if self.head_units is None:
-            self.head_units = (512, 128) if self.head == "pretrain" else (1024, 32)
+            self.head_units = HEAD_UNITS[self.head]
         self.head_units = tuple(int(u) for u in self.head_units)
-        if self.head == "multiclass" and self.n_outputs < 2:
+        if self.multiclass and self.n_outputs < 2:
             self.n_outputs = 7
-        if self.head == "multiclass" and len(self.classes) != self.n_outputs:
+        if self.multiclass and len(self.classes) != self.n_outputs:
             self.classes = [f"class{i}" for i in range(self.n_outputs)]
 
     @property
+    def multiclass(self) -> bool:
+        """Whether the head ends in a softmax over ``n_outputs`` classes."""
+        return self.head in MULTICLASS_HEADS
+
+    @property
     def head_batchnorm(self) -> bool:
-        return self.head in ("pretrain", "finetune-bn")
+        return self.head in BATCHNORM_HEADS
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -74,6 +98,9 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        if known.get("head") == "multiclass" and list(known.get("head_units") or ()) == [1024, 32]:
+            # model.json written while the multiclass head was the 1024/32 one without BatchNorm
+            known["head"] = "multiclass-1024"
         if known.get("head_units") is not None:
             known["head_units"] = tuple(known["head_units"])
         return cls(**known)
@@ -553,7 +580,7 @@ class ChromTransferNet(nn.Module):
 
     @property
     def multiclass(self) -> bool:
-        return self.config.head == "multiclass"
+        return self.config.multiclass
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x))

@@ -125,7 +125,7 @@ def pr_curves(curves: Mapping[str, pd.DataFrame], path: str | os.PathLike, *,
     Args:
         curves: label -> table with columns ``recall`` and ``precision`` (as from
             :func:`chromtransfer.evaluation.pr_points`).
-        aucs: label -> AUPRC (average precision), shown in the legend.
+        aucs: label -> AUPRC (interpolated PR area, :func:`~chromtransfer.evaluation.metrics.auprc`), shown in the legend.
         prevalence: fraction of positives; drawn as the precision of a random classifier.
     """
     fig, ax = _figure()

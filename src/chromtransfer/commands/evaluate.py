@@ -21,8 +21,9 @@ from ._options import overwrite_option, quiet_option, threads_option
               help="Binary predictions are positive when the probability exceeds this.")
 @click.option("--bins", "n_bins", default=10, show_default=True, type=click.IntRange(min=1),
               help="Equal-width probability bins of the calibration curve and the ECE.")
-@click.option("--f1-average", default="macro", show_default=True, type=click.Choice(["macro", "weighted"]),
-              help="How f1_overall combines the two per-class F1 (the paper's overall F1 is 'weighted').")
+@click.option("--f1-average", default="weighted", show_default=True, type=click.Choice(["weighted", "macro"]),
+              help="How f1_overall combines the two per-class F1: class-size weighted (the paper's overall "
+                   "F1) or their plain mean (always reported as f1_macro).")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Output directory: predictions.tsv, metrics.tsv, metrics.json, roc/pr/calibration .tsv and .png.")
 @overwrite_option("a complete evaluation")

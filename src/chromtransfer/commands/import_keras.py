@@ -11,7 +11,7 @@ from ._options import overwrite_option
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Model directory to write (model.json + model.safetensors).")
 @click.option("--head", default="auto", show_default=True,
-              type=click.Choice(["auto", "pretrain", "finetune", "finetune-bn", "multiclass"]),
+              type=click.Choice(["auto", "pretrain", "finetune", "finetune-bn", "multiclass", "multiclass-1024"]),
               help="Head of the model; 'auto' detects it from the Dense layers.")
 @click.option("--classes", default=None,
               help="Comma-separated class names of a multi-class model, in output order.")

@@ -13,7 +13,7 @@ def info_group() -> None:
 
 @info_group.command("model")
 @click.option("--head", default="pretrain", show_default=True,
-              type=click.Choice(["pretrain", "finetune", "finetune-bn", "multiclass"]))
+              type=click.Choice(["pretrain", "finetune", "finetune-bn", "multiclass", "multiclass-1024"]))
 @click.option("--model", "model_dir", type=click.Path(), default=None,
               help="Describe a saved model directory instead of a fresh network.")
 @click.option("--length", default=600, show_default=True, help="Input length (bp) for the output shapes.")

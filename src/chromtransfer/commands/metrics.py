@@ -25,8 +25,9 @@ import click
               help="A row is predicted positive when score > threshold (for F1, precision, recall).")
 @click.option("--bins", "n_bins", default=10, show_default=True, type=click.IntRange(min=1),
               help="Equal-width probability bins for the expected calibration error.")
-@click.option("--f1-average", default="macro", show_default=True, type=click.Choice(["macro", "weighted"]),
-              help="How f1_overall combines the two per-class F1 (the paper's overall F1 is 'weighted').")
+@click.option("--f1-average", default="weighted", show_default=True, type=click.Choice(["weighted", "macro"]),
+              help="How f1_overall combines the two per-class F1: class-size weighted (the paper's overall "
+                   "F1) or their plain mean (always reported as f1_macro).")
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
               help="Write the TSV here (atomically) instead of standard output.")
 def metrics_command(predictions: str, score: str, label: str, group: str | None, positive_label: str | None,
@@ -35,8 +36,9 @@ def metrics_command(predictions: str, score: str, label: str, group: str | None,
     """Compute AUROC, AUPRC, F1 per class and overall, precision, recall, Brier score and ECE from
     a CSV/TSV table of PREDICTIONS (gzip ok) and print them as a TSV, one row per group.
 
-    auprc is average precision; auprc_interpolated is the area under the interpolated PR curve
-    (R's PRROC auc.integral). Metrics that are undefined for a group (one class only) are nan,
+    auprc is the area under the interpolated PR curve (R's PRROC auc.integral, the paper's AUPRC);
+    average_precision is scikit-learn's step-wise area. f1_overall is the class-size weighted F1
+    (the paper's overall F1), f1_macro the plain mean of the two per-class F1. Metrics that are undefined for a group (one class only) are nan,
     with a note on standard error.
 
     Example: chromtransfer metrics eval.csv.gz --no-header --columns score,cell,true_label,binary

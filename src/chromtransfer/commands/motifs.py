@@ -112,13 +112,17 @@ def scan_command(store, split, bed, genome, window, fasta, motif_file, release, 
 @click.option("--family-overlap", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
               help="A TF whose sites lie on a better-ranked TF's sites at least this often joins its family "
                    "(the 'family' column; near-identical JASPAR matrices are one signal).")
+@click.option("--significance", type=click.Choice(["either", "difference"]), default="either", show_default=True,
+              help="With --attributions-b: a TF is significant in the comparison when it is in either model's "
+                   "own test (the authors' rule; D of the difference gives the direction), or by the "
+                   "difference test's own FDR.")
 @click.option("--top", type=click.IntRange(min=1), default=20, show_default=True, help="TFs per end of the D bar chart.")
 @click.option("--no-figures", is_flag=True, help="Write the tables only.")
 @click.option("--out", "out", type=click.Path(), required=True, help="Output directory.")
 @overwrite_option("a complete enrichment")
 @quiet_option
-def enrich_command(attr_a, attr_b, sites, min_sites, fdr, group_by, aggregate, family_overlap, top, no_figures,
-                   out, overwrite, quiet) -> None:
+def enrich_command(attr_a, attr_b, sites, min_sites, fdr, group_by, aggregate, family_overlap, significance, top,
+                   no_figures, out, overwrite, quiet) -> None:
     """Rank TFs by KS tests of their sites' attribution scores against other TFs' sites.
 
     Testing no group at all (no TF with --min-sites sites) stops with an error."""
@@ -136,7 +140,8 @@ def enrich_command(attr_a, attr_b, sites, min_sites, fdr, group_by, aggregate, f
     table = read_sites(sites)
     with progress_bar(None, "KS tests", quiet=quiet, unit="test") as progress:
         result = run_enrichment(table, a, b, group_by=group_by, min_sites=min_sites, fdr=fdr, aggregate=aggregate,
-                                source=sites, family_overlap=family_overlap, progress=progress)
+                                source=sites, family_overlap=family_overlap, significance=significance,
+                                progress=progress)
     if not len(result.a):
         counts = result.sites.groupby("tf" if group_by == "tf" else "motif_id").size()
         most = int(counts.max()) if len(counts) else 0
@@ -144,7 +149,7 @@ def enrich_command(attr_a, attr_b, sites, min_sites, fdr, group_by, aggregate, f
             f"no {'TF' if group_by == 'tf' else 'motif'} tested: none has --min-sites {min_sites} scored sites (the most has {most} of "
             f"{len(result.sites)}); lower --min-sites, or scan and attribute more sequences")
     params = {"sites": str(sites), "min_sites": min_sites, "fdr": fdr, "group_by": group_by, "aggregate": aggregate,
-              "family_overlap": family_overlap}
+              "family_overlap": family_overlap, "significance": significance}
     manifest = write_enrichment(result, out, a, b, group_by=group_by, figures=not no_figures, top=top,
                                 parameters=params, overwrite=overwrite)
     click.echo(f"sites scored: {manifest['sites_scored']}  groups tested: {manifest['groups_tested']}  "

@@ -99,12 +99,14 @@ def _report(path, as_json: bool) -> None:
 @click.option("--summit", "use_summit", is_flag=True, help="Centre narrowPeak windows on the summit.")
 @click.option("--drop-missing-chroms", is_flag=True,
               help="Drop positives on chromosomes the genome lacks instead of stopping.")
+@click.option("--distance-from", default="region", show_default=True, type=click.Choice(["region", "window"]),
+              help="Measure --min-distance from each positive region (the paper) or from its window.")
 @click.option("--out", required=True, type=click.Path(), help="Output store directory.")
 @overwrite_option("a complete store")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def prepare_pretrain_command(genome, positives, exclude_positives, blacklist, length, min_distance, test_chroms,
                              exclude_chroms, folds, seed, fold_scheme, max_n_fraction, neg_ratio, gc_match,
-                             use_summit, drop_missing_chroms, out, overwrite, as_json) -> None:
+                             use_summit, drop_missing_chroms, distance_from, out, overwrite, as_json) -> None:
     """Pre-training set: POSITIVES (minus --exclude-positives) against genome tiles.
 
     Negatives are the genome tiled in non-overlapping windows, minus windows with N (gaps),
@@ -117,7 +119,8 @@ def prepare_pretrain_command(genome, positives, exclude_positives, blacklist, le
                             neg_ratio=neg_ratio, gc_match=gc_match, test_chroms=test_chroms, folds=folds,
                             seed=seed, max_n_fraction=max_n_fraction, use_summit=use_summit,
                             exclude_chroms=exclude_chroms, fold_scheme=fold_scheme,
-                            drop_missing_chroms=drop_missing_chroms, overwrite=overwrite)
+                            drop_missing_chroms=drop_missing_chroms, distance_from=distance_from,
+                            overwrite=overwrite)
     _report(path, as_json)
 
 
@@ -131,6 +134,9 @@ def prepare_pretrain_command(genome, positives, exclude_positives, blacklist, le
               help="TSV: regions x replicate signal columns (<CELL>_rep1 ...): log10, global z, open if z > 1.64.")
 @click.option("--cells", default=None, help="Cell lines considered, comma-separated (default: all in the input).")
 @click.option("--task", default="binary", show_default=True, type=click.Choice(["binary", "multiclass"]))
+@click.option("--multiclass-set", default="authors", show_default=True, type=click.Choice(["authors", "union"]),
+              help="Rows of a multi-class set: each line's positives plus the genomic background windows "
+                   "(the authors'; no negative rDHS), or the union of the binary sets.")
 @click.option("--neg-ratio", default=3.0, show_default=True, type=float,
               help="Negatives per positive for matrix inputs (the paper: 2.5 to 3.5).")
 @click.option("--background", default=None, type=click.IntRange(0),
@@ -142,9 +148,10 @@ def prepare_pretrain_command(genome, positives, exclude_positives, blacklist, le
 @click.option("--out", required=True, type=click.Path(), help="Output store directory.")
 @overwrite_option("a complete store")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def prepare_finetune_command(genome, cell, labels_csv, label_matrix, signal_matrix, cells, task, neg_ratio,
-                             background, blacklist, length, min_distance, test_chroms, exclude_chroms, folds, seed,
-                             fold_scheme, max_n_fraction, threshold, pseudocount, out, overwrite, as_json) -> None:
+def prepare_finetune_command(genome, cell, labels_csv, label_matrix, signal_matrix, cells, task, multiclass_set,
+                             neg_ratio, background, blacklist, length, min_distance, test_chroms, exclude_chroms,
+                             folds, seed, fold_scheme, max_n_fraction, threshold, pseudocount, out, overwrite,
+                             as_json) -> None:
     """Fine-tuning set of one cell line (or the multi-class set of all lines).
 
     Positives are regions open in --cell and in no other considered line; negatives are drawn
@@ -158,7 +165,8 @@ def prepare_finetune_command(genome, cell, labels_csv, label_matrix, signal_matr
                             background=background, blacklist=list(blacklist), length=length,
                             min_distance=min_distance, test_chroms=test_chroms, folds=folds, seed=seed,
                             max_n_fraction=max_n_fraction, fold_scheme=fold_scheme, exclude_chroms=exclude_chroms,
-                            threshold=threshold, pseudocount=pseudocount, overwrite=overwrite)
+                            threshold=threshold, pseudocount=pseudocount, multiclass_set=multiclass_set,
+                            overwrite=overwrite)
     _report(path, as_json)
 
 

@@ -71,19 +71,22 @@ def _print_headline(summary: dict) -> None:
 @click.option("--data", "store", required=True, type=click.Path(), help="Binary fine-tuning store.")
 @click.option("--init", required=True, type=click.Path(), help="Pre-trained run or model directory.")
 @click.option("--fractions", default="0.01,0.05,0.1,0.15,0.2,0.25,0.5,0.75", show_default=True,
-              help="Comma-separated shares of the training rows.")
+              help="Comma-separated shares of the whole training set (drawn label-stratified).")
 @click.option("--replicates", default=10, show_default=True, help="Subsamples per fraction (at least 1).")
-@click.option("--fold", default=0, show_default=True, help="Validation fold used for early stopping.")
+@click.option("--fold", default=0, show_default=True,
+              help="The subsample's rows of this fold validate (early stopping); the others train.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--max-epochs", type=int, default=None, help="Override the fine-tuning preset's epochs.")
 @click.option("--lr", type=float, default=None, help="Override the fine-tuning learning rate.")
 @click.option("--batch-size", type=int, default=None, help="Override the fine-tuning batch size.")
 @click.option("--include-full", is_flag=True, help="Also fine-tune once on all training rows.")
+@click.option("--f1-average", default="weighted", show_default=True, type=click.Choice(["weighted", "macro"]),
+              help="How f1_overall combines the two per-class F1 (the paper's overall F1 is 'weighted').")
 @click.option("--out", required=True, type=click.Path(), help="Output folder (resumable).")
 @threads_option
 def bootstrap_command(store, init, fractions, replicates, fold, seed, device, max_epochs, lr, batch_size,
-                      include_full, out, threads) -> None:
+                      include_full, f1_average, out, threads) -> None:
     """Fine-tune on subsamples of the training set: the paper's Table 1 (resumable)."""
     from ..bootstrap import run_bootstrap
     from ..errors import InputError
@@ -96,7 +99,8 @@ def bootstrap_command(store, init, fractions, replicates, fold, seed, device, ma
         raise InputError("--fractions", f"not a list of numbers: {fractions!r}", fix="e.g. 0.05,0.1,0.5") from exc
     options = {k: v for k, v in (("max_epochs", max_epochs), ("lr", lr), ("batch_size", batch_size)) if v is not None}
     table = run_bootstrap(store, init, out, fractions=values, replicates=replicates, seed=seed, fold=fold,
-                          include_full=include_full, train_options=options, device=device, echo=click.echo)
+                          include_full=include_full, train_options=options, device=device,
+                          f1_average=f1_average, echo=click.echo)
     click.echo(table.to_csv(sep="\t", index=False, float_format="%.4f"), nl=False)
 
 

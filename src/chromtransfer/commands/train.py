@@ -6,7 +6,7 @@ import click
 from ._options import threads_option
 
 PRESET_CHOICES = ["pretrain", "finetune", "baseline", "multiclass"]
-HEAD_CHOICES = ["pretrain", "finetune", "finetune-bn", "multiclass"]
+HEAD_CHOICES = ["pretrain", "finetune", "finetune-bn", "multiclass", "multiclass-1024"]
 
 
 class _BatchLimit(click.ParamType):
@@ -50,18 +50,18 @@ class _Devices(click.ParamType):
 
 
 class _Fold(click.ParamType):
-    name = "K|all"
+    name = "K|all|none"
 
     def convert(self, value, param, ctx):
         if value is None or isinstance(value, int):
             return value
         text = str(value).strip().lower()
-        if text == "all":
-            return "all"
+        if text in ("all", "none"):
+            return text
         try:
             return int(text)
         except ValueError:
-            self.fail(f"{value!r} is neither a fold number nor 'all'", param, ctx)
+            self.fail(f"{value!r} is neither a fold number nor 'all' or 'none'", param, ctx)
 
 
 @click.command("train")
@@ -114,14 +114,18 @@ class _Fold(click.ParamType):
 @click.option("--limit-train-batches", type=_BatchLimit(), default=None,
               help="Train on N batches, or a FRACTION of them, per epoch.")
 @click.option("--fold", type=_Fold(), default=None,
-              help="Validation fold K of the store, or 'all' for one model per fold in RUN/fold<K> "
-                   "(default: fold 0; a random 10% of the training rows when the store has no folds).")
+              help="Validation fold K of the store, 'all' for one model per fold in RUN/fold<K>, or 'none' "
+                   "for one model on every training row with the test rows as a validation curve only "
+                   "(with --export last) "
+                   "(default: the multiclass preset's 'none', the authors' protocol; else fold 0, or a random "
+                   "10% of the training rows when the store has no folds).")
 @click.option("--train-fraction", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
               help="Train on a random share of the training rows (validation rows stay whole).")
 @click.option("--subsample-seed", type=int, default=None,
               help="Seed of the --train-fraction subsample (default: --seed).")
-@click.option("--export", type=click.Choice(["best", "last"]), default="best", show_default=True,
-              help="Which epoch's weights become the model: lowest val loss, or the last one.")
+@click.option("--export", type=click.Choice(["best", "last"]), default=None,
+              help="Which epoch's weights become the model: lowest val loss, or the last one "
+                   "(default: last for the multiclass preset, best for the others).")
 @click.option("--resume", is_flag=True,
               help="Continue the run in RUN from its last checkpoint (same settings); a finished run is left as is.")
 @click.option("--overwrite", is_flag=True,

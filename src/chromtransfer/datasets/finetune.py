@@ -17,10 +17,18 @@ Inputs (exactly one):
   background windows (a smaller set is a subset of a larger one).
   label_name is ``C`` for positives, ``C_NEG`` for negatives.
 
-``task="multiclass"`` builds the 7-class set from the same inputs: the union of the binary sets of
-every considered line, each window once, class = the line it is a positive of, else
-``background`` (the last class). Its label_name is the line's name for positives, ``Negative`` for
-genomic background windows and ``rDHS`` for the other (negative rDHS) windows.
+``task="multiclass"`` builds the 7-class set from the same inputs, class = the line a window is a
+positive of, else ``background`` (the last class); label_name is the line's name for positives,
+``Negative`` for genomic background windows and ``rDHS`` for negative rDHS windows. Which rows it
+holds (``multiclass_set``):
+
+* ``"authors"`` (default; the authors' ``Train_Multiclass.ipynb``, which reads the concatenated
+  per-line files and keeps only the labels ``<CELL>`` and ``Negative``): every line's positives
+  plus the genomic background windows as the 7th class, each background window once per line (the
+  lines share them, so the concatenated files hold each one once per line: ~5,000 training rows in
+  the published sets); negative rDHS rows (``<CELL>_NEG``) are not used.
+* ``"union"``: the union of the binary sets of every considered line, each window once, negative
+  rDHSs included in the background class.
 """
 from __future__ import annotations
 
@@ -50,6 +58,8 @@ BINARY_CLASSES = ("negative", "positive")
 BACKGROUND_CLASS = "background"
 RDHS_LABEL = "rDHS"
 TASKS = ("binary", "multiclass")
+#: Rows of the multi-class set (module docstring).
+MULTICLASS_SETS = ("authors", "union")
 
 PathLike = str | os.PathLike
 
@@ -87,6 +97,7 @@ def prepare_finetune(
     threshold: float = 1.64,
     pseudocount: float = 0.0,
     overwrite: bool = False,
+    multiclass_set: str = "authors",
 ) -> Path:
     """Build a fine-tuning store (see the module docstring).
 
@@ -110,6 +121,8 @@ def prepare_finetune(
         max_n_fraction: windows with a larger share of N are dropped.
         exclude_chroms: chromosomes left out entirely.
         threshold, pseudocount: the signal-matrix rule (:func:`.labels.open_from_signal`).
+        multiclass_set: the rows of a multi-class set, ``"authors"`` or ``"union"`` (module
+            docstring).
         overwrite: replace a complete store at ``out`` (only the store's own files).
 
     Returns:
@@ -123,6 +136,8 @@ def prepare_finetune(
         raise InputError("--task", f"unknown task {task!r}", fix="use binary or multiclass")
     if task == "binary" and not cell:
         raise InputError("--cell", "a binary fine-tuning set needs the cell line", fix="add --cell, e.g. --cell HepG2")
+    if multiclass_set not in MULTICLASS_SETS:
+        raise InputError("--multiclass-set", f"unknown set {multiclass_set!r}", fix="use authors or union")
     if neg_ratio <= 0:
         raise InputError("--neg-ratio", f"must be positive, not {neg_ratio}", fix="the paper used 2.5 to 3.5")
     cell_list = parse_chrom_list(cells) if isinstance(cells, str) else (list(cells) if cells else None)
@@ -136,9 +151,11 @@ def prepare_finetune(
     skip = resolve_chroms(g, parse_chrom_list(exclude_chroms) if exclude_chroms else [])
     parameters = {"kind": "finetune", "task": task, "cell": cell, "cells": cell_list, "neg_ratio": neg_ratio,
                   "min_distance": min_distance, "exclude_chroms": skip}
+    if task == "multiclass":
+        parameters["multiclass_set"] = multiclass_set
     if labels_csv is not None:
         files = find_label_files(labels_csv, cell_list)
-        rows, classes, considered = _from_published(g, files, cell, task, length, dropped)
+        rows, classes, considered = _from_published(g, files, cell, task, length, dropped, multiclass_set)
         inputs = describe_inputs(genome=g.path, labels_csv=list(files.values()), blacklist=as_path_list(blacklist))
     else:
         matrix_path = label_matrix if label_matrix is not None else signal_matrix
@@ -161,10 +178,20 @@ def prepare_finetune(
         n_background = 0 if labels_csv is not None else min(1000, int(round(0.1 * len(rows))))
     else:
         n_background = int(background)
+    authors_set = task == "multiclass" and multiclass_set == "authors"
+    background_rows = None
     if n_background > 0:
-        rows = pd.concat([rows, _background_rows(g, rows, n_background, length, blacklist, min_distance, skip,
-                                                 seed, label=len(classes) - 1 if task == "multiclass" else 0,
-                                                 dropped=dropped)], ignore_index=True)
+        background_rows = _background_rows(g, rows, n_background, length, blacklist, min_distance, skip, seed,
+                                           label=len(classes) - 1 if task == "multiclass" else 0, dropped=dropped)
+    if authors_set:
+        if labels_csv is None:  # published files: done while reading them
+            rdhs = (rows["label_name"] == RDHS_LABEL).to_numpy()
+            dropped["multiclass_negative_rdhs_not_used"] = int(rdhs.sum())
+            rows = rows.loc[~rdhs].reset_index(drop=True)
+        if background_rows is not None:  # once per line, as in the concatenated per-line sets
+            background_rows = pd.concat([background_rows] * len(considered), ignore_index=True)
+    if background_rows is not None:
+        rows = pd.concat([rows, background_rows], ignore_index=True)
     parameters["background"] = n_background
     if skip:
         off = rows["chrom"].isin(skip).to_numpy()
@@ -207,7 +234,8 @@ def _read_published(genome: Genome, path: Path, cell_key: str, dropped: dict[str
 
 
 def _from_published(genome: Genome, files: dict[str, Path], cell: str | None, task: str, length: int,
-                    dropped: dict[str, int]) -> tuple[pd.DataFrame, list[str], list[str]]:
+                    dropped: dict[str, int], multiclass_set: str = "authors"
+                    ) -> tuple[pd.DataFrame, list[str], list[str]]:
     if task == "binary":
         key = match_cell(cell, list(files), what="--cell")
         table = _read_published(genome, files[key], key, dropped)
@@ -235,7 +263,15 @@ def _from_published(genome: Genome, files: dict[str, Path], cell: str | None, ta
         dropped["multiclass_positive_conflicts"] = int((multi > 1).sum())
         log.warning("%d windows are positives of more than one cell line; the first is kept", int((multi > 1).sum()))
     before = len(union)
-    union = union.drop_duplicates(["chrom", "start", "end"], keep="first").reset_index(drop=True)
+    if multiclass_set == "authors":
+        # positives once each; the shared Negative windows once per file that holds them
+        dropped["multiclass_negative_rdhs_not_used"] = int((~union["positive"] & ~is_negative).sum())
+        positives = union.loc[union["positive"]].drop_duplicates(["chrom", "start", "end"], keep="first")
+        background = union.loc[~union["positive"] & is_negative.loc[union.index]]
+        union = pd.concat([positives, background]).sort_values(["chrom", "start", "end", "class"], kind="stable")
+        union = union.reset_index(drop=True)
+    else:
+        union = union.drop_duplicates(["chrom", "start", "end"], keep="first").reset_index(drop=True)
     dropped["multiclass_merged"] = before - len(union)
     windows = centred_windows(union, length, genome, dropped=dropped)
     rows = pd.DataFrame({"chrom": windows["chrom"].to_numpy(dtype=object), "start": windows["start"].to_numpy(),

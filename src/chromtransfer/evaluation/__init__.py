@@ -6,11 +6,11 @@
 * :mod:`.evaluate` — predict a dataset store's split with saved models, write tables and figures.
 """
 from .calibration import calibration_points, expected_calibration_error
-from .metrics import (BINARY_KEYS, DegenerateMetricWarning, auprc, auprc_interpolated, auroc,
+from .metrics import (BINARY_KEYS, DegenerateMetricWarning, auprc, auroc, average_precision,
                       binary_metrics, f1_per_class, multiclass_metrics, pr_points, roc_points)
 
 __all__ = [
-    "BINARY_KEYS", "DegenerateMetricWarning", "auprc", "auprc_interpolated", "auroc", "binary_metrics",
+    "BINARY_KEYS", "DegenerateMetricWarning", "auprc", "auroc", "average_precision", "binary_metrics",
     "calibration_points", "expected_calibration_error", "f1_per_class", "multiclass_metrics",
     "pr_points", "roc_points", "evaluate_models",
 ]

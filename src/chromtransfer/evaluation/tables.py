@@ -2,8 +2,7 @@
 
 :func:`read_predictions` reads a CSV or TSV file (plain or compressed; pandas infers gzip, bz2,
 xz and zip from the name) and returns a clean table of scores, 0/1 labels and optional groups;
-:func:`metrics_by_group` computes :func:`~.metrics.binary_metrics` (plus
-:func:`~.metrics.auprc_interpolated`) per group.
+:func:`metrics_by_group` computes :func:`~.metrics.binary_metrics` per group.
 
 Labels may be written as ``0``/``1`` (also ``0.0``/``1.0``), ``True``/``False`` (any case), or as
 arbitrary strings together with ``positive_label``, the value that marks a positive row. Every
@@ -16,7 +15,6 @@ from __future__ import annotations
 import bz2
 import gzip
 import lzma
-import math
 import os
 import warnings
 from pathlib import Path
@@ -26,15 +24,15 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from .metrics import DEFAULT_F1_AVERAGE, DegenerateMetricWarning, auprc_interpolated, binary_metrics
+from .metrics import DEFAULT_F1_AVERAGE, DegenerateMetricWarning, binary_metrics
 
 SEPARATORS = {"auto": None, "tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "space": " "}
 _TRUE = {"1", "1.0", "true"}
 _FALSE = {"0", "0.0", "false"}
 
 #: Columns of :func:`metrics_by_group` after the group column.
-METRIC_COLUMNS = ("n", "n_positive", "auroc", "auprc", "auprc_interpolated", "f1_negative",
-                  "f1_positive", "f1_overall", "precision", "recall", "brier", "ece")
+METRIC_COLUMNS = ("n", "n_positive", "auroc", "auprc", "average_precision", "f1_negative",
+                  "f1_positive", "f1_overall", "f1_macro", "precision", "recall", "brier", "ece")
 
 
 def _first_line(path: Path) -> str:
@@ -177,11 +175,8 @@ def _parse_labels(path: Path, frame: pd.DataFrame, column: str, positive_label: 
 
 def metrics_row(y_true: Any, score: Any, threshold: float = 0.5, n_bins: int = 10,
                 f1_average: str = DEFAULT_F1_AVERAGE) -> dict[str, Any]:
-    """:func:`binary_metrics` plus ``auprc_interpolated``, keyed in ``METRIC_COLUMNS`` order."""
+    """:func:`binary_metrics`, keyed in ``METRIC_COLUMNS`` order."""
     values = binary_metrics(y_true, score, threshold, n_bins=n_bins, f1_average=f1_average)
-    n_pos = values["n_positive"]
-    values["auprc_interpolated"] = (auprc_interpolated(y_true, score) if 0 < n_pos < values["n"]
-                                    else math.nan)
     return {key: values[key] for key in METRIC_COLUMNS}
 
 

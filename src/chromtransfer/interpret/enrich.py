@@ -8,8 +8,10 @@ The method (Salvatore et al. 2023; METHOD.md section 6):
    Sites are matched to attribution rows by region name; sites of regions without attributions
    are left out (attributions usually cover only the positive predictions).
 2. Sites are grouped by TF name (JASPAR's ``tf`` column, e.g. the two HNF4A matrices form one
-   group; ``group_by="motif"`` tests every matrix on its own). Groups with at least ``min_sites``
-   sites (default 100) are tested.
+   group; ``group_by="motif"`` tests every matrix on its own). A site found by several matrices of
+   one TF at the same bases counts once (:func:`dedupe_tf_sites`; the authors' ``motif_analysis.R``
+   keeps one site per genomic range and TF name, strand ignored). Groups with at least
+   ``min_sites`` sites (default 100) are tested.
 3. For a group ``t``, the background is every site of every other group that does not overlap
    (share a base with) any site of ``t`` in the same region. Test: two-sample two-sided
    Kolmogorov-Smirnov (:func:`scipy.stats.ks_2samp`) of the group's scores against the background.
@@ -27,7 +29,11 @@ The method (Salvatore et al. 2023; METHOD.md section 6):
    TF keeps its own D, p and FDR; families only say which rows are one signal.
 7. Two attribution sets (models A and B, same regions matched by name): the test is also run on the
    per-site differences ``score_B - score_A`` (positive D: the TF gains importance in model B), and
-   the tables report both models' D side by side.
+   the tables report both models' D side by side. A TF counts as significant in the comparison
+   (``significance="either"``, the default, as the authors' ``motif_analysis.R``: ``sig <-
+   classB.fdr < 0.001 | classA.fdr < 0.001``) when it is significant in either model's own test;
+   the D of the difference gives the direction. ``significance="difference"`` takes it from the
+   difference test's own FDR instead (kept as ``significant_difference`` either way).
 
 Cost: the non-overlap background of a group is found with one sorted pass per group
 (``searchsorted`` of every site against the group's sites sorted by region and start, plus a
@@ -45,13 +51,16 @@ import pandas as pd
 
 from ..errors import ArtifactError, InputError
 
-__all__ = ["ATTRIBUTION_FILE", "Attributions", "EnrichmentResult", "FAMILY_OVERLAP", "assign_families",
+__all__ = ["ATTRIBUTION_FILE", "Attributions", "COMPARISON_SIGNIFICANCE", "EnrichmentResult", "FAMILY_OVERLAP",
+           "assign_families", "dedupe_tf_sites",
            "compare_sets", "enrichment_test", "family_heads", "ks_enrichment", "load_attributions", "overlap_mask",
            "run_enrichment", "score_sites", "signed_ks", "write_enrichment"]
 
 ATTRIBUTION_FILE = "attributions.npz"
 METHODS = ("grad_x_input", "ism")
 FAMILY_OVERLAP = 0.5
+#: How a comparison decides significance (module docstring, item 7).
+COMPARISON_SIGNIFICANCE = ("either", "difference")
 _SCORE_CHUNK = 1 << 19
 
 
@@ -122,6 +131,17 @@ def load_attributions(directory: str | os.PathLike) -> Attributions:
 
 
 # ----------------------------------------------------------------------------- site scores
+def dedupe_tf_sites(sites: pd.DataFrame) -> pd.DataFrame:
+    """One site per (region, site_start, site_end, tf): the one with the smallest p-value (when a
+    ``pvalue`` column exists), else the first; strands and matrices of one TF at the same bases
+    are one site. Row order is kept."""
+    if len(sites) == 0:
+        return sites
+    order = sites.sort_values("pvalue", kind="stable") if "pvalue" in sites else sites
+    kept = order.drop_duplicates(["region", "site_start", "site_end", "tf"], keep="first")
+    return sites.loc[np.sort(kept.index.to_numpy())]
+
+
 def score_sites(sites: pd.DataFrame, attributions: Attributions, aggregate: str = "auto",
                 check_sequences: bool = True, source: str = "sites") -> pd.DataFrame:
     """Attach each site's importance score; drop sites of regions without attributions.
@@ -380,14 +400,18 @@ def enrichment_test(scored: pd.DataFrame, score_column: str = "site_score", grou
 
 def compare_sets(scored: pd.DataFrame, group_by: str = "tf", min_sites: int = 100, fdr: float = 0.001,
                  table_a: pd.DataFrame | None = None, table_b: pd.DataFrame | None = None,
-                 family_overlap: float = FAMILY_OVERLAP, progress: Callable[[int], None] | None = None
-                 ) -> pd.DataFrame:
+                 family_overlap: float = FAMILY_OVERLAP, significance: str = "either",
+                 progress: Callable[[int], None] | None = None) -> pd.DataFrame:
     """Model comparison on sites scored by two models (columns ``score_a``, ``score_b``).
 
     The test runs on ``score_b - score_a`` (positive D: higher importance in model B); the result
     carries ``D_a``/``fdr_a`` and ``D_b``/``fdr_b`` (each model's own test on the same sites) beside
-    the difference test. Sorted by the difference D, descending.
+    the difference test. ``significant``: ``fdr_a < fdr or fdr_b < fdr`` (``significance="either"``,
+    the authors' rule) or the difference test's ``fdr < fdr`` (``"difference"``), which is kept as
+    ``significant_difference``. Sorted by the difference D, descending.
     """
+    if significance not in COMPARISON_SIGNIFICANCE:
+        raise ValueError(f"significance must be one of {', '.join(COMPARISON_SIGNIFICANCE)}")
     work = scored.assign(score_diff=scored["score_b"] - scored["score_a"])
     diff = enrichment_test(work, "score_diff", group_by, min_sites, fdr, family_overlap, progress)
     if table_a is None:
@@ -401,6 +425,9 @@ def compare_sets(scored: pd.DataFrame, group_by: str = "tf", min_sites: int = 10
         indexed = table.set_index(key)
         diff[f"D_{suffix}"] = diff[key].map(indexed["D"])
         diff[f"fdr_{suffix}"] = diff[key].map(indexed["fdr"])
+    diff["significant_difference"] = diff["significant"].astype(bool)
+    if significance == "either":
+        diff["significant"] = (diff["fdr_a"] < fdr) | (diff["fdr_b"] < fdr)
     return diff
 
 
@@ -418,12 +445,17 @@ class EnrichmentResult:
 def run_enrichment(sites: pd.DataFrame, attributions_a: Attributions, attributions_b: Attributions | None = None,
                    group_by: str = "tf", min_sites: int = 100, fdr: float = 0.001, aggregate: str = "auto",
                    source: str = "sites", family_overlap: float = FAMILY_OVERLAP,
-                   progress: Callable[[int], None] | None = None) -> EnrichmentResult:
+                   significance: str = "either", progress: Callable[[int], None] | None = None
+                   ) -> EnrichmentResult:
     """Score the sites with one or two attribution sets and run the enrichment tests.
 
-    With two sets only regions present in both are used, so the three tests see the same sites.
-    ``progress`` is called with 1 after each group's KS test.
+    With two sets only regions present in both are used, so the three tests see the same sites;
+    ``significance`` is the comparison's rule (:func:`compare_sets`). With ``group_by="tf"`` a
+    TF's matrices that hit the same bases give one site (:func:`dedupe_tf_sites`). ``progress`` is
+    called with 1 after each group's KS test.
     """
+    if group_by == "tf":
+        sites = dedupe_tf_sites(sites)
     scored_a = score_sites(sites, attributions_a, aggregate, source=source)
     if attributions_b is None:
         if len(scored_a) == 0:
@@ -442,7 +474,8 @@ def run_enrichment(sites: pd.DataFrame, attributions_a: Attributions, attributio
     merged["score_b"] = scored_b["site_score"].to_numpy()
     table_a = enrichment_test(merged, "score_a", group_by, min_sites, fdr, family_overlap, progress)
     table_b = enrichment_test(merged, "score_b", group_by, min_sites, fdr, family_overlap, progress)
-    comparison = compare_sets(merged, group_by, min_sites, fdr, table_a, table_b, family_overlap, progress)
+    comparison = compare_sets(merged, group_by, min_sites, fdr, table_a, table_b, family_overlap, significance,
+                              progress)
     return EnrichmentResult(a=table_a, b=table_b, comparison=comparison, sites=merged)
 
 

@@ -137,7 +137,7 @@ def plot_d_scatter(comparison: pd.DataFrame, label_top: int = 12, name_a: str = 
         ax.annotate(str(row[label]), (row["D_a"], row["D_b"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel(f"D ({name_a})", fontsize=8)
     ax.set_ylabel(f"D ({name_b})", fontsize=8)
-    ax.set_title("D per TF in two models (red/blue: significant change B - A)", fontsize=8)
+    ax.set_title("D per TF in two models (red/blue: significant, direction of B - A)", fontsize=8)
     ax.tick_params(labelsize=7)
     for spine in ("top", "right"):
         ax.spines[spine].set_visible(False)

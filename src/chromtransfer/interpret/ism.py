@@ -10,9 +10,11 @@ channel order A, C, G, T:
 * at an N position (code 4, an all-zero one-hot column) all four bases are substitutions, so all
   four entries are filled (the change from "no base" to that base).
 
-The per-base summary (:func:`ism_scores`) is the **mean of the alternative deltas** (3 at A/C/G/T,
-4 at N): negative means that mutating this base lowers the output on average, i.e. the base
-supports the prediction. Site-level enrichment takes the minimum of this score over a site's bases.
+The per-base summary (:func:`ism_scores`) is the paper's ISM delta score: the **largest change**
+over the alternative bases (3 at A/C/G/T, 4 at N), the delta of largest absolute value with its
+sign: negative means that some substitution of this base lowers the output most, i.e. the base
+supports the prediction. (``summary="mean"`` gives the mean of the alternative deltas instead.)
+Site-level enrichment takes the minimum of this score over a site's bases.
 
 Two implementations with identical results:
 
@@ -436,13 +438,25 @@ def naive_ism(model: nn.Module, codes: np.ndarray, *, target: str = "probability
     return result
 
 
-def ism_scores(deltas: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """Per-base ISM summary ``(N, L)`` float32: the mean of the alternative bases' deltas.
+#: Per-base ISM summaries (:func:`ism_scores`).
+ISM_SUMMARIES = ("largest", "mean")
 
-    ``deltas`` is ``(N, L, 4)`` from :func:`ism` (reference entries 0); the mean is over 3
-    alternatives at A/C/G/T and over all 4 bases at N. Negative: mutating the base lowers the
-    output on average.
+
+def ism_scores(deltas: np.ndarray, codes: np.ndarray, summary: str = "largest") -> np.ndarray:
+    """Per-base ISM summary ``(N, L)`` float32 of ``(N, L, 4)`` deltas from :func:`ism`.
+
+    ``"largest"`` (the paper's ISM delta score): the alternative delta of largest absolute value,
+    with its sign (the first of equal ones in A, C, G, T order). ``"mean"``: the mean of the
+    alternative deltas. Alternatives are the 3 other bases at A/C/G/T (the reference entry is 0)
+    and all 4 bases at N. Negative: mutating the base lowers the output, so the base supports
+    the prediction.
     """
     deltas = np.asarray(deltas, dtype=np.float32)
-    n_alternatives = np.where(np.asarray(codes) >= N_CODE, 4, 3).astype(np.float32)
-    return (deltas.sum(axis=-1) / n_alternatives).astype(np.float32)
+    if summary == "largest":
+        # the reference entry (0) can only be picked when every alternative is 0, which gives 0 too
+        index = np.abs(deltas).argmax(axis=-1)
+        return np.take_along_axis(deltas, index[..., None], axis=-1)[..., 0].astype(np.float32)
+    if summary == "mean":
+        n_alternatives = np.where(np.asarray(codes) >= N_CODE, 4, 3).astype(np.float32)
+        return (deltas.sum(axis=-1) / n_alternatives).astype(np.float32)
+    raise ValueError(f"unknown ISM summary {summary!r}: use one of {', '.join(ISM_SUMMARIES)}")

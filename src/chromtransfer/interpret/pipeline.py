@@ -17,7 +17,7 @@ The output directory (:func:`write_attributions`; read back with :func:`load_att
 
     attributions.npz        np.savez_compressed; arrays
                               scores      (N, L) float32  gradient x input, or the ISM per-base
-                                                          summary (mean of the alternative deltas)
+                                                          delta score (the largest change)
                               ism         (N, L, 4) float32, method "ism" only (A, C, G, T;
                                           reference base 0)
                               codes       (N, L) uint8

@@ -56,7 +56,8 @@ import numpy as np
 from ..artifacts import check_output_dir, claim_output_dir, file_sha256, provenance, write_json
 from ..datasets.store import Store, open_store
 from ..errors import ArtifactError, ChromTransferError
-from .presets import PRESET_NAMES, PRESETS, ResolvedSettings, TrainSettings, parse_devices, resolve, with_fold
+from .presets import (PRESET_NAMES, PRESETS, ResolvedSettings, TrainSettings, parse_devices, requested_fold,
+                      resolve, with_fold)
 
 log = logging.getLogger("chromtransfer.training")
 
@@ -105,7 +106,7 @@ def train_model(settings: TrainSettings | None = None, **kwargs: Any) -> Path:
         model or checkpoint, or a run directory that already holds another run.
     """
     settings = _settings(settings, kwargs)
-    if str(settings.fold).lower() == "all":
+    if str(requested_fold(settings)).lower() == "all":
         train_folds(settings)
         return Path(settings.out)
     return _train_one(settings)
@@ -247,13 +248,16 @@ def resolve_process_count(device: str, devices: int | str) -> int:
 
 
 def _concrete_fold(store: Store, fold: int | str | None) -> int | None:
-    """The validation fold: ``None`` -> fold 0 when the store has folds, else no fold."""
+    """The validation fold: ``None`` -> fold 0 when the store has folds, else no fold;
+    ``"none"`` -> no fold (every training row trains)."""
     if fold is None:
         return 0 if store.n_folds > 0 else None
+    if isinstance(fold, str) and fold.lower() == "none":
+        return None
     try:
         k = int(fold)
     except (TypeError, ValueError):
-        raise ChromTransferError(f"--fold must be a fold number or 'all', not {fold!r}") from None
+        raise ChromTransferError(f"--fold must be a fold number, 'all' or 'none', not {fold!r}") from None
     if store.n_folds == 0:
         raise ArtifactError(f"{store.path}: the store has no cross-validation folds; leave --fold "
                             "out to validate on a random 10 % of the training rows")
@@ -327,7 +331,7 @@ def _plan(settings: TrainSettings) -> _Plan | Path:
                             f"{preset.task} store (build it with the matching 'prepare' command)")
     if preset.task == "binary" and len(store.classes) != 2:
         raise ArtifactError(f"{store.path}: a binary store must have 2 classes, not {len(store.classes)}")
-    fold = _concrete_fold(store, settings.fold)
+    fold = _concrete_fold(store, requested_fold(settings))
     devices = resolve_process_count(device, settings.devices)
     try:
         resolved = resolve(settings, fold=fold, width=width, device=device, devices=devices)
@@ -361,14 +365,14 @@ def _check_resumable(run_dir: Path, previous: dict[str, Any], resolved: Resolved
 
 
 def _build_model(plan: _Plan):
-    from ..models import build_model, transfer_body
+    from ..models import MULTICLASS_HEADS, build_model, transfer_body
 
     s, classes = plan.settings, plan.store.classes
     extra = {} if s.dropout is None else {"dropout": s.dropout}
     if plan.source is not None:
         model = transfer_body(plan.source, head=s.head, classes=classes, **extra)
     else:
-        n_outputs = len(classes) if s.head == "multiclass" else 1
+        n_outputs = len(classes) if s.head in MULTICLASS_HEADS else 1
         model = build_model(s.head, width=s.width, n_outputs=n_outputs, classes=classes, **extra)
     if s.bn_momentum is not None:
         import torch
@@ -470,18 +474,29 @@ def _train_one(settings: TrainSettings) -> Path:
         if settings.overwrite:  # a killed retraining must not look finished with the old model
             for name in (RUN_FILE, "model.json", "model.safetensors"):
                 (run_dir / name).unlink(missing_ok=True)
-    from .data import balanced_class_weights, split_rows, subsample_rows
+    from .data import balanced_class_weights, split_rows, stratified_subsample, subsample_rows
 
     seed_everything(s.seed)
     model = _build_model(plan)
-    train_rows, val_rows = split_rows(plan.store, s.fold, s.seed)
+    train_rows, val_rows = split_rows(plan.store, s.fold, s.seed, s.validation)
     n_train_all = len(train_rows)
-    train_rows = subsample_rows(train_rows, s.train_fraction, s.subsample_seed)
+    if s.subsample_scope == "all" and s.train_fraction < 1:
+        everything = plan.store.indices("train")
+        kept = stratified_subsample(everything, np.asarray(plan.store.labels[everything]), s.train_fraction,
+                                    s.subsample_seed)
+        train_rows = train_rows[np.isin(train_rows, kept)]
+        if s.validation != "test":
+            val_rows = val_rows[np.isin(val_rows, kept)]
+    else:
+        train_rows = subsample_rows(train_rows, s.train_fraction, s.subsample_seed)
     train_labels = np.asarray(plan.store.labels[train_rows])
     n_classes = len(plan.store.classes)
     if len(np.unique(train_labels)) < 2:
         raise ArtifactError(f"{plan.store.path}: the training rows hold a single class; "
                             "a classifier needs at least two")
+    if len(val_rows) == 0:
+        raise ArtifactError(f"{plan.store.path}: the {s.train_fraction:g} share of the training set holds no "
+                            "validation row; use a larger fraction or a larger store")
     if len(val_rows) < s.world_size:
         raise ArtifactError(f"{plan.store.path}: {len(val_rows)} validation rows cannot be shared by "
                             f"{s.world_size} processes; train on fewer processes")
@@ -504,8 +519,10 @@ def _train_one(settings: TrainSettings) -> Path:
             "train_rows": int(len(train_rows)),
             "val_rows": int(len(val_rows)),
             "train_fraction": s.train_fraction,
+            "subsample_scope": s.subsample_scope,
             "train_rows_before_subsampling": int(n_train_all),
-            "validation": (f"store fold {s.fold}" if s.fold is not None
+            "validation": ("the test rows (curve only; every training row trains)" if s.validation == "test"
+                           else f"store fold {s.fold}" if s.fold is not None
                            else f"random 10% of the training rows (seed {s.seed})"),
             "train_counts": {c: int((train_labels == i).sum()) for i, c in enumerate(plan.store.classes)},
             "class_weights": weights.tolist() if weights is not None else None,

@@ -12,6 +12,12 @@ left, which is what the engine runs and what ``run.json`` records.
 | baseline   | finetune   | 1e-3 | 128   | patience 10     | off            | balanced      | binary CE  |
 | multiclass | multiclass | 1e-3 | 256   | off (50 epochs) | off            | none          | softmax CE |
 
+The ``multiclass`` preset is the authors' multi-class baseline: the ``multiclass`` head (Dense 512,
+BN, Dense 128, BN, 7-way softmax), one model on every training row (fold ``none``: the test rows
+give the validation curve only) keeping the last weights (export ``last``). ``--head
+multiclass-1024`` is the 1024/32 variant without BatchNorm; ``--fold all --export best`` the
+cross-validated protocol of the binary models.
+
 All use Adam and the L2 penalty 1e-4 on the convolution kernels. ``baseline`` uses balanced class
 weights like ``finetune``: the binary baseline is the fine-tuned model's from-scratch twin, so the
 two differ only in the initial body and the learning rate. ``--frozen-body`` (the authors' later
@@ -41,6 +47,13 @@ FROZEN_BODY_LR = 1e-3
 FROZEN_BODY_EPOCHS = 20
 #: Fraction of the training rows held out for validation when the store has no folds.
 RANDOM_VALIDATION_FRACTION = 0.1
+#: Where the validation loss comes from: ``fold`` (a cross-validation fold of the store),
+#: ``random`` (a random 10 % of the training rows, for stores without folds) or ``test`` (``--fold
+#: none``: the model trains on every training row and the test rows give the validation curve
+#: only, as the authors' multi-class notebook did; nothing is chosen by them).
+VALIDATIONS = ("fold", "random", "test")
+#: What ``train_fraction`` subsamples (:class:`TrainSettings`).
+SUBSAMPLE_SCOPES = ("train", "all")
 
 
 @dataclass(frozen=True)
@@ -62,6 +75,9 @@ class Preset:
         l2: L2 penalty on the convolution kernels (Keras kernel_regularizer).
         needs_init: whether the run starts from a pre-trained model (``--init``).
         task: the store task the preset trains on (``"binary"`` or ``"multiclass"``).
+        fold: the validation fold when none is asked for (``None``: fold 0, or a random 10 % of
+            the training rows; ``"none"``: every training row trains, see :class:`TrainSettings`).
+        export: the weights that become the model when not asked for (``best`` or ``last``).
     """
 
     name: str
@@ -76,6 +92,8 @@ class Preset:
     l2: float = 1e-4
     needs_init: bool = False
     task: str = "binary"
+    fold: str | None = None
+    export: str = "best"
 
 
 PRESETS: dict[str, Preset] = {
@@ -86,8 +104,10 @@ PRESETS: dict[str, Preset] = {
                        needs_init=True),
     "baseline": Preset("baseline", head="finetune", lr=1e-3, batch_size=128, max_epochs=100,
                        patience=10, class_weights="balanced"),
+    # the authors' Train_Multiclass.ipynb: one model on every training row, 50 epochs, the last
+    # weights saved (the test set passed as validation_data, a curve only)
     "multiclass": Preset("multiclass", head="multiclass", lr=1e-3, batch_size=256, max_epochs=50,
-                         patience=0, task="multiclass"),
+                         patience=0, task="multiclass", fold="none", export="last"),
 }
 
 
@@ -123,11 +143,20 @@ class TrainSettings:
         num_workers: DataLoader worker processes (``None``: 0 on the CPU, 4 on a GPU).
         limit_train_batches: train on this many batches (int) or this fraction (float) per epoch.
         fold: validation fold of the store (``None``: fold 0 if the store has folds, else a random
-            10 % of the training rows); ``"all"`` trains one model per fold.
-        export: weights that become the model: ``best`` (lowest validation loss) or ``last``.
+            10 % of the training rows); ``"all"`` trains one model per fold; ``"none"`` trains one
+            model on every training row, the test rows giving the validation curve only (needs
+            ``export="last"`` and no early stopping or LR schedule: the authors' multi-class
+            protocol).
+        export: weights that become the model: ``best`` (lowest validation loss) or ``last``
+            (``None``: the preset's, ``last`` for ``multiclass``, else ``best``).
         train_fraction: train on a random share (0, 1] of the training rows (the bootstrap
-            analysis of training-set size); the validation rows stay whole.
+            analysis of training-set size); see ``subsample_scope``.
         subsample_seed: seed of that subsample (``None``: ``seed``).
+        subsample_scope: ``"train"``: a plain random share of the rows left for training once the
+            validation rows are set aside (those stay whole); ``"all"``: a label-stratified share
+            of the whole training set (``round(fraction * n)`` rows of each label, validation
+            fold included), then split into training and validation rows as the whole set is
+            (the paper's bootstrap: 1 % of HepG2's 74,673 rows = 257 + 490 = 747).
         resume: continue the run in ``out`` from its last checkpoint.
         overwrite: start afresh in ``out`` even where it holds a run (finished or not): the run's
             own files are replaced, no other file in ``out`` is touched.
@@ -154,9 +183,10 @@ class TrainSettings:
     num_workers: int | None = None
     limit_train_batches: int | float | None = None
     fold: int | str | None = None
-    export: str = "best"
+    export: str | None = None
     train_fraction: float = 1.0
     subsample_seed: int | None = None
+    subsample_scope: str = "train"
     resume: bool = False
     overwrite: bool = False
     quiet: bool = False
@@ -205,6 +235,7 @@ class ResolvedSettings:
     task: str
     train_fraction: float = 1.0
     subsample_seed: int = 0
+    subsample_scope: str = "train"
     quiet: bool = False
     resume: bool = False
     devices: int = 1
@@ -214,6 +245,7 @@ class ResolvedSettings:
     sync_batchnorm: bool = True
     dropout: float | None = None
     bn_momentum: float | None = None
+    validation: str = "fold"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -239,16 +271,18 @@ def resolve(settings: TrainSettings, fold: int | None = None, width: float | Non
     preset = PRESETS[settings.preset]
     if str(settings.precision) not in PRECISIONS:
         raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}")
-    if settings.export not in EXPORTS:
+    export = settings.export or preset.export
+    if export not in EXPORTS:
         raise ValueError(f"--export must be one of {', '.join(EXPORTS)}")
     class_weights = settings.class_weights or preset.class_weights
     if class_weights not in CLASS_WEIGHTS:
         raise ValueError(f"--class-weights must be one of {', '.join(CLASS_WEIGHTS)}")
     head = settings.head or preset.head
-    if preset.task == "multiclass" and head != "multiclass":
-        raise ValueError("the multiclass preset needs the multiclass head")
-    if preset.task == "binary" and head == "multiclass":
-        raise ValueError(f"the {preset.name} preset trains a binary head, not the multiclass one")
+    multiclass_head = head in ("multiclass", "multiclass-1024")
+    if preset.task == "multiclass" and not multiclass_head:
+        raise ValueError("the multiclass preset needs a multi-class head (multiclass or multiclass-1024)")
+    if preset.task == "binary" and multiclass_head:
+        raise ValueError(f"the {preset.name} preset trains a binary head, not the {head} one")
     if settings.strategy not in STRATEGIES:
         raise ValueError(f"--strategy must be one of {', '.join(STRATEGIES)}")
     if devices is None:
@@ -267,6 +301,11 @@ def resolve(settings: TrainSettings, fold: int | None = None, width: float | Non
         raise ValueError("--bn-momentum must lie in [0, 1)")
     if settings.dropout is not None and not 0 <= float(settings.dropout) < 1:
         raise ValueError("--dropout must lie in [0, 1)")
+    wanted_fold = requested_fold(settings)
+    if isinstance(wanted_fold, str) and wanted_fold.lower() == "none":
+        validation = "test"
+    else:
+        validation = "fold" if fold is not None else "random"
     lr, max_epochs = preset.lr, preset.max_epochs
     if settings.frozen_body:
         lr, max_epochs = FROZEN_BODY_LR, FROZEN_BODY_EPOCHS
@@ -293,10 +332,11 @@ def resolve(settings: TrainSettings, fold: int | None = None, width: float | Non
                         else (4 if device == "cuda" else 0)),
         limit_train_batches=settings.limit_train_batches,
         fold=fold,
-        export=settings.export,
+        export=export,
         task=preset.task,
         train_fraction=float(settings.train_fraction),
         subsample_seed=int(settings.subsample_seed if settings.subsample_seed is not None else settings.seed),
+        subsample_scope=str(settings.subsample_scope),
         quiet=bool(settings.quiet),
         resume=bool(settings.resume),
         devices=int(devices),
@@ -306,6 +346,7 @@ def resolve(settings: TrainSettings, fold: int | None = None, width: float | Non
         sync_batchnorm=bool(settings.sync_batchnorm),
         dropout=float(settings.dropout) if settings.dropout is not None else None,
         bn_momentum=float(settings.bn_momentum) if settings.bn_momentum is not None else None,
+        validation=validation,
     )
     for name in ("lr", "l2"):
         if getattr(resolved, name) < 0 or (name == "lr" and resolved.lr == 0):
@@ -316,6 +357,11 @@ def resolve(settings: TrainSettings, fold: int | None = None, width: float | Non
     for name in ("patience", "lr_patience", "num_workers"):
         if getattr(resolved, name) < 0:
             raise ValueError(f"--{name.replace('_', '-')} must be 0 or more")
+    if validation == "test" and (resolved.export != "last" or resolved.patience or resolved.lr_patience):
+        raise ValueError("--fold none validates on the test rows, so nothing may be chosen by them: use it "
+                         "with --export last, --patience 0 and --lr-patience 0")
+    if resolved.subsample_scope not in SUBSAMPLE_SCOPES:
+        raise ValueError(f"subsample scope must be one of {', '.join(SUBSAMPLE_SCOPES)}")
     if not 0 < resolved.train_fraction <= 1:
         raise ValueError("--train-fraction must lie in (0, 1]")
     if not 0 < resolved.width <= 4:
@@ -324,6 +370,14 @@ def resolve(settings: TrainSettings, fold: int | None = None, width: float | Non
         raise ValueError(f"--batch-size {resolved.batch_size} is the global batch; split over {world_size} "
                          f"processes each would get fewer than 2 rows (use at least {2 * world_size})")
     return resolved
+
+
+def requested_fold(settings: TrainSettings) -> int | str | None:
+    """The fold asked for, or the preset's default (``"none"`` for ``multiclass``)."""
+    if settings.fold is not None:
+        return settings.fold
+    preset = PRESETS.get(settings.preset)
+    return preset.fold if preset is not None else None
 
 
 def parse_devices(value: int | str) -> int | None:

@@ -29,15 +29,18 @@ from typing import Annotated, Any, Literal, Optional, Union
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, create_model
 
 from ..bootstrap import PAPER_FRACTIONS
+from ..datasets.finetune import MULTICLASS_SETS
+from ..datasets.pretrain import DISTANCE_FROM
 from ..datasets.splits import FOLD_SCHEMES
 from ..datasets.synthetic import SIZES
 from ..errors import InputError
 from ..evaluation.metrics import DEFAULT_F1_AVERAGE, F1_AVERAGES
 from ..interpret.attribution import TARGETS
-from ..interpret.enrich import FAMILY_OVERLAP
+from ..interpret.enrich import COMPARISON_SIGNIFICANCE, FAMILY_OVERLAP
 from ..interpret.pipeline import METHODS
 from ..models import HEADS
 from ..training import presets
+from .interpretation import COMPARE_REGIONS
 
 SCHEMA_HINT = "see 'chromtransfer run --show-schema'"
 
@@ -102,6 +105,8 @@ class PreparePretrain(Section):
     gc_match: bool = Field(False, description="draw negatives with the positives' GC distribution (needs neg_ratio)")
     use_summit: bool = Field(False, description="centre narrowPeak windows on the summit")
     drop_missing_chroms: bool = Field(False, description="drop positives on chromosomes the genome lacks")
+    distance_from: Literal[DISTANCE_FROM] = Field("region", description="background tiles keep min_distance from "
+                                                  "each region itself (the paper) or from its window")
 
 
 class PrepareFinetune(Section):
@@ -122,7 +127,14 @@ def _overrides(model: type[Section], name: str, base: str) -> type[Section]:
     return create_model(name, __base__=Section, **options)
 
 
-MulticlassPrepare = _overrides(PrepareFinetune, "MulticlassPrepare", "prepare.finetune")
+MulticlassPrepare = create_model(
+    "MulticlassPrepare", __base__=_overrides(PrepareFinetune, "MulticlassPrepareOverrides", "prepare.finetune"),
+    multiclass_set=(Literal[MULTICLASS_SETS], Field("authors", description="each line's positives plus the "
+                                                    "genomic background (the authors'), or also the negative rDHSs "
+                                                    "(union)")))
+#: ``multiclass.protocol``: the authors' (one model on every training row, the last weights) or
+#: one model per fold with the best validation epoch, like the binary models.
+MULTICLASS_PROTOCOLS = ("authors", "folds")
 
 
 class Prepare(Section):
@@ -209,6 +221,8 @@ class Evaluate(Section):
 
 class Multiclass(Section):
     enabled: bool = Field(True, description="train and evaluate the multi-class baseline")
+    protocol: Literal[MULTICLASS_PROTOCOLS] = Field("authors", description="one model on every training row, "
+                                                    "the last weights (authors), or one model per fold (folds)")
     prepare: MulticlassPrepare = Field(default_factory=MulticlassPrepare,
                                        description="overrides of prepare.finetune for the multi-class store")
 
@@ -236,6 +250,12 @@ class Interpret(Section):
     batch_size: int = Field(128, ge=1, description="sequences per attribution batch")
     top: int = Field(20, ge=1, description="TFs shown in the figures")
     motifs: Optional[str] = Field(None, description="motif file (default: the bundled JASPAR 2022 core vertebrates)")
+    compare_regions: Literal[COMPARE_REGIONS] = Field("predicted", description="windows two cell lines are compared "
+                                                      "on: the union of both models' positive predictions, or the "
+                                                      "labelled positives")
+    compare_significance: Literal[COMPARISON_SIGNIFICANCE] = Field(
+        "either", description="a TF is significant in a comparison when it is in either model's own test "
+                              "(the authors'), or by the difference test")
 
 
 OPTIONAL_SECTIONS = ("bootstrap", "interpret")

@@ -1,11 +1,15 @@
 """Interpretation stages of the study: which TFs each fine-tuned model relies on.
 
 ``interpret_cell``: the fine-tuned model's positive predictions (p > 0.5, training and test rows of
-the cell line's store, as the paper) are attributed (gradient x input by default, or ISM) with the
-fine-tuned and with the pre-trained model; JASPAR sites are scanned on the same windows; each TF is
+the cell line's store, as the paper; for ISM only its true positives, as the paper) are attributed
+(gradient x input by default, or ISM) with the fine-tuned and with the pre-trained model; JASPAR sites are scanned on the same windows; each TF is
 ranked by the KS test of its sites' scores (fine-tuned model), and fine-tuned vs pre-trained by the
-same test on the per-site differences. ``compare_cells``: the two cell lines' models on the union of
-both lines' positive windows. Each stage writes ``summary.json`` in its folder for the report.
+same test on the per-site differences. ``compare_cells``: the two cell lines' fine-tuned models on
+the union of both models' positive predictions (``interpret.compare_regions: predicted``, the
+paper's 62,689 HepG2/K562 windows; ``labelled``: the union of the labelled positives), a TF being
+significant when it is in either model's own test (``interpret.compare_significance: either``, the
+authors' rule; ``difference``: the difference test's FDR). Each stage writes ``summary.json`` in
+its folder for the report.
 """
 from __future__ import annotations
 
@@ -20,16 +24,22 @@ from ..artifacts import write_json
 if TYPE_CHECKING:
     from .study import Study
 
+#: ``interpret.compare_regions``: the windows two cell lines' models are compared on.
+COMPARE_REGIONS = ("predicted", "labelled")
+
 
 def _settings(study: "Study") -> dict[str, Any]:
     """The interpretation settings of the config (every default filled by the schema)."""
     return study.config.interpret.model_dump(include={"method", "target", "pvalue", "min_sites", "fdr",
-                                                      "family_overlap", "batch_size", "top"})
+                                                      "family_overlap", "batch_size", "top", "compare_regions",
+                                                      "compare_significance"})
 
 
 def _test_options(settings: dict[str, Any]) -> dict[str, Any]:
     """The keyword arguments of :func:`~chromtransfer.interpret.enrich.run_enrichment` set by the study."""
-    return {k: settings[k] for k in ("min_sites", "fdr", "family_overlap")}
+    options = {k: settings[k] for k in ("min_sites", "fdr", "family_overlap")}
+    options["significance"] = settings["compare_significance"]
+    return options
 
 
 def _scanner(study: "Study", settings: dict[str, Any]):
@@ -66,8 +76,10 @@ def _truth(study: "Study") -> dict[str, Any] | None:
     return json.loads(Path(path).read_text()) if path and Path(path).exists() else None
 
 
-def _significant(table, key: str = "tf") -> list[str]:
-    ranked = table[table["significant"].astype(bool)].sort_values("D", ascending=False)
+def _significant(table, key: str = "tf", sign: int = 0) -> list[str]:
+    """Significant TFs, highest D first; ``sign`` 1 / -1 keeps only positive / negative D."""
+    chosen = table["significant"].astype(bool) & ((table["D"] * sign > 0) if sign else True)
+    ranked = table[chosen].sort_values("D", ascending=False)
     return [str(v) for v in ranked[key]]
 
 
@@ -80,6 +92,10 @@ def interpret_cell(study: "Study", cell: str) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     finetuned = study.finetuned(cell)[0]
     inputs = inputs_from_store(study.store(cell), split="all")
+    if settings["method"] == "ism":  # the paper's ISM: true positives only (predicted and labelled)
+        from ..datasets.store import open_store
+
+        inputs = inputs.subset(np.flatnonzero(np.asarray(open_store(study.store(cell)).labels) == 1))
     result = _attribute_rows(study, finetuned, inputs, settings, out / "finetuned", "predicted-positive")
     selected = result["selected"]
     truth = _truth(study)
@@ -101,7 +117,9 @@ def interpret_cell(study: "Study", cell: str) -> dict[str, Any]:
     info: dict[str, Any] = {
         "cell": cell, "regions": int(len(selected)), "sites": int(len(sites)), "method": settings["method"],
         "target": settings["target"], "top_tfs": top, "top_families": families,
-        "gained_vs_pretrained": _significant(paired.comparison) if paired.comparison is not None else [],
+        "gained_vs_pretrained": _significant(paired.comparison, sign=1) if paired.comparison is not None else [],
+        "lost_vs_pretrained": (_significant(paired.comparison, sign=-1)[::-1]
+                               if paired.comparison is not None else []),
         "tables": [["enrichment/enrichment.tsv", "KS ranking of TFs, fine-tuned model (best first)"],
                    ["vs_pretrained/comparison.tsv", "Fine-tuned minus pre-trained: per-site difference test"]],
         "figures": [["enrichment/d_ranking.png", f"{cell}: TFs ranked by signed KS D (fine-tuned model)"],
@@ -145,21 +163,34 @@ def _planted(truth: dict[str, Any], cell: str) -> list[str]:
 
 
 def compare_cells(study: "Study", cell_a: str, cell_b: str) -> dict[str, Any]:
-    """Models of two cell lines on the union of both lines' positive windows (same regions)."""
+    """Fine-tuned models of two cell lines on the same windows: the union of both models' positive
+    predictions (p > 0.5, training and test rows of each line's store), or of both lines'
+    labelled positives (``interpret.compare_regions``)."""
     from ..interpret.enrich import load_attributions, run_enrichment, write_enrichment
-    from ..interpret.pipeline import inputs_from_store
+    from ..interpret.pipeline import AttributionInputs, inputs_from_store, predict_unit
+    from ..modelio import load_model
 
     settings = _settings(study)
+    if settings["compare_regions"] not in COMPARE_REGIONS:
+        from ..errors import InputError
+
+        raise InputError(study.config.path, f"interpret.compare_regions is {settings['compare_regions']!r}",
+                         fix=f"use one of {', '.join(COMPARE_REGIONS)}")
     out = study.out / "interpret" / "compare"
     out.mkdir(parents=True, exist_ok=True)
     from ..datasets.store import open_store
-    from ..interpret.pipeline import AttributionInputs
 
     parts = []
     for cell in (cell_a, cell_b):
         inputs = inputs_from_store(study.store(cell), split="all")
-        labels = np.asarray(open_store(study.store(cell)).labels)
-        parts.append(inputs.subset(np.flatnonzero(labels == 1)))
+        if settings["compare_regions"] == "predicted":
+            model = load_model(study.finetuned(cell)[0])
+            probability = predict_unit(model, inputs, None, batch_size=max(settings["batch_size"], 256),
+                                       device=study.config.device)
+            chosen = np.flatnonzero(probability > 0.5)
+        else:
+            chosen = np.flatnonzero(np.asarray(open_store(study.store(cell)).labels) == 1)
+        parts.append(inputs.subset(chosen))
     names = np.concatenate([p.names for p in parts])
     _, first = np.unique(names, return_index=True)
     first = np.sort(first)
@@ -170,7 +201,7 @@ def compare_cells(study: "Study", cell_a: str, cell_b: str) -> dict[str, Any]:
                                np.concatenate([p.strand for p in parts])[first])
     if len(merged) == 0:
         write_json(out / "summary.json", {"cells": [cell_a, cell_b], "regions": 0, "note": "no positive windows",
-                                          "tables": [], "figures": []})
+                                          "region_set": settings["compare_regions"], "tables": [], "figures": []})
         return {"regions": 0}
     _attribute_rows(study, study.finetuned(cell_a)[0], merged, settings, out / cell_a, "all")
     _attribute_rows(study, study.finetuned(cell_b)[0], merged, settings, out / cell_b, "all")
@@ -178,9 +209,12 @@ def compare_cells(study: "Study", cell_a: str, cell_b: str) -> dict[str, Any]:
     attr_a, attr_b = load_attributions(out / cell_a), load_attributions(out / cell_b)
     paired = run_enrichment(sites, attr_a, attr_b, **_test_options(settings))
     write_enrichment(paired, out / "enrichment", attr_a, attr_b, top=settings["top"], overwrite=True)
+    comparison = paired.comparison
     info = {
         "cells": [cell_a, cell_b], "regions": int(len(merged)), "sites": int(len(sites)),
-        "more_important_in_b": _significant(paired.comparison) if paired.comparison is not None else [],
+        "region_set": settings["compare_regions"], "significance": settings["compare_significance"],
+        "more_important_in_b": _significant(comparison, sign=1) if comparison is not None else [],
+        "more_important_in_a": _significant(comparison, sign=-1)[::-1] if comparison is not None else [],
         "tables": [["enrichment/comparison.tsv",
                     f"{cell_b} minus {cell_a}: per-site difference test, with each model's D"]],
         "figures": [["enrichment/d_scatter.png", f"D of the {cell_a} model vs the {cell_b} model"],

@@ -9,7 +9,9 @@ dependents, see :mod:`.stages`):
 3. ``train/pretrain``: the cell-type agnostic model;
 4. ``train/<cell>/finetune/fold<k>`` and ``train/<cell>/baseline/fold<k>``: fine-tuned from the
    pre-trained body, and the same network from scratch, for every cell line and fold;
-5. ``train/multiclass/fold<k>``: the multi-class baseline;
+5. ``train/multiclass``: the multi-class baseline, as the authors trained it (one model on every
+   training row, 50 epochs, the last weights; ``multiclass.protocol: authors``, the default), or
+   ``train/multiclass/fold<k>``, one model per fold like the binary models (``protocol: folds``);
 6. ``evaluate/<cell>``: fine-tuned (ensemble of folds), binary baseline and pre-trained-only models
    on the cell line's test split; ``evaluate/multiclass``;
 7. ``bootstrap``: Table 1 for one cell line;
@@ -72,6 +74,12 @@ class Study:
     def multiclass_enabled(self) -> bool:
         return self.config.multiclass.enabled
 
+    def multiclass_runs(self) -> dict[str, tuple[Path, int | str | None]]:
+        """Stage name -> (run directory, fold) of the multi-class model(s)."""
+        if self.config.multiclass.protocol == "authors":
+            return {"train/multiclass": (self.model("multiclass", "all"), "none")}
+        return {f"train/multiclass/fold{k}": (self.model("multiclass", f"fold{k}"), k) for k in self.config.folds}
+
     # -- stages ------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         """Run every stage not up to date; returns the summary (``{}`` in a dry run)."""
@@ -121,12 +129,13 @@ class Study:
                                     f"binary baseline {cell}, fold {fold}",
                                     settings=self._train_settings("baseline", fold), depends=[f"prepare/{cell}"],
                                     outputs=[run_dir]))
-        if self.multiclass_enabled:
-            for fold in cfg.folds:
-                stages.append(Stage(f"train/multiclass/fold{fold}", lambda k=fold: self._train_multiclass(k),
-                                    f"multi-class baseline, fold {fold}",
-                                    settings=self._train_settings("multiclass", fold), depends=["prepare/multiclass"],
-                                    outputs=[self.model("multiclass", f"fold{fold}")]))
+        multiclass_runs = self.multiclass_runs() if self.multiclass_enabled else {}
+        for name, (run_dir, fold) in multiclass_runs.items():
+            stages.append(Stage(name, lambda d=run_dir, k=fold: self._train_multiclass(d, k),
+                                "multi-class baseline" + (f", fold {fold}" if fold != "none" else ""),
+                                settings={**self._train_settings("multiclass", fold),
+                                          "multiclass.protocol": cfg.multiclass.protocol},
+                                depends=["prepare/multiclass"], outputs=[run_dir]))
         for cell in cfg.cells:
             trained = [f"train/{cell}/{kind}/fold{k}" for kind in ("finetune", "baseline") for k in cfg.folds]
             stages.append(Stage(f"evaluate/{cell}", lambda c=cell: self._evaluate_cell(c), f"evaluate {cell}",
@@ -136,11 +145,12 @@ class Study:
             stages.append(Stage("evaluate/multiclass", self._evaluate_multiclass, "evaluate multi-class",
                                 settings=cfg.flat("evaluate"),
                                 depends=["prepare/multiclass", *[f"prepare/{c}" for c in cfg.cells],
-                                         *[f"train/multiclass/fold{k}" for k in cfg.folds]],
+                                         *multiclass_runs],
                                 outputs=[self.out / "evaluation" / "multiclass"]))
         if cfg.bootstrap.enabled:
             stages.append(Stage("bootstrap", self._bootstrap, "bootstrap of training-set size",
                                 settings={**cfg.flat("bootstrap", exclude=("bootstrap.enabled",)),
+                                          "evaluate.f1_average": cfg.evaluate.f1_average,
                                           **self._train_settings("finetune", first_fold)},
                                 depends=[f"prepare/{cfg.bootstrap.cell}", "train/pretrain"],
                                 outputs=[self.out / "bootstrap"]))
@@ -298,11 +308,13 @@ class Study:
             options["precision"] = "32"
         return options
 
-    def _train(self, preset: str, store: Path, out: Path, fold: int | None, init: Path | None = None) -> dict:
+    def _train(self, preset: str, store: Path, out: Path, fold: int | str | None, init: Path | None = None,
+               **defaults: Any) -> dict:
         from ..training import train_model
 
+        options = {**defaults, **self.train_options(preset)}
         run = train_model(preset=preset, store=str(store), out=str(out), fold=fold,
-                          init=None if init is None else str(init), resume=True, **self.train_options(preset))
+                          init=None if init is None else str(init), resume=True, **options)
         return {"run": str(run)}
 
     def _train_pretrain(self) -> dict[str, Any]:
@@ -312,8 +324,10 @@ class Study:
         init = self.pretrained if preset == "finetune" else None
         return self._train(preset, self.store(cell), run_dir, fold, init)
 
-    def _train_multiclass(self, fold: int) -> dict[str, Any]:
-        return self._train("multiclass", self.store("multiclass"), self.model("multiclass", f"fold{fold}"), fold)
+    def _train_multiclass(self, run_dir: Path, fold: int | str) -> dict[str, Any]:
+        # per fold: the binary models' protocol (best validation epoch) unless the config says otherwise
+        extra = {} if fold == "none" else {"export": "best"}
+        return self._train("multiclass", self.store("multiclass"), run_dir, fold, **extra)
 
     # evaluation --------------------------------------------------------------------------------
     def _evaluate_options(self) -> dict[str, Any]:
@@ -340,11 +354,11 @@ class Study:
         own binary test set (the paper's comparison), plus the 7-class evaluation."""
         from ..datasets.store import open_store
         from ..evaluation.evaluate import evaluate_models
-        from ..evaluation.metrics import auprc, auroc
+        from ..evaluation.metrics import auprc, auroc, average_precision
         from ..inference import predict_codes
         from ..modelio import load_model
 
-        models = [self.model("multiclass", f"fold{k}") for k in self.config.folds]
+        models = [run_dir for run_dir, _ in self.multiclass_runs().values()]
         evaluate_models(models, self.store("multiclass"), "test", self.out / "evaluation" / "multiclass",
                         overwrite=True, **self._evaluate_options())
         loaded = [load_model(m) for m in models]
@@ -357,7 +371,9 @@ class Study:
             probs = np.mean([predict_codes(m, codes, device=self.config.device) for m in loaded], axis=0)
             column = classes.index(cell.lower())
             labels = np.asarray(store.labels[rows])
-            per_cell[cell] = {"auroc": auroc(labels, probs[:, column]), "auprc": auprc(labels, probs[:, column])}
+            score = probs[:, column]
+            per_cell[cell] = {"auroc": auroc(labels, score), "auprc": auprc(labels, score),
+                              "average_precision": average_precision(labels, score)}
         write_json(self.out / "evaluation" / "multiclass" / "per_cell.json", per_cell)
         return per_cell
 
@@ -372,7 +388,8 @@ class Study:
                               seed=self.config.seed, fold=self.config.folds[0],
                               train_options={k: v for k, v in self.train_options("finetune").items()
                                              if k not in ("device", "seed")},
-                              device=self.config.device, echo=self.echo)
+                              device=self.config.device, echo=self.echo,
+                              f1_average=self.config.evaluate.f1_average)
         return {"cell": cell, "rows": len(table)}
 
 
@@ -389,7 +406,10 @@ def _cuda_available(device: str) -> bool:
     return torch.cuda.is_available()
 
 
-HEADLINE_KEYS = ("auroc", "auprc", "f1_negative", "f1_positive", "f1_overall", "brier", "ece")
+#: The test metrics summary.json keeps per model (:func:`~chromtransfer.evaluation.binary_metrics`):
+#: ``auprc`` is the interpolated PR area and ``f1_overall`` the class-size weighted F1, as the paper.
+HEADLINE_KEYS = ("auroc", "auprc", "average_precision", "f1_negative", "f1_positive", "f1_overall", "f1_macro",
+                 "brier", "ece")
 
 
 def _headline(document: dict[str, Any]) -> dict[str, Any]:

@@ -3,11 +3,11 @@
 ``summary.json`` (schema in the README)::
 
     {"name": ..., "config": PATH, "settings": {the config, every default filled},
-     "cells": {CELL: {"finetuned": {auroc, auprc, f1_negative, f1_positive,
-       f1_overall, brier, ece}, "baseline": {...}, "pretrained": {...},
+     "cells": {CELL: {"finetuned": {auroc, auprc, average_precision, f1_negative,
+       f1_positive, f1_overall, f1_macro, brier, ece}, "baseline": {...}, "pretrained": {...},
        "top_tfs": [...], "top_families": [{"tf", "D", "fdr", "members"}], "planted_tfs": [...],
        "planted_in_top5": bool}},
-     "multiclass": {CELL: {"auroc": x, "auprc": x}},
+     "multiclass": {CELL: {"auroc": x, "auprc": x, "average_precision": x}},
      "bootstrap": [{"fraction": f, "n_train": n, "f1_overall_mean": x, "f1_overall_sd": x, ...}],
      "comparison": {...}, "data": {STORE: {...counts...}}, "timings": {STAGE: seconds}}
 """
@@ -146,14 +146,17 @@ def report_sections(study: "Study", summary: dict[str, Any]) -> list[Section]:
         for kind, label in MODEL_KINDS:
             if kind in entry:
                 rows.append({"cell line": cell, "model": label, **{k: entry[kind].get(k) for k in
-                             ("auroc", "auprc", "f1_negative", "f1_positive", "f1_overall", "brier", "ece")}})
+                             ("auroc", "auprc", "f1_negative", "f1_positive", "f1_overall", "f1_macro",
+                              "brier", "ece")}})
         if cell in summary["multiclass"]:
             rows.append({"cell line": cell, "model": "multi-class", "auroc": summary["multiclass"][cell].get("auroc"),
                          "auprc": summary["multiclass"][cell].get("auprc")})
     metrics = Section("Test-set performance",
-                      paragraphs=["F1 at threshold 0.5 per class and their macro average (overall); AUROC, "
-                                  "AUPRC (average precision), Brier score and expected calibration error "
-                                  "(10 equal-width bins). Fine-tuned rows are the average of the fold models."])
+                      paragraphs=["F1 at threshold 0.5 per class, their class-size weighted average "
+                                  "(overall, as the paper reports it) and their plain mean (macro); AUROC, "
+                                  "AUPRC (area under the interpolated precision-recall curve, as R's PRROC "
+                                  "computes it), Brier score and expected calibration error (10 equal-width "
+                                  "bins). Fine-tuned rows are the average of the fold models."])
     if rows:
         metrics.tables.append(("Every model side by side", pd.DataFrame(rows)))
     sections.append(metrics)
@@ -182,11 +185,12 @@ def report_sections(study: "Study", summary: dict[str, Any]) -> list[Section]:
     boot = Section("Bootstrap of training-set size")
     if summary["bootstrap"]:
         table = pd.DataFrame(summary["bootstrap"])
-        keep = [c for c in ("percent", "n_train", "replicates", "f1_negative_mean", "f1_negative_sd",
+        keep = [c for c in ("percent", "n_sequences", "n_train", "replicates", "f1_negative_mean", "f1_negative_sd",
                             "f1_positive_mean", "f1_positive_sd", "f1_overall_mean", "f1_overall_sd") if c in table]
-        boot.paragraphs.append(f"{summary.get('bootstrap_cell')}: fine-tuning on random subsamples of the "
-                               "training rows; test F1 mean and standard deviation over replicates (Table 1 of "
-                               "the paper).")
+        boot.paragraphs.append(f"{summary.get('bootstrap_cell')}: fine-tuning on label-stratified random "
+                               "subsamples of the whole training set (n_sequences; its validation-fold rows "
+                               "validate, n_train train); test F1 (overall: class-size weighted) mean and "
+                               "standard deviation over replicates (Table 1 of the paper).")
         boot.tables.append(("Test F1 by share of the training data", table[keep]))
         boot.figures.append(("Test F1 against training-set size", out / "bootstrap" / "bootstrap_f1.png"))
     sections.append(boot)
@@ -244,6 +248,14 @@ def _interpretation_sections(study: "Study", summary: dict[str, Any]) -> list[Se
     if compare:
         section = Section(f"Interpretation: {' vs '.join(compare.get('cells', []))}")
         base = study.out / "interpret" / "compare"
+        if compare.get("regions"):
+            regions = ("the union of both fine-tuned models' positive predictions (p > 0.5)"
+                       if compare.get("region_set", "predicted") == "predicted" else
+                       "the union of both lines' labelled positives")
+            rule = ("significant in either model's own test (FDR), the D of the per-site difference giving "
+                    "the direction (the authors' rule)" if compare.get("significance", "either") == "either"
+                    else "significant by the difference test's own FDR")
+            section.paragraphs.append(f"{compare['regions']} windows: {regions}. A TF counts as {rule}.")
         for name, caption in compare.get("tables", []):
             if (base / name).exists():
                 section.tables.append((caption, pd.read_csv(base / name, sep="\t").head(15)))
