@@ -2,7 +2,7 @@
 
 Runs only in the benchmark environment (``.venv-bench``, built by ``setup_bench_env.sh``); it is
 not part of the chromtransfer package and imports nothing from it. The network is written from
-METHOD.md section 3 in the style of the authors' Keras code (functional API, Conv1D with the ReLU
+docs/method.md section 3 in the style of the authors' Keras code (functional API, Conv1D with the ReLU
 inside, then BatchNormalization, then Dropout; L2 1e-4 on every conv kernel but the last):
 
     conv unit 64 k25 -> projection block 32 k20 -> 3 identity blocks 32 k15 (outputs concatenated)
@@ -50,7 +50,7 @@ def _keras():
 
 
 def build_network(length: int | None = None):
-    """The pre-training network (METHOD.md section 3), input ``(N, length, 4)``, output sigmoid."""
+    """The pre-training network (docs/method.md section 3), input ``(N, length, 4)``, output sigmoid."""
     keras = _keras()
     layers = keras.layers
     reg = keras.regularizers.l2(L2)

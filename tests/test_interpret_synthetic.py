@@ -1,6 +1,6 @@
 """Interpretation recovers the planted drivers: in at least 5 of the 6 pseudo cell types of the
 synthetic genome, a motif planted as a driver of that type is among the 5 best-ranked significant TF
-families of its fine-tuned model (METHOD.md section 6, run as the study runs it).
+families of its fine-tuned model (docs/method.md section 6, run as the study runs it).
 
 The pipeline is the study's: pre-train once on the rDHSs open in none of the six lines against
 genome tiles, fine-tune one model per line, attribute its predicted positives (p > 0.5, training

@@ -1,6 +1,6 @@
 """Batched prediction: uint8 codes on the CPU in, probabilities out.
 
-The contract (DESIGN.md): sequences stay compact as ``(N, L)`` uint8 codes (a NumPy array or a
+The contract (docs/design.md): sequences stay compact as ``(N, L)`` uint8 codes (a NumPy array or a
 read-only memmap) on the CPU; each batch is copied to the device and one-hot encoded there, so a
 data set is never held as float32 one-hot. The model runs in eval mode under
 :func:`torch.inference_mode`.

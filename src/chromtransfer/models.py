@@ -1,4 +1,4 @@
-"""The ChromTransfer network (METHOD.md section 3), layer for layer, in PyTorch.
+"""The ChromTransfer network (docs/method.md section 3), layer for layer, in PyTorch.
 
 Inputs are one-hot tensors of shape ``(N, 4, L)`` (channel order A, C, G, T; any length L); the
 network returns **logits**: shape ``(N, 1)`` for the binary heads, ``(N, n_classes)`` for the

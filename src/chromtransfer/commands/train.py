@@ -137,7 +137,7 @@ def train_command(preset: str, store: str, out: str, **options) -> None:
     """Train a model with a --preset on the dataset store (--data) into the run directory --out.
 
     \b
-    Presets (METHOD.md section 4; all use Adam and L2 1e-4 on the conv kernels):
+    Presets (docs/method.md section 4; all use Adam and L2 1e-4 on the conv kernels):
       pretrain    head pretrain, lr 1e-3, batch 256, early stopping patience 15
       finetune    head finetune, lr 5e-6, batch 128, patience 10, balanced class
                   weights, LR x0.1 after 5 epochs without improvement; needs --init

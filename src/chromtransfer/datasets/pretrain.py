@@ -1,6 +1,6 @@
 """The pre-training set: open chromatin (rDHS) windows against genomic background windows.
 
-Recipe (the paper's, METHOD.md section 2):
+Recipe (the paper's, docs/method.md section 2):
 
 1. Positives: the regions of ``positives`` (BED / narrowPeak / TSV files; duplicates across files
    removed), minus every region overlapping ``exclude_positives`` (the cell-type sets, so that

@@ -1,4 +1,4 @@
-"""Classification metrics over NumPy arrays (METHOD.md section 5), built on scikit-learn.
+"""Classification metrics over NumPy arrays (docs/method.md section 5), built on scikit-learn.
 
 The defaults compute what the ChromTransfer paper reports (docs/fidelity.md):
 

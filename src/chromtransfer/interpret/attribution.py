@@ -1,4 +1,4 @@
-"""Gradient x input attributions, batched on the device (METHOD.md section 6).
+"""Gradient x input attributions, batched on the device (docs/method.md section 6).
 
 For a sequence with one-hot input ``x`` (``(4, L)``) and a scalar model output ``f(x)``, the score
 of base ``j`` is ``sum_c x[c, j] * df/dx[c, j]``: the partial derivative with respect to the

@@ -1,6 +1,6 @@
 """Which transcription factors matter to a model: KS enrichment of attribution scores at motif sites.
 
-The method (Salvatore et al. 2023; METHOD.md section 6):
+The method (Salvatore et al. 2023; docs/method.md section 6):
 
 1. Each motif site gets one importance score from the per-base attribution scores of its region:
    the **maximum** gradient x input over the site's bases, or the **minimum** per-base ISM delta

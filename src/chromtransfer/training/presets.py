@@ -1,4 +1,4 @@
-"""Training presets (METHOD.md section 4) and the settings of one training run.
+"""Training presets (docs/method.md section 4) and the settings of one training run.
 
 A :class:`Preset` holds the published defaults of one kind of model; :class:`TrainSettings` is what
 a user asks for (every field mirrors a ``chromtransfer train`` option, ``None`` meaning "the
