@@ -41,7 +41,7 @@ import pandas as pd
 
 from ..encoding import N_CODE
 from .pwm import (DEFAULT_PSEUDOCOUNT, DEFAULT_RANGE, Motif, ScaledPWM, build_pwm_pair,
-                  resolve_background)
+                  resolve_background, round_significant)
 from .scan_kernel import KmerTables, build_tables, default_threads, scan_codes
 
 __all__ = ["DEFAULT_THRESHOLD", "SITE_COLUMNS", "MotifScanner", "SequenceChunk", "Sites",
@@ -169,6 +169,7 @@ class MotifScanner:
         self._groups = self._build_groups()
         self._torch_device = None
         self._tables: KmerTables | None = None
+        self._sites_lookup: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
     # ------------------------------------------------------------------ set-up
     def _build_groups(self) -> list[_FilterGroup]:
@@ -296,22 +297,46 @@ class MotifScanner:
                     found.append(self._make_sites(group.motif[g], group.strand[g], b + row_offset, pos, scaled))
         return Sites.concat(found)
 
+    def _site_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per filter (``motif * 2 + strand``): scale, ``w * offset``, and the p-value tails.
+
+        Returns ``(scale, bits_offset, base, tails)``: the p-value of scaled score ``k`` of filter
+        ``f`` is ``tails[base[f] + k]`` for every reportable ``k`` (from the filter's smallest
+        significant score to its maximum), so sites get their p-values without a loop over motifs.
+        """
+        if self._sites_lookup is None:
+            n = 2 * len(self.pwms)
+            scale = np.ones(n)
+            bits_offset = np.zeros(n)
+            base = np.zeros(n, dtype=np.int64)
+            tails, used = [], 0
+            for i, pair in enumerate(self.pwms):
+                for s, pwm in enumerate(pair):
+                    f = 2 * i + s
+                    scale[f], bits_offset[f] = pwm.scale, pwm.width * pwm.offset
+                    kmin = pwm.min_significant_score(self.threshold)
+                    if kmin is None:
+                        continue
+                    tail = pwm.pvalues[kmin:pwm.max_score + 1]
+                    tails.append(tail)
+                    base[f] = used - kmin
+                    used += tail.size
+            flat = np.concatenate(tails) if tails else np.zeros(0)
+            self._sites_lookup = (scale, bits_offset, base, flat)
+        return self._sites_lookup
+
     def _make_sites(self, motif: np.ndarray, strand: np.ndarray, rows, pos, scaled) -> Sites:
         """Sites from windows (motif index, strand, row, start, scaled score), with score and p-value."""
         motif = np.asarray(motif, dtype=np.int32)
         strand = np.asarray(strand, dtype=np.int8)
         scaled = np.asarray(scaled, dtype=np.int64)
-        score = np.empty(len(motif), dtype=np.float64)
-        pvalue = np.empty(len(motif), dtype=np.float64)
+        scale, bits_offset, base, tails = self._site_tables()
         key = motif.astype(np.int64) * 2 + strand
-        for k in np.unique(key):
-            sel = key == k
-            pwm = self.pwms[int(k) // 2][int(k) % 2]
-            score[sel] = pwm.raw_score(scaled[sel])
-            pvalue[sel] = pwm.pvalues[scaled[sel]]
+        score = round_significant(scaled / scale[key] + bits_offset[key])
+        pvalue = tails[base[key] + scaled] if len(key) else np.zeros(0)
         keep = (pvalue > 0) & (pvalue < self.threshold)
         return Sites(np.asarray(rows, dtype=np.int64)[keep], np.asarray(pos, dtype=np.int64)[keep], motif[keep],
-                     strand[keep], scaled.astype(np.int32)[keep], score[keep], pvalue[keep])
+                     strand[keep], scaled.astype(np.int32)[keep], np.atleast_1d(score)[keep], pvalue[keep])
 
     # ------------------------------------------------------------------ convenience
     def iter_tables(self, chunks: Iterable[SequenceChunk]) -> Iterator[pd.DataFrame]:
