@@ -54,6 +54,8 @@ SITE_COLUMNS = ["region", "region_index", "chrom", "start", "end", "site_start",
 _MAX_EXACT = float(2 ** 24)
 _DECODE = np.frombuffer(b"ACGTN", dtype=np.uint8)
 _COMPLEMENT = np.array([3, 2, 1, 0, 4], dtype=np.uint8)
+#: Rows per task of the CPU kernel's thread pool.
+_CPU_CHUNK = 32
 
 
 @dataclass
@@ -242,9 +244,13 @@ class MotifScanner:
         if codes.ndim != 2:
             raise ValueError(f"codes must be (N, L), got shape {codes.shape}")
         on_cpu = self._device().type == "cpu"
+        # On the CPU the threads take chunks of _CPU_CHUNK rows from a shared queue, so a batch
+        # holds many chunks per thread (a thread slowed by other processes holds up no one).
+        step = max(self.batch_size, 16 * _CPU_CHUNK * (self.threads or default_threads())) if on_cpu \
+            else self.batch_size
         parts = []
-        for lo in range(0, codes.shape[0], self.batch_size):
-            batch = codes[lo:lo + self.batch_size]
+        for lo in range(0, codes.shape[0], step):
+            batch = codes[lo:lo + step]
             parts.append(self._scan_batch_cpu(batch, row_offset + lo) if on_cpu
                          else self._scan_batch(batch, row_offset + lo))
         sites = Sites.concat(parts)
@@ -259,7 +265,7 @@ class MotifScanner:
             return Sites.empty()
         threads = self.threads or default_threads()
         rows, filters, starts, scaled = scan_codes(tables, np.minimum(codes, N_CODE).astype(np.uint8, copy=False),
-                                                   threads=threads, chunk=max(1, -(-codes.shape[0] // threads)))
+                                                   threads=threads, chunk=_CPU_CHUNK)
         return self._make_sites(filter_motif[filters], filter_strand[filters], rows + row_offset, starts, scaled)
 
     def _scan_batch(self, codes: np.ndarray, row_offset: int) -> Sites:
