@@ -46,19 +46,19 @@ status=0
 
 echo "== gpu tests (pytest -m gpu tests/test_gpu.py)"
 t0=$(date +%s)
-timeout 240 "$PYTHON" -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider \
+timeout 200 "$PYTHON" -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider \
     --junitxml="$WORK/junit.xml" 2>&1 | tee "$WORK/pytest.log" | tail -25
 tests_rc=${PIPESTATUS[0]}
 echo "$(( $(date +%s) - t0 ))" > "$WORK/pytest.seconds"
 [[ $tests_rc -eq 0 ]] || status=1
 
 echo "== throughput (benchmarks/gpu_throughput.py)"
-timeout 170 "$PYTHON" benchmarks/gpu_throughput.py --seconds 3 --compile --json "$WORK/throughput.json" \
+timeout 200 "$PYTHON" benchmarks/gpu_throughput.py --seconds 3 --compile --json "$WORK/throughput.json" \
     2>&1 | tee "$WORK/throughput.log" | grep -v '^ *$' | tail -12
 [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
 
 echo "== data loader into the GPU (benchmarks/bench_loader.py)"
-timeout 60 "$PYTHON" benchmarks/bench_loader.py --device cuda --rows 100000 --batches 200 --workers 0 4 \
+timeout 50 "$PYTHON" benchmarks/bench_loader.py --device cuda --rows 100000 --batches 200 --workers 0 4 \
     --json "$WORK/loader.json" 2>&1 | tee "$WORK/loader.log" | tail -6
 [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
 
