@@ -23,13 +23,19 @@ memelite and pymemesuite run in a separate virtual environment (``--bench-python
 ``.venv-bench/bin/pip install memelite pymemesuite``); this script re-invokes itself there in worker
 mode, exchanging sequences, motifs and hits through a temporary directory.
 
+Timing: chromtransfer (uniform background) and memelite each scan the sequences ``--repeats``
+times (default 3) and the best time counts, since the machine may be shared;
+``motif_scan_ratio_vs_memelite`` is chromtransfer's sequences/s over memelite's, both with the
+same threads (torch's setting, memelite's numba default: all cores).
+
 Sequences: real GRCh37 windows from ``../shared/data`` when present (windows holding an N are
 dropped, because memelite scores an N as 0 instead of skipping the window), else random sequence
 with 41 % GC.
 
 Usage::
 
-    python benchmarks/bench_motifs.py [--sequences 2000] [--motifs 841] [--pvalue 1e-5] [--json out.json]
+    python benchmarks/bench_motifs.py [--sequences 2000] [--motifs 841] [--pvalue 1e-5] [--repeats 3]
+        [--json out.json]
 """
 from __future__ import annotations
 
@@ -49,7 +55,7 @@ _DNA = np.frombuffer(b"ACGTN", dtype=np.uint8)
 
 
 # ----------------------------------------------------------------------------- worker (bench venv)
-def _worker(tool: str, workdir: Path, threshold: float) -> None:
+def _worker(tool: str, workdir: Path, threshold: float, repeats: int = 1) -> None:
     """Run memelite or pymemesuite on the exchanged files; write ``<tool>.npz`` and timing."""
     import numpy as np
 
@@ -65,9 +71,11 @@ def _worker(tool: str, workdir: Path, threshold: float) -> None:
         for b in range(4):
             onehot[:, b, :] = codes == b
         fimo(dict(list(motifs.items())[:2]), onehot[:2], threshold=threshold, eps=0.0)  # numba compile
-        start = time.perf_counter()
-        hits = fimo(motifs, onehot, threshold=threshold, eps=0.0)
-        elapsed = time.perf_counter() - start
+        elapsed = float("inf")
+        for _ in range(repeats):  # best of repeats (the machine is shared)
+            start = time.perf_counter()
+            hits = fimo(motifs, onehot, threshold=threshold, eps=0.0)
+            elapsed = min(elapsed, time.perf_counter() - start)
         rows = {"seq": [], "start": [], "motif": [], "strand": [], "pvalue": [], "score": []}
         for k, frame in enumerate(hits):
             if frame is None or len(frame) == 0:
@@ -160,6 +168,9 @@ def _compare(ours: dict, other: dict, label: str) -> dict:
     pa, pb = ours["pvalue"][ia], other["pvalue"][ib]
     nonzero = pb > 0
     rel = np.abs(pa[nonzero] / pb[nonzero] - 1) if nonzero.any() else np.empty(0)
+    # p-values near the paper's threshold: the other tool's p within a factor 2 of 1e-5.
+    near = nonzero & (pb >= 5e-6) & (pb <= 2e-5)
+    rel_near = np.abs(pa[near] / pb[near] - 1) if near.any() else np.empty(0)
     return {
         "tool": label,
         "sites": int(b.size),
@@ -172,6 +183,9 @@ def _compare(ours: dict, other: dict, label: str) -> dict:
         "pvalue_rel_diff_p99": float(np.quantile(rel, 0.99)) if rel.size else None,
         "pvalue_rel_diff_max": float(rel.max()) if rel.size else None,
         "pvalue_identical_fraction": float(np.mean(rel < 1e-9)) if rel.size else None,
+        "pvalue_sites_near_1e-5": int(rel_near.size),
+        "pvalue_rel_diff_max_near_1e-5": float(rel_near.max()) if rel_near.size else None,
+        "chromtransfer_pvalue_zero": int((ours["pvalue"] == 0).sum()),
     }
 
 
@@ -183,6 +197,8 @@ def main() -> None:
     parser.add_argument("--pvalue", type=float, default=1e-5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed runs of chromtransfer and memelite; the best of them counts")
     parser.add_argument("--bench-python", default=str(ROOT / ".venv-bench" / "bin" / "python"))
     parser.add_argument("--skip", nargs="*", default=[], choices=["memelite", "fimo"])
     parser.add_argument("--json", default=None)
@@ -190,7 +206,7 @@ def main() -> None:
     parser.add_argument("--workdir", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        _worker(args.worker, Path(args.workdir), args.pvalue)
+        _worker(args.worker, Path(args.workdir), args.pvalue, args.repeats)
         return
 
     import torch
@@ -209,6 +225,7 @@ def main() -> None:
     motifs = read_meme_file(meme_path)
     codes, source = _sequences(args.sequences, args.length, args.seed)
     results = {"sequences": int(codes.shape[0]), "length": int(codes.shape[1]), "motifs": len(motifs),
+               "repeats": args.repeats,
                "pvalue": args.pvalue, "source": source, "torch_threads": torch.get_num_threads(),
                "cpu_count": os.cpu_count(), "timings": {}, "agreement": []}
 
@@ -222,13 +239,18 @@ def main() -> None:
     widths = np.array([m.width for m in motifs], dtype=np.int64)
     for background in ("uniform", symmetric_nrdb):
         for device in devices:
+            # Set-up: the score matrices and p-value tables, then a scan of 4 sequences that builds
+            # the look-up tables and loads the compiled kernel (compiled once, cached on disk), as
+            # memelite's timing leaves out its compilation.
             start = time.perf_counter()
             scanner = MotifScanner(motifs, background=background, threshold=args.pvalue, device=device)
+            scanner.scan(codes[:4], dedupe=False)
             setup = time.perf_counter() - start
-            scanner.scan(codes[:4], dedupe=False)  # warm-up (device, kernels)
-            start = time.perf_counter()
-            sites = scanner.scan(codes, dedupe=False)
-            elapsed = time.perf_counter() - start
+            elapsed = float("inf")
+            for _ in range(args.repeats if background == "uniform" else 1):  # best of repeats
+                start = time.perf_counter()
+                sites = scanner.scan(codes, dedupe=False)
+                elapsed = min(elapsed, time.perf_counter() - start)
             label = "uniform" if background == "uniform" else "nrdb_symmetric"
             results["timings"][f"chromtransfer_{device}_{label}"] = {
                 "seconds": elapsed, "setup_seconds": setup, "sequences_per_second": codes.shape[0] / elapsed,
@@ -254,7 +276,8 @@ def main() -> None:
             if not bench_python.exists():
                 results["timings"][tool] = {"error": f"{bench_python} not found"}
                 continue
-            cmd = [str(bench_python), __file__, "--worker", tool, "--workdir", str(workdir), "--pvalue", str(args.pvalue)]
+            cmd = [str(bench_python), __file__, "--worker", tool, "--workdir", str(workdir), "--pvalue", str(args.pvalue),
+                   "--repeats", str(args.repeats)]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
                 results["timings"][tool] = {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
@@ -267,12 +290,33 @@ def main() -> None:
             if tool == "memelite":
                 results["agreement"].append(_compare(ours["uniform"], other, tool))
             else:
+                # pymemesuite's NRDB background differs from the published 6-digit one in the 8th
+                # digit (A/T 0.27455195 against 0.274552); a difference that small moves a scaled
+                # matrix entry that lies within 1e-8 of x.5 across the rounding, so the comparison
+                # scans again with exactly the background FIMO used.
                 used = other["background"]
+                results["fimo_background"] = used.tolist()
                 if not np.allclose(used, [float(x) for x in symmetric_nrdb.split(",")], atol=1e-6):
                     results["timings"][tool]["warning"] = f"pymemesuite background {used.tolist()}"
                 reference = ours[symmetric_nrdb]
+                if not np.array_equal(used, [float(x) for x in symmetric_nrdb.split(",")]):
+                    again = MotifScanner(motifs, background=used, threshold=args.pvalue).scan(codes, dedupe=False)
+                    reference = {"seq": again.row, "start": again.start, "motif": again.motif.astype(np.int64),
+                                 "strand": again.strand.astype(np.int64), "pvalue": again.pvalue, "score": again.score}
                 last = reference["start"] == codes.shape[1] - widths[reference["motif"]]
                 results["agreement"].append(_compare({k: v[~last] for k, v in reference.items()}, other, tool))
+
+    # The issue's keys (benchmarks/README.md): speed against memelite, side by side in this run,
+    # and the agreement with FIMO.
+    memelite = results["timings"].get("memelite", {})
+    ours_cpu = results["timings"].get("chromtransfer_cpu_uniform", {})
+    if "sequences_per_second" in memelite and "sequences_per_second" in ours_cpu:
+        results["motif_scan_ratio_vs_memelite"] = ours_cpu["sequences_per_second"] / memelite["sequences_per_second"]
+    for a in results["agreement"]:
+        if a["tool"] == "fimo":
+            results["motif_sites_jaccard_vs_fimo"] = a["jaccard"]
+            results["motif_pvalue_rel_diff_max_vs_fimo_near_1e-5"] = a["pvalue_rel_diff_max_near_1e-5"]
+            results["motif_pvalue_zero_sites"] = a["chromtransfer_pvalue_zero"]
 
     print(f"{results['sequences']} sequences x {results['length']} bp ({source}), {len(motifs)} motifs, "
           f"p < {args.pvalue:g}, both strands, torch threads {results['torch_threads']}")
@@ -288,6 +332,10 @@ def main() -> None:
         print(f"vs {a['tool']:<10} jaccard {a['jaccard']:.4f}  shared {a['shared_sites']}  "
               f"only ours {a['only_chromtransfer']}  only {a['tool']} {a['only_other']}  "
               f"p=0 in {a['tool']}: {a['other_pvalue_zero']}  p rel. diff median {med} max {mx}")
+    for key in ("motif_scan_ratio_vs_memelite", "motif_sites_jaccard_vs_fimo",
+                "motif_pvalue_rel_diff_max_vs_fimo_near_1e-5", "motif_pvalue_zero_sites"):
+        if key in results:
+            print(f"{key} = {results[key]}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     meme_dir.cleanup()

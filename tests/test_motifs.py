@@ -14,7 +14,7 @@ from chromtransfer.cli import main
 from chromtransfer.encoding import decode, encode, reverse_complement_codes
 from chromtransfer.errors import InputError
 from chromtransfer.interpret.jaspar import load_jaspar, read_jaspar_file, read_meme_background, read_meme_file
-from chromtransfer.interpret.motifs import MotifScanner
+from chromtransfer.interpret.motifs import MotifScanner, Sites
 from chromtransfer.interpret.pwm import (Motif, apply_pseudocount, build_pwm, build_pwm_pair, exact_pvalue,
                                          resolve_background)
 
@@ -204,6 +204,70 @@ def test_scanner_equals_brute_force_with_ns_and_asymmetric_background():
     assert len(expected) > 20
     assert got == expected
     assert np.all(sites.pvalue > 0) and np.all(sites.pvalue < 1e-2)
+
+
+def _brute_force_strand_sites(scanner: MotifScanner, codes: np.ndarray) -> set:
+    """Every (row, motif, strand, start, scaled score) with p < threshold, each strand kept."""
+    found = set()
+    for mi, pair in enumerate(scanner.pwms):
+        for strand, pwm in enumerate(pair):
+            w = pwm.width
+            if w > codes.shape[1]:
+                continue
+            for row in range(codes.shape[0]):
+                windows = np.lib.stride_tricks.sliding_window_view(codes[row], w)
+                ok = ~(windows >= 4).any(axis=1)
+                scores = pwm.score_windows(np.minimum(windows, 3))
+                for start in np.flatnonzero(ok & (pwm.pvalues[scores] < scanner.threshold)):
+                    found.add((row, mi, strand, int(start), int(scores[start])))
+    return found
+
+
+def _strand_sites(sites) -> set:
+    return set(zip(sites.row.tolist(), sites.motif.tolist(), sites.strand.tolist(), sites.start.tolist(),
+                   sites.scaled.tolist()))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cpu_kernel_equals_brute_force_on_random_pwms(seed):
+    # Widths below, at and beyond the kernel's 5-column blocks and 10-column pre-filter, sequences
+    # shorter than some motifs, N and IUPAC codes (> 4), an asymmetric background, loose thresholds
+    # so that thousands of windows are reported.
+    rng = np.random.default_rng(seed)
+    widths = [1, 3, 5, 7, 10, 11, 16, 23, 31]
+    motifs = [_random_motif(rng, w, f"M{i}") for i, w in enumerate(widths)]
+    lengths = np.append(rng.integers(1, 300, size=11), 300)
+    codes = np.full((12, 300), 4, dtype=np.uint8)
+    for row, n in enumerate(lengths):
+        codes[row, :n] = rng.integers(0, 4, size=n)
+    for i, motif in enumerate(motifs):  # strong sites, one per motif, on the + and - strand
+        codes[11, 33 * i:33 * i + motif.width] = _consensus(motif)
+        codes[10, 33 * i:33 * i + motif.width] = reverse_complement_codes(_consensus(motif))
+    codes[rng.random(codes.shape) < 0.02] = rng.integers(4, 15)
+    bg = rng.dirichlet([5, 5, 5, 5]) + 0.05
+    for threshold in (0.2, 1e-3):
+        scanner = MotifScanner(motifs, background=bg, threshold=threshold, batch_size=5)
+        sites = scanner.scan(codes, dedupe=False)
+        expected = _brute_force_strand_sites(scanner, codes)
+        assert len(expected) > (500 if threshold == 0.2 else 10)
+        assert _strand_sites(sites) == expected
+        assert np.all(sites.pvalue > 0) and np.all(sites.pvalue < threshold)
+
+
+def test_cpu_kernel_equals_convolution_and_threads_agree(jaspar):
+    rng = np.random.default_rng(4)
+    codes = rng.choice(4, size=(40, 600), p=[0.3, 0.2, 0.2, 0.3]).astype(np.uint8)
+    codes[3, 100:140] = 4
+    motifs = jaspar[::4]
+    one = MotifScanner(motifs, threshold=1e-4, threads=1).scan(codes, dedupe=False)
+    two = MotifScanner(motifs, threshold=1e-4, threads=2, batch_size=7).scan(codes, dedupe=False)
+    scanner = MotifScanner(motifs, threshold=1e-4)
+    convolution = Sites.concat([scanner._scan_batch(codes[lo:lo + 16], lo) for lo in range(0, 40, 16)])
+    assert len(one) > 100
+    assert _strand_sites(one) == _strand_sites(two) == _strand_sites(convolution)
+    order = np.lexsort((convolution.strand, convolution.motif, convolution.start, convolution.row))
+    np.testing.assert_array_equal(one.pvalue, convolution.pvalue[order])
+    np.testing.assert_array_equal(one.score, convolution.score[order])
 
 
 def test_planted_sites_found_inside_only_and_deduplicated(jaspar_by_id):

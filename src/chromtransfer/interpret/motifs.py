@@ -21,12 +21,15 @@ The contract:
 * A motif whose best possible p-value is not below the threshold cannot produce a site and is
   skipped (counted in :attr:`MotifScanner.weak_motifs`).
 
-Speed: each window's score is a sum of ``w`` integer table entries, computed for all motifs at
-once as a 1D convolution of the one-hot sequence with integer-valued filters. Every intermediate
-value is an integer below 2**24, so float32 arithmetic is exact and the scores equal the integer
-sums bit for bit (on a GPU, TF32 is switched off for the call). Windows holding a non-ACGT code are
-recognised from a running count of such codes and dropped. Motifs are grouped by width so that little padding is
-convolved; sequences are processed in chunks, so memory stays bounded for any number of sequences.
+Speed: each window's score is a sum of ``w`` integer table entries. On the CPU
+(:mod:`chromtransfer.interpret.scan_kernel`) the sequence is read as 5-mers, each motif's columns
+are looked up five at a time, and a pre-filter over ten columns, run for a group of motifs side by
+side, rules out almost every window before its full score is summed; the sums are integers, the
+same as FIMO's. On a GPU the scores of all motifs are one 1D convolution of the one-hot sequence
+with integer-valued filters: every intermediate value is an integer below 2**24, so float32
+arithmetic is exact and the scores equal the integer sums bit for bit (TF32 is switched off for
+the call). Windows holding a non-ACGT code are recognised from a running count of such codes and
+dropped. Sequences are processed in chunks, so memory stays bounded for any number of sequences.
 """
 from __future__ import annotations
 
@@ -38,7 +41,8 @@ import pandas as pd
 
 from ..encoding import N_CODE
 from .pwm import (DEFAULT_PSEUDOCOUNT, DEFAULT_RANGE, Motif, ScaledPWM, build_pwm_pair,
-                  resolve_background)
+                  resolve_background, round_significant)
+from .scan_kernel import KmerTables, build_tables, default_threads, scan_codes
 
 __all__ = ["DEFAULT_THRESHOLD", "SITE_COLUMNS", "MotifScanner", "SequenceChunk", "Sites",
            "dedupe_strands", "site_sequences", "sites_frame"]
@@ -50,6 +54,8 @@ SITE_COLUMNS = ["region", "region_index", "chrom", "start", "end", "site_start",
 _MAX_EXACT = float(2 ** 24)
 _DECODE = np.frombuffer(b"ACGTN", dtype=np.uint8)
 _COMPLEMENT = np.array([3, 2, 1, 0, 4], dtype=np.uint8)
+#: Rows per task of the CPU kernel's thread pool.
+_CPU_CHUNK = 32
 
 
 @dataclass
@@ -132,9 +138,11 @@ class MotifScanner:
         pseudocount: FIMO's ``--motif-pseudo``.
         score_range: integer range of one column's scaled scores (FIMO: 1000; larger values give
             p-values closer to those of the unscaled scores, at the price of FIMO fidelity).
-        device: torch device for the convolution (``'cpu'``, ``'cuda'``, ``'auto'``).
-        batch_size: sequences per convolution batch.
-        group_size: filters (motif strands) per convolution.
+        device: ``'cpu'`` (the look-up kernel), ``'cuda'`` (a convolution on the GPU) or
+            ``'auto'`` (the GPU where there is one).
+        batch_size: sequences per batch.
+        group_size: filters (motif strands) per GPU convolution.
+        threads: CPU threads (default: torch's setting, which the commands' ``--threads`` sets).
     """
 
     motifs: list[Motif]
@@ -145,6 +153,7 @@ class MotifScanner:
     device: str = "cpu"
     batch_size: int = 256
     group_size: int = 256
+    threads: int | None = None
     pwms: list[tuple[ScaledPWM, ScaledPWM]] = field(init=False, repr=False)
     weak_motifs: list[str] = field(init=False)
 
@@ -161,6 +170,8 @@ class MotifScanner:
                             if min(f.best_pvalue, r.best_pvalue) >= self.threshold]
         self._groups = self._build_groups()
         self._torch_device = None
+        self._tables: KmerTables | None = None
+        self._sites_lookup: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
     # ------------------------------------------------------------------ set-up
     def _build_groups(self) -> list[_FilterGroup]:
@@ -193,6 +204,22 @@ class MotifScanner:
     def max_width(self) -> int:
         return max(m.width for m in self.motifs)
 
+    def _kmer_tables(self) -> tuple[KmerTables, np.ndarray, np.ndarray]:
+        """The CPU kernel's tables, built on first use, with each filter's motif and strand."""
+        if self._tables is None:
+            matrices, kmins, motif, strand = [], [], [], []
+            for group in self._groups:
+                for g in range(len(group.motif)):
+                    pwm = self.pwms[int(group.motif[g])][int(group.strand[g])]
+                    matrices.append(pwm.matrix)
+                    kmins.append(int(group.kmin[g]))
+                    motif.append(int(group.motif[g]))
+                    strand.append(int(group.strand[g]))
+            self._tables = build_tables(matrices, kmins, self.background)
+            self._filter_motif = np.asarray(motif, dtype=np.int32)
+            self._filter_strand = np.asarray(strand, dtype=np.int8)
+        return self._tables, self._filter_motif, self._filter_strand
+
     def _device(self):
         import torch
 
@@ -216,14 +243,30 @@ class MotifScanner:
         codes = np.asarray(codes)
         if codes.ndim != 2:
             raise ValueError(f"codes must be (N, L), got shape {codes.shape}")
+        on_cpu = self._device().type == "cpu"
+        # On the CPU the threads take chunks of _CPU_CHUNK rows from a shared queue, so a batch
+        # holds many chunks per thread (a thread slowed by other processes holds up no one).
+        step = max(self.batch_size, 16 * _CPU_CHUNK * (self.threads or default_threads())) if on_cpu \
+            else self.batch_size
         parts = []
-        for lo in range(0, codes.shape[0], self.batch_size):
-            parts.append(self._scan_batch(codes[lo:lo + self.batch_size], row_offset + lo))
+        for lo in range(0, codes.shape[0], step):
+            batch = codes[lo:lo + step]
+            parts.append(self._scan_batch_cpu(batch, row_offset + lo) if on_cpu
+                         else self._scan_batch(batch, row_offset + lo))
         sites = Sites.concat(parts)
         if dedupe:
             sites = dedupe_strands(sites)
         order = np.lexsort((sites.strand, sites.motif, sites.start, sites.row))
         return sites.take(order)
+
+    def _scan_batch_cpu(self, codes: np.ndarray, row_offset: int) -> Sites:
+        tables, filter_motif, filter_strand = self._kmer_tables()
+        if codes.shape[0] == 0 or codes.shape[1] == 0 or not filter_motif.size:
+            return Sites.empty()
+        threads = self.threads or default_threads()
+        rows, filters, starts, scaled = scan_codes(tables, np.minimum(codes, N_CODE).astype(np.uint8, copy=False),
+                                                   threads=threads, chunk=_CPU_CHUNK)
+        return self._make_sites(filter_motif[filters], filter_strand[filters], rows + row_offset, starts, scaled)
 
     def _scan_batch(self, codes: np.ndarray, row_offset: int) -> Sites:
         import torch
@@ -257,22 +300,49 @@ class MotifScanner:
                 ok = (end <= length) & (n_before[b, end] == n_before[b, pos])
                 b, g, pos, scaled = b[ok], g[ok], pos[ok], scaled[ok]
                 if b.size:
-                    found.append(self._make_sites(group, b + row_offset, g, pos, scaled))
+                    found.append(self._make_sites(group.motif[g], group.strand[g], b + row_offset, pos, scaled))
         return Sites.concat(found)
 
-    def _make_sites(self, group: _FilterGroup, rows, g, pos, scaled) -> Sites:
-        motif = group.motif[g]
-        strand = group.strand[g]
-        score = np.empty(len(g), dtype=np.float64)
-        pvalue = np.empty(len(g), dtype=np.float64)
-        for key in np.unique(g):
-            sel = g == key
-            pwm = self.pwms[int(group.motif[key])][int(group.strand[key])]
-            score[sel] = pwm.raw_score(scaled[sel])
-            pvalue[sel] = pwm.pvalues[scaled[sel]]
+    def _site_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per filter (``motif * 2 + strand``): scale, ``w * offset``, and the p-value tails.
+
+        Returns ``(scale, bits_offset, base, tails)``: the p-value of scaled score ``k`` of filter
+        ``f`` is ``tails[base[f] + k]`` for every reportable ``k`` (from the filter's smallest
+        significant score to its maximum), so sites get their p-values without a loop over motifs.
+        """
+        if self._sites_lookup is None:
+            n = 2 * len(self.pwms)
+            scale = np.ones(n)
+            bits_offset = np.zeros(n)
+            base = np.zeros(n, dtype=np.int64)
+            tails, used = [], 0
+            for i, pair in enumerate(self.pwms):
+                for s, pwm in enumerate(pair):
+                    f = 2 * i + s
+                    scale[f], bits_offset[f] = pwm.scale, pwm.width * pwm.offset
+                    kmin = pwm.min_significant_score(self.threshold)
+                    if kmin is None:
+                        continue
+                    tail = pwm.pvalues[kmin:pwm.max_score + 1]
+                    tails.append(tail)
+                    base[f] = used - kmin
+                    used += tail.size
+            flat = np.concatenate(tails) if tails else np.zeros(0)
+            self._sites_lookup = (scale, bits_offset, base, flat)
+        return self._sites_lookup
+
+    def _make_sites(self, motif: np.ndarray, strand: np.ndarray, rows, pos, scaled) -> Sites:
+        """Sites from windows (motif index, strand, row, start, scaled score), with score and p-value."""
+        motif = np.asarray(motif, dtype=np.int32)
+        strand = np.asarray(strand, dtype=np.int8)
+        scaled = np.asarray(scaled, dtype=np.int64)
+        scale, bits_offset, base, tails = self._site_tables()
+        key = motif.astype(np.int64) * 2 + strand
+        score = round_significant(scaled / scale[key] + bits_offset[key])
+        pvalue = tails[base[key] + scaled] if len(key) else np.zeros(0)
         keep = (pvalue > 0) & (pvalue < self.threshold)
-        return Sites(rows.astype(np.int64)[keep], pos.astype(np.int64)[keep], motif[keep], strand[keep],
-                     scaled.astype(np.int32)[keep], score[keep], pvalue[keep])
+        return Sites(np.asarray(rows, dtype=np.int64)[keep], np.asarray(pos, dtype=np.int64)[keep], motif[keep],
+                     strand[keep], scaled.astype(np.int32)[keep], np.atleast_1d(score)[keep], pvalue[keep])
 
     # ------------------------------------------------------------------ convenience
     def iter_tables(self, chunks: Iterable[SequenceChunk]) -> Iterator[pd.DataFrame]:
