@@ -95,10 +95,11 @@ def remove_chunks(out: Path, n_chunks: int) -> None:
         folder.rmdir()
 
 
-def write_table(path: Path, table: pd.DataFrame) -> Path:
+def write_table(path: Path, table: pd.DataFrame, float_format: str = "%.7g") -> Path:
+    """A gzip TSV, atomically (``%.17g`` keeps float64 values exactly)."""
     with atomic_path(path) as tmp:
         with gzip.open(tmp, "wt", newline="") as handle:
-            table.to_csv(handle, sep="\t", index=False, na_rep="NA", float_format="%.7g", lineterminator="\n")
+            table.to_csv(handle, sep="\t", index=False, na_rep="NA", float_format=float_format, lineterminator="\n")
     return path
 
 

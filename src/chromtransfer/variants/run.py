@@ -218,7 +218,7 @@ class _ChunkScorer:
                                      batch_size=self.batch_size, device=self.device)
         return p_ref, p_alt, batch, chroms, starts, ends, names
 
-    def table(self, variants: Sequence[Variant], first_copies: dict[int, dict]) -> pd.DataFrame:
+    def table(self, variants: Sequence[Variant], first_copies: dict) -> pd.DataFrame:
         """The chunk's rows (every variant x model); ``first_copies`` receives/gives duplicates' values."""
         n, m = len(variants), len(self.cells)
         p_ref = np.full((n, m), np.nan)
@@ -242,23 +242,9 @@ class _ChunkScorer:
                 r = batch.row[j]
                 w_chrom[i], w_start[i], w_end[i], element[i] = chroms[r], starts[r], ends[r], names[r]
                 lost[i], gained[i] = ml[j], mg[j]
-        for i, v in enumerate(variants):
-            if v.status in SCORED and v.index in first_copies:
-                first_copies[v.index] = {"p_ref": p_ref[i].copy(), "p_alt": p_alt[i].copy(), "lost": lost[i],
-                                         "gained": gained[i], "window": (w_chrom[i], w_start[i], w_end[i]),
-                                         "element": element[i]}
-        duplicate_of = np.full(n, -1, dtype=np.int64)
-        for i, v in enumerate(variants):
-            if v.status == "duplicate":
-                first = self.duplicate_source[v.index]
-                duplicate_of[i] = first
-                values = first_copies.get(first)
-                if values is not None:
-                    p_ref[i], p_alt[i] = values["p_ref"], values["p_alt"]
-                    lost[i], gained[i] = values["lost"], values["gained"]
-                    w_chrom[i], w_start[i], w_end[i] = values["window"]
-                    element[i] = values["element"]
-        return self._frame(variants, p_ref, p_alt, lost, gained, w_chrom, w_start, w_end, element, duplicate_of)
+        duplicate_of = np.array([self.duplicate_source.get(v.index, -1) for v in variants], dtype=np.int64)
+        frame = self._frame(variants, p_ref, p_alt, lost, gained, w_chrom, w_start, w_end, element, duplicate_of)
+        return _copy_duplicates(frame, variants, first_copies, m)
 
     def _frame(self, variants, p_ref, p_alt, lost, gained, w_chrom, w_start, w_end, element, duplicate_of):
         n, m = p_ref.shape
@@ -295,6 +281,26 @@ class _ChunkScorer:
         columns["motifs_lost"] = rep(lost)
         columns["motifs_gained"] = rep(gained)
         return pd.DataFrame(columns)
+
+
+#: Columns a duplicate takes from its first copy.
+_COPIED = ["window_chrom", "window_start", "window_end", "element", "p_ref", "p_alt", "delta_p", "delta_logit",
+           "specificity", "null_z", "null_p", "motifs_lost", "motifs_gained"]
+
+
+def _copy_duplicates(frame: pd.DataFrame, variants: Sequence[Variant], first_copies: dict, m: int) -> pd.DataFrame:
+    """Record first copies' values (rows ``m`` per variant) and give them to their duplicates."""
+    columns = [c for c in _COPIED if c in frame.columns]
+    for i, v in enumerate(variants):
+        if v.status in SCORED and v.index in first_copies:
+            first_copies[v.index] = frame.iloc[i * m:(i + 1) * m][columns].reset_index(drop=True)
+    for i, v in enumerate(variants):
+        if v.status == "duplicate":
+            values = first_copies.get(int(frame["duplicate_of"].iat[i * m]))
+            if values is not None:
+                for column in columns:
+                    frame.iloc[i * m:(i + 1) * m, frame.columns.get_loc(column)] = values[column].to_numpy()
+    return frame
 
 
 def _motif_changes(scanner, genome, variants: Sequence[Variant]):
@@ -420,7 +426,7 @@ def score_variants(vcf: str | os.PathLike, genome, models: Sequence[str | os.Pat
     duplicate_source = dict(zip(duplicates.tolist(), plan.duplicate_of[duplicates].tolist()))
     scorer = _ChunkScorer(genome, cells, elements, scanner, null_model, duplicate_source,
                           rc_average=rc_average, batch_size=batch_size, device=dev)
-    first_copies: dict[int, dict] = {int(f): None for f in set(duplicate_source.values())}
+    first_copies: dict = {int(f): None for f in set(duplicate_source.values())}
     done = set(manifest["chunks_done"])
     _recall_first_copies(out, done, first_copies, len(cells))
     meter = _Progress(len(plan), progress)
@@ -490,7 +496,7 @@ def _null_distribution(out: Path, plan, genome, cells, elements, n: int, seed: i
                           "ref": [v.ref for v in variants], "alt": [v.alt for v in variants]})
     for c, name in enumerate(names):
         table[f"delta_logit_{name}"] = deltas[:, c]
-    output.write_table(path, table)
+    output.write_table(path, table, float_format="%.17g")  # read back exactly by a resumed run
     return _Null(deltas)
 
 
@@ -501,14 +507,10 @@ def _recall_first_copies(out: Path, done: set, first_copies: dict, n_cells: int)
         return
     for k in sorted(done):
         table = output.read_chunk(out, k)
+        columns = [c for c in _COPIED if c in table.columns]
         rows = table[table["variant"].isin(wanted)]
         for index, group in rows.groupby("variant", sort=False):
-            first = group.iloc[0]
-            first_copies[int(index)] = {
-                "p_ref": group["p_ref"].to_numpy(np.float64), "p_alt": group["p_alt"].to_numpy(np.float64),
-                "lost": first["motifs_lost"], "gained": first["motifs_gained"],
-                "window": (first["window_chrom"], int(first["window_start"]), int(first["window_end"])),
-                "element": first["element"]}
+            first_copies[int(index)] = group[columns].reset_index(drop=True)
 
 
 def _run_chunk(out, k, chunk, done, scorer, first_copies, manifest, manifest_path, meter) -> int:

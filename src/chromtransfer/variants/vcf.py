@@ -128,14 +128,31 @@ def open_vcf(path: str | os.PathLike):
     return reader
 
 
-def _header_lines(reader) -> int:
-    return len(reader.raw_header.rstrip("\n").split("\n"))
+def _header_lines(path: Path) -> int:
+    """Lines before the first record of a text VCF (plain or gzip); 0 for BCF (no lines)."""
+    import gzip
+
+    with open(path, "rb") as handle:
+        compressed = handle.read(2) == b"\x1f\x8b"
+    with (gzip.open(path, "rb") if compressed else open(path, "rb")) as handle:
+        if handle.read(3) == b"BCF":
+            return 0
+        handle.seek(0)
+        count = 0
+        for line in handle:
+            if not line.startswith(b"#"):
+                break
+            count += 1
+    return count
 
 
 def _records(path: Path) -> Iterator[tuple[int, int, object]]:
-    """(record number, line, record) over the file; malformed records raise ``InputError``."""
+    """(record number, line, record) over the file; malformed records raise ``InputError``.
+
+    ``line`` is the record's line in the (decompressed) text; for BCF it is the record number.
+    """
     reader = open_vcf(path)
-    header = _header_lines(reader)
+    header = _header_lines(path)
     number = -1
     try:
         iterator = iter(reader)
