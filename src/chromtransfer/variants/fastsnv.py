@@ -24,7 +24,11 @@ from ..inference import model_dtype
 from ..interpret import ism as _ism
 from ..models import probabilities
 
-__all__ = ["snv_probabilities"]
+__all__ = ["REFERENCE_BUDGET_BYTES", "snv_probabilities"]
+
+#: Bytes of reference activation maps held at once (7 MB per 600 bp window of the published
+#: network, twice that with the padded copies): bounds the windows per reference pass.
+REFERENCE_BUDGET_BYTES = 48 * 1024 ** 2
 
 
 def _pad_width(body: nn.Module) -> int:
@@ -65,7 +69,7 @@ def snv_probabilities(model: nn.Module, windows: np.ndarray, rows: np.ndarray, o
     stride = length + 2 * pad
     itemsize = torch.empty((), dtype=dtype).element_size()
     per_window = _ism._reference_bytes(body, length, pad, itemsize)
-    chunk = max(1, min(256, _ism.REFERENCE_BUDGET_BYTES // per_window))
+    chunk = max(1, min(256, REFERENCE_BUDGET_BYTES // per_window))
     # substitutions sorted by window, then by position (close positions share trimmed windows)
     order = np.lexsort((offsets, rows))
     was_training = model.training

@@ -289,17 +289,23 @@ _COPIED = ["window_chrom", "window_start", "window_end", "element", "p_ref", "p_
 
 
 def _copy_duplicates(frame: pd.DataFrame, variants: Sequence[Variant], first_copies: dict, m: int) -> pd.DataFrame:
-    """Record first copies' values (rows ``m`` per variant) and give them to their duplicates."""
+    """Record first copies' values (``m`` rows per variant) and give them to their duplicates."""
     columns = [c for c in _COPIED if c in frame.columns]
-    for i, v in enumerate(variants):
-        if v.status in SCORED and v.index in first_copies:
-            first_copies[v.index] = frame.iloc[i * m:(i + 1) * m][columns].reset_index(drop=True)
-    for i, v in enumerate(variants):
-        if v.status == "duplicate":
-            values = first_copies.get(int(frame["duplicate_of"].iat[i * m]))
-            if values is not None:
-                for column in columns:
-                    frame.iloc[i * m:(i + 1) * m, frame.columns.get_loc(column)] = values[column].to_numpy()
+    firsts = [i for i, v in enumerate(variants) if v.status in SCORED and v.index in first_copies]
+    duplicates = [i for i, v in enumerate(variants) if v.status == "duplicate"]
+    if not firsts and not duplicates:
+        return frame
+    arrays = {c: frame[c].to_numpy(copy=True) for c in columns}
+    for i in firsts:
+        first_copies[variants[i].index] = {c: arrays[c][i * m:(i + 1) * m].copy() for c in columns}
+    source = frame["duplicate_of"].to_numpy()
+    for i in duplicates:
+        values = first_copies.get(int(source[i * m]))
+        if values is not None:
+            for c in columns:
+                arrays[c][i * m:(i + 1) * m] = values[c]
+    for c in columns:
+        frame[c] = arrays[c]
     return frame
 
 
@@ -510,7 +516,7 @@ def _recall_first_copies(out: Path, done: set, first_copies: dict, n_cells: int)
         columns = [c for c in _COPIED if c in table.columns]
         rows = table[table["variant"].isin(wanted)]
         for index, group in rows.groupby("variant", sort=False):
-            first_copies[int(index)] = group[columns].reset_index(drop=True)
+            first_copies[int(index)] = {c: group[c].to_numpy() for c in columns}
 
 
 def _run_chunk(out, k, chunk, done, scorer, first_copies, manifest, manifest_path, meter) -> int:
@@ -538,31 +544,37 @@ def _finish(out: Path, vcf: Path, plan, cells, n_chunks: int, genome, explain: i
 
     files = {"table": str(output.assemble_table(out, n_chunks))}
     names = [c.name for c in cells]
-    chunks = (output.read_chunk(out, k) for k in range(n_chunks))
-    state = {"table": None, "at": 0}
-    fields: list[str] = []
+    m = len(names)
+    fields = float_fields(output.read_chunk(out, 0).columns)
 
-    def next_alleles(count: int) -> dict:
-        rows_needed = count * len(names)
-        parts = []
-        while rows_needed:
-            if state["table"] is None or state["at"] >= len(state["table"]):
-                state["table"], state["at"] = next(chunks), 0
-            take = state["table"].iloc[state["at"]:state["at"] + rows_needed]
-            state["at"] += len(take)
-            rows_needed -= len(take)
-            parts.append(take)
-        block = pd.concat(parts) if len(parts) > 1 else parts[0]
-        first = block.iloc[::len(names)]
-        values: dict = {"status": first["status"].tolist(), "lost": first["motifs_lost"].tolist(),
-                        "gained": first["motifs_gained"].tolist()}
+    def per_variant(k: int) -> dict:
+        """One chunk as plain lists, one entry per variant (the VCF writer takes a few at a time)."""
+        table = output.read_chunk(out, k)
+        values: dict = {key: table[column].to_numpy(object)[::m].tolist() for key, column in
+                        (("status", "status"), ("lost", "motifs_lost"), ("gained", "motifs_gained"))}
         for c, name in enumerate(names):
-            rows = block.iloc[c::len(names)]
             for f in fields:
-                values[(name, f)] = rows[column_of(f)].tolist()
+                values[(name, f)] = table[column_of(f)].to_numpy(np.float64)[c::m].tolist()
         return values
 
-    fields.extend(float_fields(output.read_chunk(out, 0).columns))
+    chunks = (per_variant(k) for k in range(n_chunks))
+    state: dict = {"values": None, "at": 0, "size": 0}
+
+    def next_alleles(count: int) -> dict:
+        parts = []
+        while count:
+            if state["values"] is None or state["at"] >= state["size"]:
+                state["values"], state["at"] = next(chunks), 0
+                state["size"] = len(state["values"]["status"])
+            take = min(count, state["size"] - state["at"])
+            lo = state["at"]
+            parts.append({key: value[lo:lo + take] for key, value in state["values"].items()})
+            state["at"] += take
+            count -= take
+        if len(parts) == 1:
+            return parts[0]
+        return {key: [x for part in parts for x in part[key]] for key in parts[0]}
+
     files["vcf"] = str(write_annotated_vcf(out / output.VCF, vcf, names, fields, next_alleles))
     top = _top_variants(out, n_chunks, max(TOP_FIGURE_VARIANTS, explain))
     if len(top):
