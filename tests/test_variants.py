@@ -363,3 +363,17 @@ def test_unknown_chromosome_is_bad_input(world, tmp_path, capsys):
     assert code == 2 and len(err) == 1 and "v.vcf:6" in err[0] and "chr9" in err[0]
     with pytest.raises(InputError):
         score_variants(tmp_path / "missing.vcf", world["genome"], world["models"][:1], tmp_path / "o2")
+
+
+def test_malformed_records_and_symbolic_alleles(world, tmp_path, capsys):
+    bad = tmp_path / "bad.vcf"
+    bad.write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\nchr1\tabc\t.\tA\tC\t.\t.\t.\n")
+    code = main(["variants", "--vcf", str(bad), "--genome", str(world["genome"]), "--model",
+                 str(world["models"][0]), "--out", str(tmp_path / "out"), "--quiet"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(err) == 1 and "bad.vcf:3" in err[0] and "POS" in err[0]
+    g = world["text"]["chr1"]
+    vcf = _vcf(tmp_path / "sym.vcf", [("chr1", 10, "sv", g[9], "<DEL>"), ("chr1", 12, "star", g[11], "*"),
+                                      ("chr1", 14, "ok", g[13], _other(g[13]))])
+    summary = score_variants(vcf, world["genome"], world["models"][:1], tmp_path / "out2", motifs=None)
+    assert summary["counts"]["unsupported_allele"] == 2 and summary["counts"]["scored"] == 1

@@ -128,22 +128,58 @@ def open_vcf(path: str | os.PathLike):
     return reader
 
 
-def _header_lines(path: Path) -> int:
-    """Lines before the first record of a text VCF (plain or gzip); 0 for BCF (no lines)."""
+def _open_text(path: Path):
+    """The VCF as binary lines (gzip or plain), or ``None`` for BCF."""
     import gzip
 
     with open(path, "rb") as handle:
         compressed = handle.read(2) == b"\x1f\x8b"
-    with (gzip.open(path, "rb") if compressed else open(path, "rb")) as handle:
-        if handle.read(3) == b"BCF":
-            return 0
-        handle.seek(0)
-        count = 0
+    handle = gzip.open(path, "rb") if compressed else open(path, "rb")
+    if handle.read(3) == b"BCF":
+        handle.close()
+        return None
+    handle.seek(0)
+    return handle
+
+
+def _header_lines(path: Path) -> int:
+    """Lines before the first record of a text VCF (plain or gzip); 0 for BCF (no lines)."""
+    handle = _open_text(path)
+    if handle is None:
+        return 0
+    count = 0
+    with handle:
         for line in handle:
             if not line.startswith(b"#"):
                 break
             count += 1
     return count
+
+
+def check_record_lines(path: str | os.PathLike) -> None:
+    """Check the fixed columns of every record line of a text VCF before htslib parses it.
+
+    htslib reports a malformed record on stderr and hands back a broken record (reading it can
+    crash the process), so records are checked here first: at least 8 tab-separated columns and
+    a positive integer POS. BCF files are binary and left to htslib.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "VCF file not found", fix="give the path of a .vcf, .vcf.gz or .bcf file")
+    handle = _open_text(path)
+    if handle is None:
+        return
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            if line.startswith(b"#"):
+                continue
+            fields = line.rstrip(b"\r\n").split(b"\t", 8)
+            if len(fields) < 8:
+                raise InputError(path, f"the record has {len(fields)} tab-separated columns, VCF needs at least 8",
+                                 line=number, fix="separate CHROM POS ID REF ALT QUAL FILTER INFO by tabs")
+            if not fields[1].isdigit() or int(fields[1]) < 1:
+                raise InputError(path, f"POS {fields[1].decode(errors='replace')!r} is not a positive integer",
+                                 line=number, fix="give 1-based positions in the second column")
 
 
 def _records(path: Path) -> Iterator[tuple[int, int, object]]:
@@ -247,6 +283,7 @@ def plan_variants(path: str | os.PathLike, genome, *, on_ref_mismatch: str = "er
     Raises ``InputError`` (file and line) for an unreadable file, an unknown chromosome, a variant
     past the chromosome end, or (``on_ref_mismatch="error"``) a REF that differs from the genome.
     """
+    check_record_lines(path)
     statuses: list[int] = []
     duplicate_of: list[int] = []
     first: dict[int, int] = {}
