@@ -59,7 +59,12 @@ def variants_command(vcf, genome, models, out, regions, on_ref_mismatch, rc_aver
     if summary.get("variants_per_s"):
         click.echo(f"scored {summary['scored_this_run']} in {summary['seconds_this_run']:.1f} s "
                    f"({summary['variants_per_s']:.1f} variants/s)")
-    click.echo(f"wrote {out}/ (variants.tsv.gz, variants.vcf.gz, top_variants.png)")
+    from pathlib import Path
+
+    written = [Path(p).name for key, p in summary["files"].items() if isinstance(p, str)]
+    if summary["files"].get("explain"):
+        written.append(f"explain/ ({len(summary['files']['explain'])} figures)")
+    click.echo(f"wrote {out}/ ({', '.join(written)})")
 
 
 def register(app: click.Group) -> None:

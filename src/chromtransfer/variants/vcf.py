@@ -120,12 +120,26 @@ def open_vcf(path: str | os.PathLike):
         from ..errors import ChromTransferError
 
         raise ChromTransferError("reading VCF needs cyvcf2 (pip install 'chromtransfer[variants]')") from None
+    _quiet_htslib()
     try:
         reader = cyvcf2.VCF(str(path), lazy=True, threads=1)
     except (OSError, IOError, Exception) as exc:  # cyvcf2 raises plain exceptions for bad headers
         raise InputError(path, f"cannot read the VCF ({exc})",
                          fix="give a VCF/BCF file with a '##fileformat=VCF' header") from exc
     return reader
+
+
+def _quiet_htslib() -> None:
+    """Only errors from htslib on stderr: its warnings (a contig or INFO key missing from the
+    header, common and harmless here) would otherwise repeat on every pass over the file."""
+    import ctypes
+
+    try:
+        import cyvcf2.cyvcf2 as binding
+
+        ctypes.CDLL(binding.__file__).hts_set_log_level(1)  # HTS_LOG_ERROR
+    except (OSError, AttributeError, ImportError):  # pragma: no cover - another htslib build
+        pass
 
 
 def _open_text(path: Path):
