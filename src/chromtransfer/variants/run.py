@@ -15,9 +15,24 @@ accessible; ensembles and strands averaged first, see :mod:`.scoring`):
                    the same models; ``null_p`` is the two-sided empirical p
                    ``(1 + #{|d0 - m| >= |d - m|}) / (null + 1)`` with ``m`` the null mean.
 
-The table ``variants.tsv.gz`` has one row per variant and model (:data:`BASE_COLUMNS`, then the
-score columns above that apply, then ``motifs_lost`` and ``motifs_gained``); see
-:mod:`.output` for the folder and :mod:`.vcfout` for the annotated VCF.
+The table ``variants.tsv.gz`` has one row per variant (ALT allele) and model, in file order, with
+the columns :data:`BASE_COLUMNS`, then ``specificity`` (2+ models), ``null_z`` and ``null_p``
+(with a null), then ``motifs_lost`` and ``motifs_gained`` (:mod:`.annotate`):
+
+    variant        running number of the variant in the file (0-based, after the split)
+    chrom, pos     as in the VCF (chromosome spelling as written, 1-based POS)
+    id, ref, alt   VCF ID; the alleles as scored (swapped for ``flipped``)
+    kind           snv, mnv, insertion or deletion
+    status         scored, flipped, duplicate, ref_mismatch, unsupported_allele, outside_regions
+                   (only scored, flipped and duplicate rows have scores; NA elsewhere)
+    duplicate_of   ``variant`` of the first copy for a duplicate (whose values it repeats), else -1
+    window_chrom, window_start, window_end   the REF window (genome spelling, 0-based half-open;
+                   it may reach past a chromosome end, where its bases are N)
+    element        the element's name with ``regions``, else empty
+    model          the cell-line model's name
+    p_ref ... null_p   the scores above
+
+See :mod:`.output` for the folder and :mod:`.vcfout` for the annotated VCF.
 
 Work is done in chunks of ``chunk_size`` variants, each written atomically and recorded in the
 manifest: memory stays bounded by one chunk, and a killed run started again with the same
