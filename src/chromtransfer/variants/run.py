@@ -165,31 +165,43 @@ def _place(variants: Sequence[Variant], genome, cells: Sequence[CellModel],
 
 def _draw_null(plan: VariantPlan, genome, elements: Elements | None, length: int, n: int,
                seed: int) -> list[Variant]:
-    """``n`` random SNVs: uniform over element bases, or within the scored variants' windows."""
+    """``n`` random SNVs: uniform over element bases, or within the scored variants' windows.
+
+    Candidates are drawn in batches; positions on N (or off a chromosome) are drawn again. The
+    ALT base is uniform over the three others.
+    """
     rng = np.random.default_rng(seed)
     out: list[Variant] = []
     scored = np.flatnonzero(np.isin(plan.status, [STATUSES.index(s) for s in SCORED]))
     if elements is None and scored.size == 0:
         return out
-    attempts = 0
-    while len(out) < n and attempts < 50 * n + 100:
-        attempts += 1
+    if elements is not None:
+        sizes = (elements.end - elements.start).astype(np.float64)
+        cumulative = np.cumsum(sizes)
+    for _ in range(100):
+        want = 2 * (n - len(out)) + 16
         if elements is not None:
-            sizes = (elements.end - elements.start).astype(np.float64)
-            e = int(rng.choice(len(elements), p=sizes / sizes.sum()))
-            chrom = str(elements.chrom[e])
-            pos = int(rng.integers(elements.start[e], elements.end[e]))
+            where = rng.uniform(0, cumulative[-1], want)
+            e = np.minimum(np.searchsorted(cumulative, where, side="right"), len(elements) - 1)
+            chroms = elements.chrom[e]
+            positions = elements.start[e] + np.minimum((where - (cumulative[e] - sizes[e])).astype(np.int64),
+                                                       (sizes[e] - 1).astype(np.int64))
         else:
-            i = int(rng.choice(scored))
-            chrom = plan.chroms[int(plan.chrom_index[i])]
-            pos = int(plan.pos[i]) + int(rng.integers(-(length // 2), length - length // 2))
+            i = rng.choice(scored, want)
+            chroms = np.asarray(plan.chroms, dtype=object)[plan.chrom_index[i]]
+            positions = plan.pos[i] + rng.integers(-(length // 2), length - length // 2, want)
+        shifts = rng.integers(1, 4, want)
+        for chrom, pos, shift in zip(chroms.tolist(), positions.tolist(), shifts.tolist()):
+            if len(out) == n:
+                return out
             if pos < 0 or pos >= genome.lengths[chrom]:
                 continue
-        base = int(genome.fetch_codes(chrom, pos, pos + 1)[0])
-        if base > 3:
-            continue
-        alt = (base + int(rng.integers(1, 4))) % 4
-        out.append(Variant(len(out), -1, 0, 0, chrom, chrom, pos, ".", "ACGT"[base], "ACGT"[alt]))
+            base = int(genome.fetch_codes(chrom, pos, pos + 1)[0])
+            if base > 3:
+                continue
+            out.append(Variant(len(out), -1, 0, 0, chrom, chrom, pos, ".", "ACGT"[base], "ACGT"[(base + shift) % 4]))
+        if len(out) == n:
+            break
     return out
 
 
