@@ -123,7 +123,7 @@ def open_vcf(path: str | os.PathLike):
     _quiet_htslib()
     try:
         reader = cyvcf2.VCF(str(path), lazy=True, threads=1)
-    except (OSError, IOError, Exception) as exc:  # cyvcf2 raises plain exceptions for bad headers
+    except Exception as exc:  # cyvcf2 raises OSError or plain exceptions for unreadable files
         raise InputError(path, f"cannot read the VCF ({exc})",
                          fix="give a VCF/BCF file with a '##fileformat=VCF' header") from exc
     return reader
@@ -332,7 +332,3 @@ def plan_variants(path: str | os.PathLike, genome, *, on_ref_mismatch: str = "er
                        np.asarray(positions, dtype=np.int64), list(chroms))
     plan.recount()
     return plan
-
-
-def status_code(name: str) -> int:
-    return _STATUS_CODE[name]
