@@ -99,15 +99,15 @@ def _load_scanner(motifs: str | os.PathLike | None, threshold: float):
     if motifs is None or str(motifs).lower() == "none":
         return None, None
     from ..interpret.jaspar import load_jaspar, read_motif_file
-    from ..interpret.motifs import MotifScanner
+    from .annotate import MotifBands
 
     text = str(motifs)
     if text.upper().startswith("JASPAR"):
-        return MotifScanner(load_jaspar(text.upper()), threshold=threshold), text.upper()
+        return MotifBands(load_jaspar(text.upper()), threshold=threshold), text.upper()
     path = Path(text)
     if not path.is_file():
         raise InputError(path, "motif file not found", fix="give a MEME or JASPAR motif file, JASPAR2022 or none")
-    return MotifScanner(read_motif_file(path), threshold=threshold), f"{path.resolve()}:{file_sha256(path)}"
+    return MotifBands(read_motif_file(path), threshold=threshold), f"{path.resolve()}:{file_sha256(path)}"
 
 
 # ---------------------------------------------------------------------------------------------
