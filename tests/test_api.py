@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from api_workspace import make_workspace
-from chromtransfer.encoding import decode, encode
+from chromtransfer.encoding import decode, encode, reverse_complement_codes
 from chromtransfer.errors import ArtifactError, ChromTransferError, InputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,7 +152,7 @@ def test_predict_every_input_gives_the_cli_numbers(ct, workspace):
     p = ct.predict(model, strings, batch_size=3, threads=1)
     assert p.dtype == np.float32 and p.shape == (8, 1)
     assert np.allclose(p[:, 0], table["score"], atol=1e-6)
-    rc = [decode(encode(s)[::-1].copy() * 0 + (3 - encode(s)[::-1])) for s in strings]
+    rc = [decode(reverse_complement_codes(encode(s))) for s in strings]
     both = ct.predict(model, strings, rc_average=True)
     assert np.allclose(both, (p + ct.predict(model, rc)) / 2, atol=1e-6)
 

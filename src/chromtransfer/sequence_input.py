@@ -31,7 +31,7 @@ from .encoding import N_CODE, codes_from_one_hot, encode
 from .errors import ChromTransferError, InputError
 
 FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".fas")
-REGION_SUFFIXES = (".bed", ".narrowpeak", ".broadpeak", ".tsv", ".txt")
+REGION_SUFFIXES = (".bed", ".narrowpeak", ".broadpeak", ".tsv")
 
 
 @dataclass
