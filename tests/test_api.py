@@ -295,3 +295,19 @@ def test_captum_and_tangermeme_run_on_a_loaded_model(ct, workspace):
     assert np.allclose((saliency * x).sum(dim=1).numpy(), ours, atol=1e-5)
     integrated = captum_attr.IntegratedGradients(model).attribute(x, target=0, n_steps=8)
     assert integrated.shape == x.shape and torch.isfinite(integrated).all()
+
+
+def test_multiclass_models_give_one_column_per_class(ct, workspace, tmp_path):
+    from chromtransfer.modelio import save_model
+    from chromtransfer.models import build_model
+
+    torch.manual_seed(3)
+    save_model(build_model("multiclass", n_outputs=3, width=0.25, classes=["a", "b", "c"]).eval(), tmp_path / "m")
+    model = ct.load_model(tmp_path / "m")
+    table = ct.predict(model, workspace / "peaks.fa")
+    assert list(table.columns) == ["name", "a", "b", "c", "n_fraction"]
+    assert np.allclose(table[["a", "b", "c"]].sum(axis=1), 1, atol=1e-5)
+    a = ct.attribute(model, workspace / "peaks.fa", class_name="b")
+    assert a.scores.shape == (8, 600)
+    with pytest.raises(ChromTransferError, match="multi-class"):
+        ct.attribute(model, workspace / "peaks.fa")
