@@ -67,7 +67,8 @@ def test_every_example_of_docs_api_runs(workspace):
 
 
 def test_import_is_light_and_sets_nothing():
-    code = ("import os, sys; before = dict(os.environ); import chromtransfer as ct; "
+    """No torch until a function runs (set_cpu_defaults must come before OpenMP starts)."""
+    code = ("import os, sys; before = dict(os.environ); import chromtransfer as ct; ct.set_cpu_defaults; "
             "print(ct.__version__, 'torch' in sys.modules, dict(os.environ) == before)")
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     env["PYTHONPATH"] = str(ROOT / "src")

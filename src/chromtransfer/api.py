@@ -18,13 +18,21 @@ import pandas as pd
 
 from .errors import ChromTransferError
 
-# --- core seam: the attribution class and reader, and the CPU thread setting. These are the
-# --- only names this module takes from the attribution/runtime core; repoint them here.
+# --- core seam: the attribution class and reader, the CPU thread setting and the device
+# --- resolver. These are the only names this module takes from that core; repoint them here.
+# --- (Nothing here may import torch: set_cpu_defaults must run before OpenMP starts.)
 from .interpret.enrich import Attributions  # the one attribution class
 from .interpret.enrich import load_attributions as _read_attributions
 from .progress import apply_threads as _apply_threads  # torch CPU threads
+from .sequence_input import SequenceSet, as_sequences  # (not part of the seam)
+
+
+def _resolve_device(device):
+    """``"auto" | "cpu" | "cuda" | "cuda:1"`` -> :class:`torch.device` (the one device rule)."""
+    from .inference import resolve_device
+
+    return resolve_device(device)
 # --- end of the core seam
-from .sequence_input import SequenceSet, as_sequences
 
 __all__ = ["Attributions", "attribute", "compare_tfs", "load_attributions", "load_model", "metrics", "predict",
            "rank_tfs", "save_attributions", "scan_motifs", "set_cpu_defaults"]
@@ -87,11 +95,10 @@ def load_model(path: str | os.PathLike, device: str = "cpu"):
     from pathlib import Path
 
     from .ensemble import is_fold_run, load_fold_ensemble
-    from .inference import resolve_device
     from .modelio import CONFIG_FILE
     from .modelio import load_model as load_model_folder
 
-    dev = resolve_device(device)
+    dev = _resolve_device(device)
     if not (Path(path) / CONFIG_FILE).is_file() and is_fold_run(path):
         return load_fold_ensemble(path, device=dev)
     return load_model_folder(path, device=dev)
@@ -140,11 +147,11 @@ def predict(model, x, *, genome=None, window: int | None = None, rc_average: boo
         ``name``, then ``score`` or one column per class, then ``n_fraction`` (share of N bases),
         as ``chromtransfer predict`` writes it.
     """
-    from .inference import n_fractions, prediction_table, resolve_device
+    from .inference import n_fractions, prediction_table
 
     sequences = as_sequences(x, genome=genome, window=window)
     with _threads(threads):
-        probs = _probabilities(model, sequences, batch_size=batch_size, device=resolve_device(device),
+        probs = _probabilities(model, sequences, batch_size=batch_size, device=_resolve_device(device),
                                rc_average=rc_average)
     if sequences.names is None:
         return probs
@@ -178,7 +185,6 @@ def attribute(model, x, *, method: str = "grad_x_input", target: str = "probabil
         ``target``. Save with :func:`save_attributions`; enrichment takes it as is.
     """
     from .ensemble import ModelEnsemble
-    from .inference import resolve_device
     from .interpret.pipeline import attribute as attribute_inputs
     from .interpret.pipeline import output_unit
 
@@ -191,7 +197,7 @@ def attribute(model, x, *, method: str = "grad_x_input", target: str = "probabil
     with _threads(threads):
         result = attribute_inputs(model, inputs, method=method, target=target, class_index=class_index,
                                   select=select, threshold=threshold, batch_size=batch_size,
-                                  device=resolve_device(device))
+                                  device=_resolve_device(device))
     return _attributions_from_arrays(result["arrays"])
 
 
