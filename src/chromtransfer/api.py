@@ -1,0 +1,393 @@
+"""The Python API: load a model, predict, attribute, scan motifs and rank TFs in memory.
+
+Used as ``import chromtransfer as ct`` (the package re-exports these names lazily); documented
+with runnable examples in ``docs/api.md``. Every function takes any sequence input that
+:func:`chromtransfer.sequence_input.as_sequences` reads (DNA strings, a FASTA path, a BED path
+with ``genome=``, codes ``(N, L)``, one-hot ``(N, 4, L)``). No function changes a process-wide
+setting for longer than the call: ``threads=`` is restored on return, and only
+:func:`set_cpu_defaults` sets anything for the rest of the process.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .errors import ChromTransferError
+
+# --- core seam: the attribution class and reader, the CPU thread setting and the device
+# --- resolver. These are the only names this module takes from that core; repoint them here.
+# --- (Nothing here may import torch: set_cpu_defaults must run before OpenMP starts.)
+from .interpret.enrich import Attributions  # the one attribution class
+from .interpret.enrich import load_attributions as _read_attributions
+from .progress import apply_threads as _apply_threads  # torch CPU threads
+from .sequence_input import SequenceSet, as_sequences  # (not part of the seam)
+
+
+def _resolve_device(device):
+    """``"auto" | "cpu" | "cuda" | "cuda:1"`` -> :class:`torch.device` (the one device rule)."""
+    from .inference import resolve_device
+
+    return resolve_device(device)
+# --- end of the core seam
+
+__all__ = ["Attributions", "attribute", "compare_tfs", "load_attributions", "load_model", "metrics", "predict",
+           "rank_tfs", "save_attributions", "scan_motifs", "set_cpu_defaults"]
+
+#: The environment that :func:`set_cpu_defaults` sets before OpenMP starts (the command line sets
+#: the same): idle OpenMP threads sleep instead of spinning, the largest CPU lever measured
+#: (benchmarks/README.md).
+CPU_ENVIRONMENT = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
+# ------------------------------------------------------------------------------------ runtime
+def set_cpu_defaults(threads: int | None = None) -> dict[str, Any]:
+    """Set the process's CPU defaults as the command line does: ``OMP_WAIT_POLICY=PASSIVE``
+    (unless already set; OpenMP reads it once, so call this first in a notebook, before any
+    torch work) and, when given, ``threads`` CPU threads for torch.
+
+    Returns:
+        ``{"threads": int, "omp_wait_policy": str}``: the settings now in force.
+    """
+    for key, value in CPU_ENVIRONMENT.items():
+        os.environ.setdefault(key, value)
+    _apply_threads(threads)
+    import torch
+
+    return {"threads": torch.get_num_threads(), "omp_wait_policy": os.environ["OMP_WAIT_POLICY"]}
+
+
+@contextlib.contextmanager
+def _threads(threads: int | None) -> Iterator[None]:
+    """Use ``threads`` torch CPU threads inside the block, the previous count after it."""
+    if threads is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    _apply_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+# ------------------------------------------------------------------------------------ models
+def load_model(path: str | os.PathLike, device: str = "cpu"):
+    """Load a model folder for prediction and attribution, in eval mode.
+
+    Args:
+        path: a training run folder, a model imported with ``chromtransfer import-keras``, or a
+            ``--fold all`` run folder (its fold models become one
+            :class:`~chromtransfer.ensemble.ModelEnsemble` that averages their probabilities, as
+            ``chromtransfer evaluate`` does).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"``.
+
+    Returns:
+        a :class:`torch.nn.Module` on one-hot ``(N, 4, L)`` returning logits ``(N, n_outputs)``:
+        a :class:`~chromtransfer.models.ChromTransferNet` (its ``document`` attribute holds
+        ``model.json``) or a :class:`~chromtransfer.ensemble.ModelEnsemble`.
+    """
+    from pathlib import Path
+
+    from .ensemble import is_fold_run, load_fold_ensemble
+    from .modelio import CONFIG_FILE
+    from .modelio import load_model as load_model_folder
+
+    dev = _resolve_device(device)
+    if not (Path(path) / CONFIG_FILE).is_file() and is_fold_run(path):
+        return load_fold_ensemble(path, device=dev)
+    return load_model_folder(path, device=dev)
+
+
+def _members(model) -> list:
+    from .ensemble import ModelEnsemble
+
+    return list(model.members) if isinstance(model, ModelEnsemble) else [model]
+
+
+def _probabilities(model, sequences: SequenceSet, *, batch_size: int, device, rc_average: bool) -> np.ndarray:
+    """Mean over the model's members of :mod:`chromtransfer.inference`'s batched probabilities."""
+    from .inference import predict_codes, predict_sequences
+
+    results = []
+    for member in _members(model):
+        if sequences.equal_length:
+            p = predict_codes(member, sequences.codes, batch_size=batch_size, device=device, rc_average=rc_average)
+        else:
+            p = predict_sequences(member, sequences.codes, batch_size=batch_size, device=device,
+                                  rc_average=rc_average)
+        results.append(np.asarray(p, dtype=np.float64))
+    return np.mean(results, axis=0).astype(np.float32)
+
+
+def predict(model, x, *, genome=None, window: int | None = None, rc_average: bool = False,
+            batch_size: int = 1024, device: str = "auto", threads: int | None = None):
+    """The model's probabilities for sequences of any lengths.
+
+    Args:
+        model: from :func:`load_model` (a single model or a fold ensemble).
+        x: DNA strings, a FASTA path, a BED path (with ``genome``), uint8 codes ``(N, L)`` or
+            one-hot ``(N, 4, L)`` (NumPy or torch).
+        genome: genome FASTA/.2bit path or :class:`~chromtransfer.genome.Genome`, for BED input.
+        window: BED input only: score the ``window`` bp centred on each region.
+        rc_average: average each probability with that of the reverse complement.
+        batch_size: sequences per forward pass.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``.
+        threads: torch CPU threads during this call (restored afterwards).
+
+    Returns:
+        for in-memory input, a ``float32`` array ``(N, n_outputs)`` (binary: ``n_outputs == 1``,
+        the sigmoid probability; multi-class: softmax probabilities in the order of
+        ``model.config.classes``). For a FASTA or BED path, a :class:`pandas.DataFrame` with
+        ``name``, then ``score`` or one column per class, then ``n_fraction`` (share of N bases),
+        as ``chromtransfer predict`` writes it.
+    """
+    from .inference import n_fractions, prediction_table
+
+    sequences = as_sequences(x, genome=genome, window=window)
+    with _threads(threads):
+        probs = _probabilities(model, sequences, batch_size=batch_size, device=_resolve_device(device),
+                               rc_average=rc_average)
+    if sequences.names is None:
+        return probs
+    return prediction_table(sequences.names, probs, model, n_fractions(sequences.codes))
+
+
+# ------------------------------------------------------------------------------------ attributions
+def attribute(model, x, *, method: str = "grad_x_input", target: str = "probability",
+              class_name: str | int | None = None, select: str = "all", threshold: float = 0.5,
+              genome=None, window: int | None = None, batch_size: int = 128, device: str = "auto",
+              threads: int | None = None) -> Attributions:
+    """Per-base attribution scores of equal-length sequences.
+
+    Args:
+        model: from :func:`load_model`; a fold ensemble supports ``grad_x_input`` (of the
+            ensemble's averaged output).
+        x: any input :func:`predict` takes; all sequences of one length (BED: use ``window``).
+        method: ``"grad_x_input"`` (gradient x input) or ``"ism"`` (saturation mutagenesis; the
+            per-base score is the largest change).
+        target: ``"probability"`` (as the paper) or ``"logit"``.
+        class_name: the class of a multi-class model (name or index); ``None`` for binary models.
+        select: ``"all"`` rows, or ``"predicted-positive"`` (probability above ``threshold``).
+        genome, window: for BED input, as in :func:`predict`.
+        batch_size, device, threads: as in :func:`predict`.
+
+    Returns:
+        :class:`Attributions` with ``scores`` ``(N, L)`` float32, ``codes`` ``(N, L)`` uint8,
+        ``names`` ``(N,)`` (``seq0, ...`` for in-memory input) and ``method``; besides:
+        ``ism`` ``(N, L, 4)`` (method ``ism``, else ``None``), ``prediction`` ``(N,)``,
+        ``chrom``/``start``/``end``/``strand`` ``(N,)`` (``""``/-1 without coordinates) and
+        ``target``. Save with :func:`save_attributions`; enrichment takes it as is.
+    """
+    from .ensemble import ModelEnsemble
+    from .interpret.pipeline import attribute as attribute_inputs
+    from .interpret.pipeline import output_unit
+
+    if isinstance(model, ModelEnsemble) and method == "ism":
+        raise ChromTransferError("ISM runs on one model: attribute each fold model (model.members[k]) "
+                                 "or use method='grad_x_input' for the ensemble")
+    sequences = as_sequences(x, genome=genome, window=window)
+    inputs = _attribution_inputs(sequences)
+    class_index, _label = output_unit(model, class_name)
+    with _threads(threads):
+        result = attribute_inputs(model, inputs, method=method, target=target, class_index=class_index,
+                                  select=select, threshold=threshold, batch_size=batch_size,
+                                  device=_resolve_device(device))
+    return _attributions_from_arrays(result["arrays"])
+
+
+def _attribution_inputs(sequences: SequenceSet):
+    from .interpret.pipeline import AttributionInputs
+
+    codes = sequences.matrix("attribution")
+    n = len(codes)
+    has_coordinates = sequences.chrom is not None
+    return AttributionInputs(
+        codes=codes,
+        names=np.asarray(sequences.display_names(), dtype=str),
+        chrom=np.asarray(sequences.chrom, dtype=str) if has_coordinates else np.full(n, ""),
+        start=np.asarray(sequences.start, dtype=np.int64) if has_coordinates else np.full(n, -1, np.int64),
+        end=np.asarray(sequences.end, dtype=np.int64) if has_coordinates else np.full(n, -1, np.int64),
+        strand=np.full(n, "+"),
+        source={"kind": sequences.source, "rows": n},
+    )
+
+
+_EXTRA_ARRAYS = ("ism", "prediction", "chrom", "start", "end", "strand", "n_fraction", "target")
+
+
+def _attributions_from_arrays(arrays: dict[str, Any]) -> Attributions:
+    """An :class:`Attributions` of the arrays of ``attributions.npz`` (the extra arrays as
+    attributes)."""
+    attributions = Attributions(path=None, scores=np.asarray(arrays["scores"], dtype=np.float32),
+                                names=np.asarray(arrays["names"]).astype(str), method=str(arrays["method"]),
+                                codes=np.asarray(arrays["codes"], dtype=np.uint8))
+    for key in _EXTRA_ARRAYS:
+        value = arrays.get(key)
+        setattr(attributions, key, str(value) if key == "target" and value is not None else value)
+    return attributions
+
+
+def save_attributions(attributions: Attributions, directory: str | os.PathLike, *,
+                      overwrite: bool = False) -> str:
+    """Write ``attributions`` as ``chromtransfer attribute`` does (``attributions.npz``, a
+    bedGraph track where rows have coordinates, ``manifest.json`` last) into ``directory``;
+    returns its path. Read back with :func:`load_attributions`."""
+    from .interpret.pipeline import write_attributions
+
+    n = len(attributions.names)
+    arrays = {"scores": attributions.scores, "codes": attributions.codes, "names": attributions.names,
+              "method": np.array(attributions.method)}
+    defaults = {"chrom": np.full(n, ""), "start": np.full(n, -1, np.int64), "end": np.full(n, -1, np.int64),
+                "strand": np.full(n, "+"), "prediction": np.full(n, np.nan, np.float32),
+                "n_fraction": np.zeros(n, np.float32), "target": "probability"}
+    for key in _EXTRA_ARRAYS:
+        value = getattr(attributions, key, None)
+        if value is None:
+            value = defaults.get(key)
+        if value is not None:
+            arrays[key] = np.array(value) if key == "target" else value
+    inputs = _attribution_inputs(SequenceSet(
+        np.asarray(attributions.codes), names=list(attributions.names),
+        chrom=arrays["chrom"] if (np.asarray(arrays["chrom"]) != "").any() else None,
+        start=arrays["start"], end=arrays["end"], source="python"))
+    result = {"arrays": arrays, "selected": inputs, "n_input": n, "n_selected": n}
+    manifest = {"method": attributions.method, "target": str(arrays["target"]), "inputs": {"kind": "python"}}
+    write_attributions(directory, result, manifest, overwrite=overwrite)
+    return str(directory)
+
+
+def load_attributions(directory: str | os.PathLike) -> Attributions:
+    """Read an attribution folder written by ``chromtransfer attribute`` or
+    :func:`save_attributions` (``scores`` ``(N, L)``, ``names``, ``method``, ``codes``)."""
+    return _read_attributions(directory)
+
+
+# ------------------------------------------------------------------------------------ motifs
+def _motifs(motifs):
+    from .interpret.jaspar import load_jaspar, read_motif_file
+
+    if isinstance(motifs, (list, tuple)):
+        return list(motifs)
+    text = str(motifs)
+    if text.upper().startswith("JASPAR") and not os.path.exists(text):
+        return load_jaspar(release=text)
+    return read_motif_file(motifs)
+
+
+def scan_motifs(x, motifs="JASPAR2022", *, pvalue: float = 1e-5, genome=None, window: int | None = None,
+                background="uniform") -> pd.DataFrame:
+    """Motif sites (FIMO's scores and p-values, both strands) in sequences.
+
+    Args:
+        x: any input :func:`predict` takes, or :class:`Attributions` (their sequences and names,
+            so the sites match them for :func:`rank_tfs`).
+        motifs: a bundled JASPAR release (``"JASPAR2022"``, CORE vertebrates, offline), a MEME or
+            JASPAR motif file path, or a list of :class:`~chromtransfer.interpret.pwm.Motif`.
+        pvalue: report sites with p-value below this (the paper: 1e-5).
+        genome, window: for BED input, as in :func:`predict`.
+        background: ``"uniform"``, ``"nrdb"`` or four numbers (A, C, G, T).
+
+    Returns:
+        one row per site, columns ``region, region_index, chrom, start, end, site_start,
+        site_end, strand, motif_id, tf, score, pvalue, sequence`` (``site_start``/``site_end``:
+        0-based, half-open, within the sequence).
+    """
+    from .encoding import N_CODE
+    from .interpret.motifs import MotifScanner, SequenceChunk
+
+    if isinstance(x, Attributions):
+        sequences = SequenceSet(np.asarray(x.codes, dtype=np.uint8), names=list(x.names), source="attributions")
+    else:
+        sequences = as_sequences(x, genome=genome, window=window)
+    codes = sequences.codes
+    lengths = np.array([len(c) for c in codes], dtype=np.int64)
+    if not sequences.equal_length:  # pad with N: a window holding N is never a site
+        padded = np.full((len(codes), int(lengths.max())), N_CODE, dtype=np.uint8)
+        for i, c in enumerate(codes):
+            padded[i, :len(c)] = c
+        codes = padded
+    n = len(codes)
+    has_coordinates = sequences.chrom is not None
+    meta = pd.DataFrame({
+        "region": np.asarray(sequences.display_names(), dtype=object),
+        "region_index": np.arange(n, dtype=np.int64),
+        "chrom": np.asarray(sequences.chrom, dtype=object) if has_coordinates else np.full(n, "", dtype=object),
+        "start": np.asarray(sequences.start, np.int64) if has_coordinates else np.full(n, -1, np.int64),
+        "end": np.asarray(sequences.end, np.int64) if has_coordinates else np.full(n, -1, np.int64),
+        "strand": np.full(n, "+", dtype=object),
+        "length": lengths,
+    })
+    scanner = MotifScanner(_motifs(motifs), background=background, threshold=pvalue)
+    return next(scanner.iter_tables([SequenceChunk(codes, meta)]))
+
+
+# ------------------------------------------------------------------------------------ TF ranking
+def rank_tfs(attributions: Attributions, sites: pd.DataFrame, *, group_by: str = "tf", min_sites: int = 100,
+             fdr: float = 0.001, aggregate: str = "auto") -> pd.DataFrame:
+    """Rank TFs by how their motif sites score (signed KS test against the other sites).
+
+    Args:
+        attributions: from :func:`attribute` or :func:`load_attributions`.
+        sites: from :func:`scan_motifs` (or a site table read from disk), matched by region name.
+        group_by: ``"tf"`` (a TF's matrices together) or ``"motif"`` (each matrix on its own).
+        min_sites: groups with fewer sites are not tested.
+        fdr: Benjamini-Hochberg significance level.
+        aggregate: a site's score from its bases: ``"auto"`` (max for gradient x input, min for
+            ISM), ``"max"`` or ``"min"``.
+
+    Returns:
+        one row per tested group, highest ``D`` first (columns as ``chromtransfer enrich`` writes
+        them: the group, site counts, signed ``D``, ``pvalue``, ``fdr``, ``significant``,
+        ``family``).
+    """
+    from .interpret.enrich import run_enrichment
+
+    return run_enrichment(sites, attributions, group_by=group_by, min_sites=min_sites, fdr=fdr,
+                          aggregate=aggregate).a
+
+
+def compare_tfs(a: Attributions, b: Attributions, sites: pd.DataFrame, *, group_by: str = "tf",
+                min_sites: int = 100, fdr: float = 0.001, aggregate: str = "auto",
+                significance: str = "either") -> pd.DataFrame:
+    """Compare two models' TF rankings on the regions both attributed (matched by name).
+
+    The test also runs on the per-site differences ``score_b - score_a`` (positive ``D``: the
+    TF gains importance in model B). ``significance``: ``"either"`` (significant in either
+    model's own test, as the paper) or ``"difference"`` (the difference test's FDR).
+
+    Returns:
+        one row per tested group with both models' ``D`` and the difference test's statistics.
+    """
+    from .interpret.enrich import run_enrichment
+
+    return run_enrichment(sites, a, b, group_by=group_by, min_sites=min_sites, fdr=fdr, aggregate=aggregate,
+                          significance=significance).comparison
+
+
+# ------------------------------------------------------------------------------------ metrics
+def metrics(y, p, *, threshold: float = 0.5, classes: Sequence[str] | None = None) -> dict[str, Any]:
+    """Metrics of predictions, as ``chromtransfer evaluate`` reports them.
+
+    Args:
+        y: ``(N,)`` labels: 0/1 (binary) or class indices (multi-class).
+        p: ``(N,)`` or ``(N, 1)`` probabilities (binary), or ``(N, C)`` class probabilities.
+        threshold: binary rows are positive when ``p > threshold``.
+        classes: the ``C`` class names of multi-class input (default ``class0, ...``).
+
+    Returns:
+        binary: ``auroc``, ``auprc``, ``average_precision``, F1 scores, ``brier``, ``ece`` ...;
+        multi-class: ``accuracy``, ``f1_macro``, ``auroc_macro``, ``auprc_macro``, ``per_class``.
+    """
+    from .evaluation.metrics import binary_metrics, multiclass_metrics
+
+    p = np.asarray(p, dtype=np.float64)
+    if p.ndim == 2 and p.shape[1] > 1:
+        names = list(classes) if classes is not None else [f"class{i}" for i in range(p.shape[1])]
+        return multiclass_metrics(np.asarray(y), p, names)
+    return binary_metrics(np.asarray(y), p.reshape(-1), threshold)
