@@ -128,8 +128,8 @@ def enrich_command(attr_a, attr_b, sites, min_sites, fdr, group_by, aggregate, f
     Testing no group at all (no TF with --min-sites sites) stops with an error."""
     from ..artifacts import check_output_dir
     from ..errors import ChromTransferError
-    from ..interpret.enrich import (ENRICHMENT_KIND, family_heads, load_attributions, run_enrichment,
-                                    write_enrichment)
+    from ..interpret.attributions import load_attributions
+    from ..interpret.enrich import ENRICHMENT_KIND, family_heads, run_enrichment, write_enrichment
     from ..interpret.scan_io import read_sites
     from ..progress import progress_bar
 
