@@ -22,7 +22,8 @@ from chromtransfer.cli import main
 from chromtransfer.encoding import codes_from_one_hot, decode, encode, reverse_complement_codes
 from chromtransfer.errors import ChromTransferError, InputError
 from chromtransfer.fasta import read_fasta
-from chromtransfer.inference import predict_codes, predict_sequences, resolve_device
+from chromtransfer.devices import resolve_device
+from chromtransfer.inference import predict_codes, predict_sequences
 from chromtransfer.modelio import save_model
 from chromtransfer.models import build_model
 
@@ -200,8 +201,17 @@ def test_resolve_device():
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     if not torch.cuda.is_available():
-        with pytest.raises(ChromTransferError, match="CUDA is not available"):
-            resolve_device("cuda")
+        for spec in ("cuda", "CUDA:1"):
+            with pytest.raises(ChromTransferError, match="CUDA is not available"):
+                resolve_device(spec)
+    else:
+        assert resolve_device("cuda:0") == torch.device("cuda", 0)
+        with pytest.raises(ChromTransferError, match="visible"):
+            resolve_device(f"cuda:{torch.cuda.device_count()}")
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+    for spec in ("gpu", "cuda:x", "tpu"):
+        with pytest.raises(ChromTransferError, match="use auto, cpu, cuda or cuda:N"):
+            resolve_device(spec)
 
 
 def test_predict_fasta_any_lengths_and_rc_average(capsys, narrow_model_dir, tmp_path):
@@ -368,3 +378,4 @@ def test_threads_option_sets_the_cpu_threads(capsys, narrow_model_dir, tmp_path)
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+

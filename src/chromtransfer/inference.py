@@ -8,7 +8,6 @@ data set is never held as float32 one-hot. The model runs in eval mode under
 * :func:`predict_codes` — equal-length sequences, ``(N, L)`` codes -> ``(N, n_outputs)``.
 * :func:`predict_sequences` — sequences of any lengths (a list of ``(L_i,)`` code vectors), grouped
   by length so every batch is rectangular; the result keeps the input order.
-* :func:`resolve_device` — ``"auto" | "cpu" | "cuda"`` to a :class:`torch.device`.
 """
 from __future__ import annotations
 
@@ -18,31 +17,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from .devices import resolve_device
 from .encoding import N_CODE, one_hot
-from .errors import ChromTransferError
 from .models import probabilities
 
 _COMPLEMENT = torch.tensor([3, 2, 1, 0, N_CODE], dtype=torch.long)
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else the CPU; ``"cpu"``/``"cuda"``/``"cuda:1"`` as given.
-
-    Raises :class:`~chromtransfer.errors.ChromTransferError` when CUDA is asked for but absent.
-    """
-    if isinstance(device, torch.device):
-        return device
-    name = str(device).strip().lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ChromTransferError(
-            f"device {device!r} requested but CUDA is not available on this machine "
-            "(use --device cpu or --device auto)")
-    try:
-        return torch.device(name)
-    except RuntimeError as exc:
-        raise ChromTransferError(f"unknown device {device!r} (use auto, cpu or cuda)") from exc
 
 
 def model_dtype(model: torch.nn.Module) -> torch.dtype:

@@ -71,7 +71,7 @@ def attribute_command(model_dir: str, store: str | None, split: str, bed: str | 
 
     from pathlib import Path
 
-    from ..inference import resolve_device
+    from ..devices import resolve_device
     from ..interpret import pipeline
     from ..modelio import load_model
     from ..progress import apply_threads, progress_bar

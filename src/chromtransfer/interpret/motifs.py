@@ -196,11 +196,10 @@ class MotifScanner:
     def _device(self):
         import torch
 
+        from ..devices import resolve_device
+
         if self._torch_device is None:
-            name = self.device
-            if name == "auto":
-                name = "cuda" if torch.cuda.is_available() else "cpu"
-            self._torch_device = torch.device(name)
+            self._torch_device = resolve_device(self.device)
             self._weights = [torch.from_numpy(g.weight).to(self._torch_device) for g in self._groups]
             self._kmins = [torch.from_numpy(g.kmin).to(self._torch_device) for g in self._groups]
         return self._torch_device

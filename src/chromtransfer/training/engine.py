@@ -210,18 +210,12 @@ def _settings(settings: TrainSettings | None, kwargs: dict[str, Any]) -> TrainSe
     return dataclasses.replace(settings, **kwargs) if kwargs else settings
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when a CUDA GPU is visible, else ``cpu``; checks an explicit ``cuda``."""
-    import torch
+def training_device(spec: str) -> str:
+    """``--device`` under :func:`chromtransfer.devices.resolve_device`'s rule, as the run records it:
+    ``cpu``, ``cuda``, or ``cuda:N`` (that one GPU; one process per node)."""
+    from ..devices import resolve_device
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ChromTransferError("--device cuda: no CUDA GPU is visible to PyTorch; use --device cpu "
-                                 "(or auto)")
-    if device not in ("cpu", "cuda"):
-        raise ChromTransferError(f"--device must be auto, cpu or cuda, not {device!r}")
-    return device
+    return str(resolve_device(spec))
 
 
 def is_primary() -> bool:
@@ -239,6 +233,11 @@ def resolve_process_count(device: str, devices: int | str) -> int:
         count = parse_devices(devices)
     except ValueError as exc:
         raise ChromTransferError(str(exc)) from exc
+    if ":" in device:  # one chosen GPU
+        if count not in (None, 1):
+            raise ChromTransferError(f"--device {device} names one GPU: use --devices 1 (or --device cuda "
+                                     f"with --devices {count})")
+        return 1
     if count is None:
         return max(1, torch.cuda.device_count()) if device == "cuda" else 1
     if device == "cuda" and count > torch.cuda.device_count():
@@ -301,8 +300,8 @@ def _plan(settings: TrainSettings) -> _Plan | Path:
             f"{run_dir}: holds an unfinished training run (status {previous.get('status')}); "
             "add --resume to continue it, --overwrite to start again, or choose another --out")
     store = open_store(settings.store)
-    device = resolve_device(settings.device)
-    if str(settings.precision) == "bf16" and device != "cuda":
+    device = training_device(settings.device)
+    if str(settings.precision) == "bf16" and not device.startswith("cuda"):
         raise ChromTransferError(
             "--precision bf16 needs a CUDA GPU (bf16 autocast on the CPU is slow and not what the "
             "published models used); use --precision 32 on the CPU")
@@ -575,12 +574,13 @@ def _fit(plan: _Plan, model, weights, train_rows: np.ndarray, val_rows: np.ndarr
     from .module import ChromTransferModule
 
     s, run_dir = plan.settings, plan.run_dir
-    cuda = s.device == "cuda"
+    cuda = s.device.startswith("cuda")
+    index = s.device.partition(":")[2]
     distributed = s.strategy != "single"
     network = model
     if distributed and s.world_size > 1 and s.sync_batchnorm:
         # a copy: the export loads the checkpoint into the plain-BatchNorm model (same state keys)
-        network = convert_sync_batchnorm(copy.deepcopy(model), s.device)
+        network = convert_sync_batchnorm(copy.deepcopy(model), "cuda" if cuda else "cpu")
     module = ChromTransferModule(network, lr=s.lr, l2=s.l2, class_weights=weights,
                                  lr_patience=s.lr_patience, lr_factor=s.lr_factor,
                                  frozen_body=s.frozen_body, seed=s.seed)
@@ -626,7 +626,7 @@ def _fit(plan: _Plan, model, weights, train_rows: np.ndarray, val_rows: np.ndarr
         plugins.append(SLURMEnvironment(auto_requeue=False))
     with _quiet_lightning():
         trainer = pl.Trainer(
-            accelerator="gpu" if cuda else "cpu", devices=s.devices, num_nodes=s.num_nodes,
+            accelerator="gpu" if cuda else "cpu", devices=[int(index)] if index else s.devices, num_nodes=s.num_nodes,
             strategy=s.strategy if distributed else "auto",
             precision={"bf16": "bf16-mixed", "64": "64-true"}.get(s.precision, "32-true"),
             max_epochs=s.max_epochs, logger=False, default_root_dir=str(run_dir),
