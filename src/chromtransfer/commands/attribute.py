@@ -74,9 +74,10 @@ def attribute_command(model_dir: str, store: str | None, split: str, bed: str | 
     from ..devices import resolve_device
     from ..interpret import pipeline
     from ..modelio import load_model
-    from ..progress import apply_threads, progress_bar
+    from ..progress import progress_bar
+    from ..runtime import set_cpu_defaults
 
-    apply_threads(threads)
+    set_cpu_defaults(threads)
     dev = resolve_device(device)
     model = load_model(model_dir, device=dev)
     class_index, class_label = pipeline.output_unit(model, class_name)

@@ -44,7 +44,8 @@ def scan_command(store, split, bed, genome, window, fasta, motif_file, release, 
     """Find motif sites (both strands, p < --pvalue, entirely inside each sequence)."""
     from ..artifacts import check_output_file
     from ..errors import InputError
-    from ..progress import apply_threads, progress_bar
+    from ..progress import progress_bar
+    from ..runtime import set_cpu_defaults
     from ..interpret import scan_io
     from ..interpret.jaspar import load_motifs, read_meme_background
     from ..interpret.motifs import MotifScanner
@@ -58,7 +59,7 @@ def scan_command(store, split, bed, genome, window, fasta, motif_file, release, 
     if split and not store:
         raise click.UsageError("--split applies to --data only")
     check_output_file(out, overwrite=overwrite, sidecar_format=scan_io.SITES_FORMAT)
-    apply_threads(threads)
+    set_cpu_defaults(threads)
 
     def chunks():
         if store:
