@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 from .devices import resolve_device
-from .encoding import N_CODE, one_hot
+from .encoding import COMPLEMENT_CODE, N_CODE, one_hot
 from .models import probabilities
 
-_COMPLEMENT = torch.tensor([3, 2, 1, 0, N_CODE], dtype=torch.long)
+_COMPLEMENT = torch.from_numpy(COMPLEMENT_CODE).long()
 
 
 def model_dtype(model: torch.nn.Module) -> torch.dtype:

@@ -79,7 +79,7 @@ class Store:
     def regions(self) -> pd.DataFrame:
         """The per-row table (``REGION_COLUMNS``), read on first use."""
         if self._regions is None:
-            self._regions = read_regions(self.path / "regions.tsv.gz")
+            self._regions = read_store_regions(self.path / "regions.tsv.gz")
         return self._regions
 
     def indices(self, split: str, fold: int | None = None) -> np.ndarray:
@@ -142,7 +142,8 @@ def open_store(path: str | os.PathLike) -> Store:
     return Store(path=path, manifest=manifest, **arrays)
 
 
-def read_regions(path: str | os.PathLike) -> pd.DataFrame:
+def read_store_regions(path: str | os.PathLike) -> pd.DataFrame:
+    """A store's ``regions.tsv.gz`` as written (names, coordinates, strand and labels as text)."""
     return pd.read_csv(
         path, sep="\t", dtype={"name": str, "chrom": str, "strand": str, "label_name": str},
         keep_default_na=False,

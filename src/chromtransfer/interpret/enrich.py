@@ -49,6 +49,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from ..encoding import COMPLEMENT_CODE, N_CODE
 from ..errors import InputError
 from .attributions import Attributions
 
@@ -131,14 +132,13 @@ def _check_sequences(kept: pd.DataFrame, codes: np.ndarray, source: str) -> None
     widths = kept["site_end"].to_numpy(np.int64) - start
     minus = (kept["strand"].astype(str).to_numpy() == "-") if "strand" in kept else np.zeros(len(kept), bool)
     row = kept["row"].to_numpy()
-    complement = np.array([3, 2, 1, 0, 4], dtype=np.uint8)
     for w in np.unique(widths):
         sel = np.flatnonzero((widths == w) & (np.char.str_len(seqs.astype(str)) == w))
         if sel.size == 0:
             continue
         expected = codes[row[sel, None], start[sel, None] + np.arange(w)[None, :]]
         flip = minus[sel]
-        expected[flip] = complement[np.minimum(expected[flip], 4)][:, ::-1]
+        expected[flip] = COMPLEMENT_CODE[np.minimum(expected[flip], N_CODE)][:, ::-1]
         given = encode("".join(seqs[sel])).reshape(-1, w)
         bad = np.flatnonzero(np.any(given != expected, axis=1))
         if bad.size:

@@ -36,7 +36,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from ..encoding import N_CODE
+from ..encoding import COMPLEMENT_CODE, DECODE_TABLE, N_CODE
 from .pwm import (DEFAULT_PSEUDOCOUNT, DEFAULT_RANGE, Motif, ScaledPWM, build_pwm_pair,
                   resolve_background)
 
@@ -48,8 +48,6 @@ SITE_COLUMNS = ["region", "region_index", "chrom", "start", "end", "site_start",
                 "motif_id", "tf", "score", "pvalue", "sequence"]
 #: Scores are sums of at most w * range integers; below 2**24 float32 sums are exact.
 _MAX_EXACT = float(2 ** 24)
-_DECODE = np.frombuffer(b"ACGTN", dtype=np.uint8)
-_COMPLEMENT = np.array([3, 2, 1, 0, 4], dtype=np.uint8)
 
 
 @dataclass
@@ -322,8 +320,8 @@ def site_sequences(codes: np.ndarray, rows: np.ndarray, starts: np.ndarray, widt
         sel = np.flatnonzero(widths == w)
         window = codes[rows[sel, None], starts[sel, None] + np.arange(w)[None, :]]
         minus = strands[sel] == 1
-        window[minus] = _COMPLEMENT[window[minus]][:, ::-1]
-        text = _DECODE[np.minimum(window, 4)]
+        window[minus] = COMPLEMENT_CODE[window[minus]][:, ::-1]
+        text = DECODE_TABLE[np.minimum(window, N_CODE)]
         out[sel] = text.view(f"S{w}").ravel().astype(str)
     return out
 
