@@ -52,7 +52,7 @@ def predict_codes(model: torch.nn.Module, codes: np.ndarray, *, batch_size: int 
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or a :class:`torch.device`.
         rc_average: average each probability with that of the reverse complement sequence.
         fast: on the CPU in float32, run an inference-only copy of the model
-            (:func:`chromtransfer.fast.codes_runner`: the same probabilities to float32 rounding,
+            (:func:`chromtransfer.accel.fast.codes_runner`: the same probabilities to float32 rounding,
             several times faster); ``False`` runs the model itself.
         progress: called with the number of sequences of each finished batch.
 
@@ -79,7 +79,7 @@ def predict_codes(model: torch.nn.Module, codes: np.ndarray, *, batch_size: int 
     out: list[np.ndarray] = []
     runner = None
     if fast:
-        from .fast import codes_runner
+        from .accel.fast import codes_runner
 
         runner = codes_runner(model, dev)
     forward = runner or (lambda b: model(one_hot(b, dtype)))
