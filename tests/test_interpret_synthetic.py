@@ -43,7 +43,6 @@ the threshold of 5 of 6 lines; a planted driver reaching a top-5 significant fam
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest

@@ -17,10 +17,11 @@ import numpy as np
 ALPHABET = "ACGT"
 N_CODE = 4
 
-_ENCODE_TABLE = np.full(256, N_CODE, dtype=np.uint8)
+#: ASCII byte -> code (A=0 C=1 G=2 T=3, either case; anything else N_CODE), ``(256,)`` uint8.
+ENCODE_TABLE = np.full(256, N_CODE, dtype=np.uint8)
 for _i, _base in enumerate(ALPHABET):
-    _ENCODE_TABLE[ord(_base)] = _i
-    _ENCODE_TABLE[ord(_base.lower())] = _i
+    ENCODE_TABLE[ord(_base)] = _i
+    ENCODE_TABLE[ord(_base.lower())] = _i
 #: Code -> ASCII letter (``A C G T N``), ``(5,)`` uint8.
 DECODE_TABLE = np.frombuffer(b"ACGTN", dtype=np.uint8)
 #: Code -> code of the complementary base (N stays N), ``(5,)`` uint8.
@@ -33,7 +34,7 @@ VALID_FASTA_CHARACTERS = frozenset("ACGTUNRYSWKMBDHVacgtunryswkmbdhv-.*")
 def encode(sequence: str | bytes) -> np.ndarray:
     """Encode one sequence as codes, shape ``(L,)`` uint8 (A=0 C=1 G=2 T=3, other=4)."""
     raw = sequence.encode("ascii", errors="replace") if isinstance(sequence, str) else sequence
-    return _ENCODE_TABLE[np.frombuffer(raw, dtype=np.uint8)]
+    return ENCODE_TABLE[np.frombuffer(raw, dtype=np.uint8)]
 
 
 def encode_many(sequences: list[str], length: int | None = None) -> np.ndarray:
