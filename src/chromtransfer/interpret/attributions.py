@@ -32,7 +32,6 @@ Folders written before the manifest existed (only ``attributions.npz``, with at 
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -42,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from ..artifacts import (apply_umask, claim_output_dir, make_staging, provenance, publish_staged,
-                         release_output_dir, write_json)
+                         read_document, release_output_dir, write_json)
 from ..errors import ArtifactError
 
 __all__ = ["ATTRIBUTIONS_KIND", "Attributions", "METHODS", "NPZ_FILE", "load_attributions"]
@@ -207,16 +206,8 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
     path = directory / MANIFEST_FILE
     if not path.exists():
         return {}
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ArtifactError(f"{path}: unreadable ({exc}); run 'chromtransfer attribute' again") from None
-    if not isinstance(manifest, dict) or manifest.get("format", FORMAT) != FORMAT:
-        raise ArtifactError(f"{path}: not an attribution manifest (format {FORMAT!r} expected)")
-    if int(manifest.get("format_version", 1)) > FORMAT_VERSION:
-        raise ArtifactError(f"{path}: format_version {manifest['format_version']} is newer than this "
-                            f"chromtransfer reads ({FORMAT_VERSION}); upgrade chromtransfer")
-    return manifest
+    return read_document(path, FORMAT, what="chromtransfer attribution manifest",
+                         fix="run 'chromtransfer attribute' again", version=FORMAT_VERSION)
 
 
 def _optional(arrays: dict[str, np.ndarray], key: str, dtype=None) -> np.ndarray | None:

@@ -28,7 +28,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import file_sha256
+from ..artifacts import file_sha256, read_document
 from ..errors import ArtifactError
 
 __all__ = ["RUN_FILE", "RUN_FORMAT", "checkpoint_model_state", "curve_summary", "init_record", "is_complete",
@@ -66,17 +66,9 @@ def is_complete(run_dir: str | os.PathLike) -> bool:
 
 def read_run(run_dir: str | os.PathLike) -> dict[str, Any]:
     """The parsed ``run.json`` of a run directory (``ArtifactError`` when missing or unreadable)."""
-    path = Path(run_dir) / RUN_FILE
-    if not path.is_file():
-        raise ArtifactError(f"{run_dir}: not a training run directory ({RUN_FILE} is missing)")
-    try:
-        document = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); "
-                            "the run directory is damaged, train into a new --out") from exc
-    if document.get("format") != RUN_FORMAT:
-        raise ArtifactError(f"{path}: not a chromtransfer training run description")
-    return document
+    return read_document(Path(run_dir) / RUN_FILE, RUN_FORMAT, what="chromtransfer training run description",
+                         fix="the run directory is damaged, train into a new --out",
+                         missing=f"{run_dir}: not a training run directory ({RUN_FILE} is missing)")
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
