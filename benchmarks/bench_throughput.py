@@ -25,7 +25,7 @@ Configurations:
   ``torch.set_num_threads(--threads)``.
 * ``chromtransfer``: what the package runs: the channels-last CPU path of
   ``chromtransfer.models`` for training (with ``torch.optim.Adam(fused=True)``);
-  ``chromtransfer.fast.fuse_for_inference`` + ``forward_in_chunks`` (chunks of 32 on
+  ``chromtransfer.accel.fast.fuse_for_inference`` + ``forward_in_chunks`` (chunks of 32 on
   ``--threads`` worker threads) for inference; ``OMP_WAIT_POLICY=PASSIVE``.
 * with ``--levers``, one configuration per lever: ``chromtransfer`` with that one lever undone (or,
   for trials, added), so the table shows what each contributes.
@@ -146,11 +146,13 @@ class TorchBench:
         import torch
         from torch.nn import functional as F
 
+        import chromtransfer.accel.kernels as kernels
         import chromtransfer.models as models
+        from chromtransfer.accel.fast import FuseOptions, forward_in_chunks, fuse_for_inference
         from chromtransfer.encoding import one_hot
-        from chromtransfer.fast import FuseOptions, forward_in_chunks, fuse_for_inference
 
         self.torch, self.F, self.models, self.one_hot = torch, F, models, one_hot
+        self.kernels = kernels
         self.forward_in_chunks = forward_in_chunks
         torch.set_num_threads(args.threads)
         torch.manual_seed(args.seed)
@@ -225,15 +227,15 @@ class TorchBench:
 
     def _plain(self):
         """Context: the plain (N, C, L) path of chromtransfer.models (the unoptimised network)."""
-        models = self.models
+        kernels = self.kernels
 
         class Plain:
             def __enter__(self_inner):
-                self_inner.saved = models._cpu_fast_path
-                models._cpu_fast_path = lambda x, module: False
+                self_inner.saved = kernels.cpu_fast_path
+                kernels.cpu_fast_path = lambda x, module: False
 
             def __exit__(self_inner, *exc):
-                models._cpu_fast_path = self_inner.saved
+                kernels.cpu_fast_path = self_inner.saved
 
         return Plain()
 
@@ -289,7 +291,7 @@ class TorchBench:
                       "probabilities": float((torch.sigmoid(got) - torch.sigmoid(reference)).abs().max()),
                       "max_abs_logit": float(reference.abs().max())}
             if self.fused is not None:
-                from chromtransfer.fast import one_hot_nlc
+                from chromtransfer.accel.fast import one_hot_nlc
 
                 fused_features = self.fused.body(one_hot_nlc(codes))
                 result["features"] = float((fused_features - features).abs().max())
@@ -310,20 +312,20 @@ class TorchBench:
         self.optimizer.step()
 
     def train(self, steps: int) -> float:
-        models = self.models
+        kernels = self.kernels
         self.model.train()
-        saved_fast, saved_dropout = models._cpu_fast_path, models._dropout_scale
+        saved_fast, saved_dropout = kernels.cpu_fast_path, kernels.dropout_scale
         if self.plain_train:
-            models._cpu_fast_path = lambda x, module: False
+            kernels.cpu_fast_path = lambda x, module: False
         if self.module_dropout:
-            models._dropout_scale = _bernoulli_dropout_scale
+            kernels.dropout_scale = _bernoulli_dropout_scale
         try:
             start = time.perf_counter()
             for _ in range(steps):
                 self._train_step()
             return time.perf_counter() - start
         finally:
-            models._cpu_fast_path, models._dropout_scale = saved_fast, saved_dropout
+            kernels.cpu_fast_path, kernels.dropout_scale = saved_fast, saved_dropout
 
     def infer(self, steps: int) -> float:
         torch = self.torch

@@ -13,7 +13,7 @@ from chromtransfer.datasets.store import write_store
 from chromtransfer.encoding import N_CODE, one_hot
 from chromtransfer.interpret.attribution import grad_x_input
 from chromtransfer.interpret.ism import ism, ism_scores, naive_ism, receptive_field
-from chromtransfer.interpret.pipeline import load_attributions
+from chromtransfer.interpret.attributions import load_attributions
 from chromtransfer.interpret.tracks import bigwig_available, merge_tracks, write_bedgraph, write_bigwig
 from chromtransfer.modelio import save_model
 from chromtransfer.models import build_model
@@ -238,20 +238,20 @@ def test_cli_attribute_ism_on_store(tiny_inputs, capsys):
                "--split", "all", "--select", "all", "--method", "ism", "--batch-size", "100",
                "--device", "cpu", "--out", str(out)])
     assert rc == 0, capsys.readouterr().err
-    arrays = load_attributions(out)
+    attrs = load_attributions(out)
     for key in ("scores", "ism", "codes", "names", "chrom", "start", "end", "prediction", "method", "target"):
-        assert key in arrays
-    assert arrays["scores"].shape == (8, 64) and arrays["scores"].dtype == np.float32
-    assert arrays["ism"].shape == (8, 64, 4) and arrays["codes"].dtype == np.uint8
-    assert arrays["method"] == "ism" and arrays["target"] == "probability"
-    assert arrays["names"].tolist() == [f"r{i}" for i in range(8)]
-    np.testing.assert_array_equal(arrays["codes"], tiny_inputs["codes"])
+        assert key in attrs.arrays()
+    assert attrs.scores.shape == (8, 64) and attrs.scores.dtype == np.float32
+    assert attrs.ism.shape == (8, 64, 4) and attrs.codes.dtype == np.uint8
+    assert attrs.method == "ism" and attrs.target == "probability"
+    assert attrs.names.tolist() == [f"r{i}" for i in range(8)]
+    np.testing.assert_array_equal(attrs.codes, tiny_inputs["codes"])
     from chromtransfer.modelio import load_model
 
     model = load_model(tiny_inputs["model"])
     expected = naive_ism(model, tiny_inputs["codes"])
-    np.testing.assert_allclose(arrays["ism"], expected, rtol=0, atol=1e-6)
-    np.testing.assert_allclose(arrays["scores"], ism_scores(expected, tiny_inputs["codes"]), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(attrs.ism, expected, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(attrs.scores, ism_scores(expected, tiny_inputs["codes"]), rtol=0, atol=1e-6)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["method"] == "ism" and manifest["counts"] == {"input": 8, "selected": 8}
     assert (out / "attributions.bedGraph").exists()
@@ -273,12 +273,12 @@ def test_cli_attribute_grad_selection_fasta_and_errors(tiny_inputs, capsys):
                "--split", "all", "--threshold", str(threshold), "--method", "grad_x_input", "--target", "logit",
                "--device", "cpu", "--out", str(out)])
     assert rc == 0, capsys.readouterr().err
-    arrays = load_attributions(out)
+    attrs = load_attributions(out)
     keep = np.flatnonzero(probs > threshold)
-    assert 0 < len(keep) < 8 and "ism" not in arrays
-    np.testing.assert_array_equal(arrays["start"], tiny_inputs["regions"]["start"].to_numpy()[keep])
-    np.testing.assert_allclose(arrays["prediction"], probs[keep], rtol=1e-6)
-    np.testing.assert_allclose(arrays["scores"], grad_x_input(model, codes[keep], target="logit"), rtol=1e-5, atol=1e-7)
+    assert 0 < len(keep) < 8 and attrs.ism is None
+    np.testing.assert_array_equal(attrs.start, tiny_inputs["regions"]["start"].to_numpy()[keep])
+    np.testing.assert_allclose(attrs.prediction, probs[keep], rtol=1e-6)
+    np.testing.assert_allclose(attrs.scores, grad_x_input(model, codes[keep], target="logit"), rtol=1e-5, atol=1e-7)
 
     # FASTA input: no coordinates, no tracks
     from chromtransfer.encoding import decode
@@ -288,8 +288,8 @@ def test_cli_attribute_grad_selection_fasta_and_errors(tiny_inputs, capsys):
     out2 = tiny_inputs["tmp"] / "fa"
     assert main(["attribute", "--model", str(tiny_inputs["model"]), "--fasta", str(fasta), "--select", "all",
                  "--device", "cpu", "--out", str(out2)]) == 0
-    arrays = load_attributions(out2)
-    assert arrays["names"].tolist() == ["s0", "s1", "s2"] and arrays["start"].tolist() == [-1, -1, -1]
+    attrs = load_attributions(out2)
+    assert attrs.names.tolist() == ["s0", "s1", "s2"] and attrs.start.tolist() == [-1, -1, -1]
     assert not (out2 / "attributions.bedGraph").exists()
 
     # unequal FASTA lengths: one error line, exit 2, earlier results untouched
@@ -316,10 +316,41 @@ def test_cli_attribute_bed_on_genome(tiny_inputs, capsys):
     rc = main(["attribute", "--model", str(tiny_inputs["model"]), "--bed", str(bed), "--genome", str(genome),
                "--window", "64", "--select", "all", "--device", "cpu", "--out", str(out)])
     assert rc == 0, capsys.readouterr().err
-    arrays = load_attributions(out)
-    assert arrays["names"].tolist() == ["peak1", "peak2"]
-    assert arrays["chrom"].tolist() == ["chr20", "chr20"]
-    assert arrays["start"].tolist() == [108, 118] and arrays["end"].tolist() == [172, 182]
-    assert "".join("ACGT"[c] for c in arrays["codes"][0]) == sequence[108:172]
+    attrs = load_attributions(out)
+    assert attrs.names.tolist() == ["peak1", "peak2"]
+    assert attrs.chrom.tolist() == ["chr20", "chr20"]
+    assert attrs.start.tolist() == [108, 118] and attrs.end.tolist() == [172, 182]
+    assert "".join("ACGT"[c] for c in attrs.codes[0]) == sequence[108:172]
     lines = (out / "attributions.bedGraph").read_text().splitlines()[1:]
     assert lines[0].split("\t")[:2] == ["chr20", "108"] and lines[-1].split("\t")[2] == "182"
+
+
+def test_attributions_save_load_round_trip(tmp_path):
+    from chromtransfer.errors import ArtifactError
+    from chromtransfer.interpret.attributions import Attributions
+
+    rng = np.random.default_rng(3)
+    codes = rng.integers(0, 4, size=(3, 10)).astype(np.uint8)
+    ism_deltas = rng.normal(size=(3, 10, 4)).astype(np.float32)
+    made = Attributions(rng.normal(size=(3, 10)).astype(np.float32), np.array(["a", "b", "c"]), "ism", codes=codes,
+                        ism=ism_deltas, target="logit", chrom=np.array(["chr1", "chr1", ""]),
+                        start=np.array([0, 20, -1]), end=np.array([10, 30, -1]), strand=np.array(["+", "-", ""]),
+                        model="run", n_candidates=5)
+    manifest = made.save(tmp_path / "a", bigwig=False)
+    assert manifest["counts"] == {"input": 5, "selected": 3} and manifest["model"] == "run"
+    assert manifest["files"] == ["attributions.npz", "attributions.bedGraph"]
+    back = load_attributions(tmp_path / "a")
+    np.testing.assert_array_equal(back.scores, made.scores)
+    np.testing.assert_array_equal(back.ism, ism_deltas)
+    np.testing.assert_array_equal(back.codes, codes)
+    assert back.method == "ism" and back.target == "logit" and back.model == "run" and back.n_candidates == 5
+    assert back.regions()["start"].tolist() == [0, 20, -1] and back.path == tmp_path / "a"
+    assert load_attributions(tmp_path / "a" / "attributions.npz").names.tolist() == ["a", "b", "c"]
+    with pytest.raises(ArtifactError, match="complete"):  # an existing result is replaced only on request
+        made.save(tmp_path / "a")
+    made.save(tmp_path / "a", overwrite=True)
+    # a folder of the older format (arrays only, no manifest) still loads
+    (tmp_path / "old").mkdir()
+    np.savez(tmp_path / "old" / "attributions.npz", scores=made.scores, names=made.names, method=np.array("ism"))
+    old = load_attributions(tmp_path / "old")
+    assert old.codes is None and old.ism is None and old.target == "probability" and old.manifest == {}

@@ -101,3 +101,23 @@ def test_info_dataset_missing_store_is_one_line(tmp_path, capsys):
     assert main(["info", "dataset", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ")
+
+
+def test_read_document_checks_format_and_version(tmp_path):
+    import json
+
+    from chromtransfer.artifacts import read_document
+
+    path = tmp_path / "doc.json"
+    with pytest.raises(ArtifactError, match="no such file"):
+        read_document(path, "chromtransfer-x", what="x document", fix="write it again")
+    path.write_text(json.dumps({"format": "chromtransfer-x", "format_version": 1, "value": 3}))
+    assert read_document(path, "chromtransfer-x", what="x document", fix="write it again")["value"] == 3
+    with pytest.raises(ArtifactError, match="not a y document .format is 'chromtransfer-x'"):
+        read_document(path, "chromtransfer-y", what="y document", fix="write it again")
+    path.write_text(json.dumps({"format": "chromtransfer-x", "format_version": 2}))
+    with pytest.raises(ArtifactError, match="format_version 2 is newer"):
+        read_document(path, "chromtransfer-x", what="x document", fix="write it again")
+    path.write_text("{not json")
+    with pytest.raises(ArtifactError, match="not valid JSON .* write it again"):
+        read_document(path, "chromtransfer-x", what="x document", fix="write it again")

@@ -10,8 +10,9 @@ import pytest
 
 from chromtransfer.cli import main
 from chromtransfer.errors import ArtifactError, InputError
-from chromtransfer.interpret.enrich import (Attributions, assign_families, enrichment_test, family_heads, ks_enrichment,
-                                            load_attributions, overlap_mask, run_enrichment, score_sites, signed_ks)
+from chromtransfer.interpret.attributions import Attributions, load_attributions
+from chromtransfer.interpret.enrich import (assign_families, enrichment_test, family_heads, ks_enrichment, overlap_mask,
+                                            run_enrichment, score_sites, signed_ks)
 
 L = 200
 
@@ -65,7 +66,7 @@ def test_overlap_mask_matches_brute_force():
 def test_planted_tf_ranks_first_and_low_tf_last_with_bh():
     rng = np.random.default_rng(1)
     names, scores, sites = _synthetic(rng)
-    attr = Attributions(Path("."), scores, names, "grad_x_input")
+    attr = Attributions(scores, names, "grad_x_input")
     result = run_enrichment(sites, attr, min_sites=100, fdr=0.001)
     table = result.a.set_index("tf")
     assert result.a["tf"].iloc[0] == "HIGH"
@@ -129,7 +130,7 @@ def test_ism_uses_minimum_and_region_matching():
     names = np.array(["a", "b"])
     scores = np.zeros((2, 20), np.float32)
     scores[0, 3:6] = [-1, 2, -3]
-    attr = Attributions(Path("."), scores, names, "ism")
+    attr = Attributions(scores, names, "ism")
     sites = pd.DataFrame({"region": ["a", "zz", "b"], "site_start": [3, 0, 0], "site_end": [6, 4, 4],
                           "tf": "T", "motif_id": "M"})
     scored = score_sites(sites, attr)
@@ -143,7 +144,7 @@ def test_ism_uses_minimum_and_region_matching():
 
 def test_sequence_check_catches_other_sequences():
     codes = np.zeros((1, 20), np.uint8)  # all A
-    attr = Attributions(Path("."), np.zeros((1, 20), np.float32), np.array(["a"]), "grad_x_input", codes)
+    attr = Attributions(np.zeros((1, 20), np.float32), np.array(["a"]), "grad_x_input", codes, path=Path("."))
     good = pd.DataFrame({"region": ["a", "a"], "site_start": [0, 5], "site_end": [3, 8], "strand": ["+", "-"],
                          "sequence": ["AAA", "TTT"], "tf": "T", "motif_id": "M"})
     assert len(score_sites(good, attr)) == 2
@@ -160,9 +161,9 @@ def test_two_model_comparison_finds_the_gaining_tf():
     for row in sites.itertuples():
         if row.tf == "GAIN":
             scores_b[row.region_index, row.site_start:row.site_end] += 2.0
-    a = Attributions(Path("a"), scores_a, names, "grad_x_input")
+    a = Attributions(scores_a, names, "grad_x_input", path=Path("a"))
     order = rng.permutation(len(names))  # model B stores the regions in another order
-    b = Attributions(Path("b"), scores_b[order], names[order], "grad_x_input")
+    b = Attributions(scores_b[order], names[order], "grad_x_input", path=Path("b"))
     result = run_enrichment(sites, a, b, min_sites=100)
     comp = result.comparison.set_index("tf")
     assert result.comparison["tf"].iloc[0] == "GAIN"
@@ -275,8 +276,8 @@ def test_comparison_significance_follows_the_authors_rule():
         if row.tf == "BOTH":
             scores_a[row.region_index, row.site_start:row.site_end] += 1.5
             scores_b[row.region_index, row.site_start:row.site_end] += 1.5
-    a = Attributions(Path("a"), scores_a, names, "grad_x_input")
-    b = Attributions(Path("b"), scores_b, names, "grad_x_input")
+    a = Attributions(scores_a, names, "grad_x_input", path=Path("a"))
+    b = Attributions(scores_b, names, "grad_x_input", path=Path("b"))
     either = run_enrichment(sites, a, b, min_sites=100).comparison.set_index("tf")
     difference = run_enrichment(sites, a, b, min_sites=100, significance="difference").comparison.set_index("tf")
     both = either.loc["BOTH"]
@@ -309,7 +310,7 @@ def test_sites_of_one_tf_at_the_same_bases_count_once():
     assert dedupe_tf_sites(sites.drop(columns="pvalue")).index.tolist() == [0, 2, 3, 4]
     names = np.array(["r0", "r1"])
     scores = np.zeros((2, L), dtype=np.float32)
-    attributions = Attributions(Path("a"), scores, names, "grad_x_input")
+    attributions = Attributions(scores, names, "grad_x_input")
     result = run_enrichment(sites, attributions, min_sites=1)
     assert len(result.sites) == 4
     assert (result.sites["tf"] == "HNF4A").sum() == 3

@@ -1,4 +1,4 @@
-"""The optimised inference model (chromtransfer.fast) computes what the plain model computes.
+"""The optimised inference model (chromtransfer.accel.fast) computes what the plain model computes.
 
 Full-width network, eval mode, BatchNorm statistics calibrated on data and then perturbed (so
 every BatchNorm does real work and activations are O(1), as in a trained model), sequences with
@@ -12,9 +12,10 @@ import copy
 import pytest
 import torch
 
+import chromtransfer.accel.kernels as kernels
 import chromtransfer.models as models
 from chromtransfer.encoding import one_hot
-from chromtransfer.fast import FuseOptions, forward_in_chunks, fuse_for_inference, one_hot_nlc
+from chromtransfer.accel.fast import FuseOptions, forward_in_chunks, fuse_for_inference, one_hot_nlc
 from chromtransfer.models import build_model
 
 TOL = 1e-5
@@ -170,7 +171,7 @@ def test_one_hot_nlc_matches_one_hot():
 
 
 def test_training_fast_path_matches_plain_path():
-    """models.py's channels-last CPU training path against the plain path: gradients (relative
+    """The channels-last CPU training path (accel/kernels.py) against the plain path: gradients (relative
     norm per parameter; the two paths round differently, each ~4e-6 from float64 here) and
     BatchNorm running statistics after one step. A BatchNorm whose batch mean is summed row
     after row in float32 misses this by orders of magnitude (~3e-2)."""
@@ -184,12 +185,12 @@ def test_training_fast_path_matches_plain_path():
             if isinstance(d, torch.nn.Dropout):
                 d.p = 0.0  # deterministic comparison
     a(x).sum().backward()  # fast path
-    saved = models._cpu_fast_path
-    models._cpu_fast_path = lambda t, module: False
+    saved = kernels.cpu_fast_path
+    kernels.cpu_fast_path = lambda t, module: False
     try:
         b(x).sum().backward()  # plain path
     finally:
-        models._cpu_fast_path = saved
+        kernels.cpu_fast_path = saved
     for (name, p), q in zip(a.named_parameters(), b.parameters()):
         assert float((p.grad - q.grad).norm() / q.grad.norm()) < 1e-4, name
     for (name, buf), other in zip(a.named_buffers(), b.buffers()):
@@ -206,25 +207,25 @@ def test_batch_norm_rows_matches_module_semantics():
         bn = torch.nn.BatchNorm1d(6, eps=1e-3, momentum=momentum).train()
         ref = torch.nn.BatchNorm1d(6, eps=1e-3, momentum=momentum).double().train()
         for _ in range(2):
-            out = models._batch_norm_rows(bn, z, no_dropout)
+            out = kernels.batch_norm_rows(bn, z, no_dropout)
             want = ref(z.detach().double()).float()
         torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(bn.running_mean, ref.running_mean.float(), rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(bn.running_var, ref.running_var.float(), rtol=1e-5, atol=1e-6)
         assert int(bn.num_batches_tracked) == 2
     with pytest.raises(ValueError, match="more than 1 value"):
-        models._batch_norm_rows(torch.nn.BatchNorm1d(6).train(), z[:1], no_dropout)
+        kernels.batch_norm_rows(torch.nn.BatchNorm1d(6).train(), z[:1], no_dropout)
 
 
 def test_fast_dropout_keeps_the_rate_and_scale():
     torch.manual_seed(0)
     drop = torch.nn.Dropout(0.1).train()
     x = torch.ones(200_000, 4)
-    y = models._dropout_cpu(x, drop)
+    y = kernels.dropout_cpu(x, drop)
     kept = (y != 0).float().mean()
     assert abs(float(kept) - 0.9) < 0.005
     assert torch.allclose(y[y != 0], torch.full_like(y[y != 0], 1 / 0.9))
-    assert models._dropout_cpu(x, drop.eval()) is x
+    assert kernels.dropout_cpu(x, drop.eval()) is x
 
 
 def test_predict_codes_fast_path_equals_plain(pretrain_model):
@@ -271,7 +272,7 @@ def test_batchnorm_subclasses_keep_their_own_forward():
 
 
 def test_codes_runner_only_where_it_applies(pretrain_model):
-    from chromtransfer.fast import codes_runner
+    from chromtransfer.accel.fast import codes_runner
 
     assert codes_runner(copy.deepcopy(pretrain_model).double()) is None  # float64: the model itself
     assert codes_runner(pretrain_model, "cuda") is None  # elsewhere than the CPU: the model itself

@@ -43,7 +43,6 @@ the threshold of 5 of 6 lines; a planted driver reaching a top-5 significant fam
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -110,7 +109,7 @@ def test_scanner_holds_all_jaspar_motifs_and_the_planted_ones(setup):
 @pytest.fixture(scope="module")
 def ranking(setup):
     """``ranking(cell)``: fine-tune, attribute and rank the TFs of one line (computed once per line)."""
-    from chromtransfer.interpret.enrich import Attributions, family_heads, run_enrichment
+    from chromtransfer.interpret.enrich import family_heads, run_enrichment
     from chromtransfer.interpret.pipeline import attribute, inputs_from_store
     from chromtransfer.modelio import load_model
     from chromtransfer.training import train_model
@@ -123,12 +122,10 @@ def ranking(setup):
             return done[cell]
         run = train_model(preset="finetune", store=str(setup["stores"][cell]), init=str(setup["pretrained"]),
                           out=str(setup["base"] / "runs" / cell), **COMMON, **FINETUNE)
-        result = attribute(load_model(run), inputs_from_store(setup["stores"][cell], split="all"),
-                           method="grad_x_input", target="logit", select="predicted-positive", device="cpu")
-        arrays = result["arrays"]
-        sites = setup["scanner"].scan_table(arrays["codes"], arrays["names"])
-        attributions = Attributions(Path(run), arrays["scores"], arrays["names"].astype(str), "grad_x_input",
-                                    arrays["codes"])
+        attributions = attribute(load_model(run), inputs_from_store(setup["stores"][cell], split="all"),
+                                 method="grad_x_input", target="logit", select="predicted-positive", device="cpu",
+                                 model_path=str(run))
+        sites = setup["scanner"].scan_table(attributions.codes, attributions.names)
         table = run_enrichment(sites, attributions, min_sites=MIN_SITES, fdr=FDR).a
         # The best-ranked significant families: heads with FDR < 0.001 and positive D (sites scoring
         # above the other TFs' sites), highest D first.
@@ -136,7 +133,7 @@ def ranking(setup):
         planted = _planted(setup["truth"], cell)
         heads = [f["tf"] for f in families[:TOP]]
         done[cell] = {
-            "n_selected": result["n_selected"], "predictions": arrays["prediction"], "families": families,
+            "n_selected": len(attributions), "predictions": attributions.prediction, "families": families,
             "planted": planted, "heads": heads, "in_top": planted_in_top(planted, families, TOP),
             "found": table[table["tf"].isin(planted) & table["family"].isin(heads)],
             "shown": table[["tf", "sites", "D", "fdr", "family"]].head(12).to_string(index=False)}

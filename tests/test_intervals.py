@@ -9,7 +9,8 @@ import pytest
 
 from chromtransfer.errors import InputError
 from chromtransfer.genome import Genome
-from chromtransfer.intervals import (IntervalSet, centred_windows, n_fraction, parse_region_strings, read_region_table,
+from chromtransfer.interval_sets import IntervalSet
+from chromtransfer.intervals import (centred_windows, n_fraction, parse_region_strings, read_region_table,
                                      read_regions,
                                      tile_chromosome, tile_genome)
 

@@ -37,7 +37,8 @@ import pytest
 import torch
 
 from chromtransfer.errors import ArtifactError
-from chromtransfer.keras_import import import_keras_model, read_keras_h5
+from chromtransfer.keras_h5 import read_keras_h5
+from chromtransfer.keras_import import import_keras_model
 from chromtransfer.models import count_parameters
 
 MODELS = ["pretrained", "finetuned", "finetuned_bn", "finetuned_nested"]

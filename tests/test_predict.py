@@ -11,6 +11,7 @@ within 1e-5 and all within 2e-5; ``--precision float64`` agrees with the float32
 from __future__ import annotations
 
 import gzip
+import os
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,8 @@ from chromtransfer.cli import main
 from chromtransfer.encoding import codes_from_one_hot, decode, encode, reverse_complement_codes
 from chromtransfer.errors import ChromTransferError, InputError
 from chromtransfer.fasta import read_fasta
-from chromtransfer.inference import predict_codes, predict_sequences, resolve_device
+from chromtransfer.devices import resolve_device
+from chromtransfer.inference import predict_codes, predict_sequences
 from chromtransfer.modelio import save_model
 from chromtransfer.models import build_model
 
@@ -200,8 +202,17 @@ def test_resolve_device():
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     if not torch.cuda.is_available():
-        with pytest.raises(ChromTransferError, match="CUDA is not available"):
-            resolve_device("cuda")
+        for spec in ("cuda", "CUDA:1"):
+            with pytest.raises(ChromTransferError, match="CUDA is not available"):
+                resolve_device(spec)
+    else:
+        assert resolve_device("cuda:0") == torch.device("cuda", 0)
+        with pytest.raises(ChromTransferError, match="visible"):
+            resolve_device(f"cuda:{torch.cuda.device_count()}")
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+    for spec in ("gpu", "cuda:x", "tpu"):
+        with pytest.raises(ChromTransferError, match="use auto, cpu, cuda or cuda:N"):
+            resolve_device(spec)
 
 
 def test_predict_fasta_any_lengths_and_rc_average(capsys, narrow_model_dir, tmp_path):
@@ -368,3 +379,33 @@ def test_threads_option_sets_the_cpu_threads(capsys, narrow_model_dir, tmp_path)
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_set_cpu_defaults_is_explicit(monkeypatch):
+    import subprocess
+    import sys
+
+    from chromtransfer.runtime import set_cpu_defaults
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    import chromtransfer.cli  # noqa: F401  (importing the command line changes nothing)
+
+    assert "OMP_WAIT_POLICY" not in os.environ
+    before = torch.get_num_threads()
+    try:
+        assert set_cpu_defaults(threads=1) is False  # torch is already imported in this process
+        assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE" and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ValueError, match="at least 1"):
+        set_cpu_defaults(threads=0)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # a user's own setting is kept
+    set_cpu_defaults()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    # before torch is imported the policy takes effect, and the command line sets it first
+    code = ("import os, sys; from chromtransfer.runtime import set_cpu_defaults; "
+            "print(set_cpu_defaults(), os.environ['OMP_WAIT_POLICY'])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**os.environ})
+    assert done.stdout.split() == ["True", "PASSIVE"]

@@ -12,7 +12,7 @@ from chromtransfer.datasets.finetune import prepare_finetune
 from chromtransfer.datasets.labels import CELL_LINES
 from chromtransfer.datasets.pretrain import prepare_pretrain
 from chromtransfer.datasets.store import open_store
-from chromtransfer.datasets.synthetic import DRIVERS, load_motifs, make_synthetic
+from chromtransfer.datasets.synthetic import DRIVERS, make_synthetic, planted_motif_matrices
 from chromtransfer.genome import Genome
 
 FILES = ["genome.fa", "rdhs.bed", "label_matrix.tsv", "blacklist.bed", "truth.json"] + \
@@ -84,7 +84,7 @@ def test_planted_motifs_mark_their_cell_lines(tiny):
     matrix = pd.read_csv(tiny.label_matrix, sep="\t")
     centre = (matrix["start"] + matrix["end"]) // 2
     codes = g.fetch_many(matrix["chrom"], (centre - 150).to_numpy(), length=300)
-    motifs = load_motifs(["GATA1", "HNF4A", "CTCF", "NRF1", "SOX2"])
+    motifs = planted_motif_matrices(["GATA1", "HNF4A", "CTCF", "NRF1", "SOX2"])
     k562 = (matrix["K562"] == 1).to_numpy() & (matrix[list(CELL_LINES)].sum(axis=1) == 1).to_numpy()
     none = (matrix[list(CELL_LINES)].sum(axis=1) == 0).to_numpy()
     gata = _best_scores(codes, motifs["GATA1"])

@@ -18,46 +18,20 @@ import pandas as pd
 
 from .errors import ChromTransferError
 
-# --- core seam: the attribution class and reader, the CPU thread setting and the device
-# --- resolver. These are the only names this module takes from that core; repoint them here.
-# --- (Nothing here may import torch: set_cpu_defaults must run before OpenMP starts.)
-from .interpret.enrich import Attributions  # the one attribution class
-from .interpret.enrich import load_attributions as _read_attributions
-from .progress import apply_threads as _apply_threads  # torch CPU threads
-from .sequence_input import SequenceSet, as_sequences  # (not part of the seam)
+from .interpret.attributions import Attributions, load_attributions  # the one attribution class
+from .runtime import set_cpu_defaults  # the only process-wide setting, by explicit call
+from .sequence_input import SequenceSet, as_sequences
+
+__all__ = ["Attributions", "attribute", "compare_tfs", "load_attributions", "load_model", "metrics", "predict",
+           "rank_tfs", "scan_motifs", "set_cpu_defaults"]
 
 
 def _resolve_device(device):
-    """``"auto" | "cpu" | "cuda" | "cuda:1"`` -> :class:`torch.device` (the one device rule)."""
-    from .inference import resolve_device
+    """``"auto" | "cpu" | "cuda" | "cuda:1"`` -> :class:`torch.device` (:mod:`chromtransfer.devices`;
+    imported here, on use, so that importing the API does not import torch)."""
+    from .devices import resolve_device
 
     return resolve_device(device)
-# --- end of the core seam
-
-__all__ = ["Attributions", "attribute", "compare_tfs", "load_attributions", "load_model", "metrics", "predict",
-           "rank_tfs", "save_attributions", "scan_motifs", "set_cpu_defaults"]
-
-#: The environment that :func:`set_cpu_defaults` sets before OpenMP starts (the command line sets
-#: the same): idle OpenMP threads sleep instead of spinning, the largest CPU lever measured
-#: (benchmarks/README.md).
-CPU_ENVIRONMENT = {"OMP_WAIT_POLICY": "PASSIVE"}
-
-
-# ------------------------------------------------------------------------------------ runtime
-def set_cpu_defaults(threads: int | None = None) -> dict[str, Any]:
-    """Set the process's CPU defaults as the command line does: ``OMP_WAIT_POLICY=PASSIVE``
-    (unless already set; OpenMP reads it once, so call this first in a notebook, before any
-    torch work) and, when given, ``threads`` CPU threads for torch.
-
-    Returns:
-        ``{"threads": int, "omp_wait_policy": str}``: the settings now in force.
-    """
-    for key, value in CPU_ENVIRONMENT.items():
-        os.environ.setdefault(key, value)
-    _apply_threads(threads)
-    import torch
-
-    return {"threads": torch.get_num_threads(), "omp_wait_policy": os.environ["OMP_WAIT_POLICY"]}
 
 
 @contextlib.contextmanager
@@ -69,7 +43,7 @@ def _threads(threads: int | None) -> Iterator[None]:
     import torch
 
     before = torch.get_num_threads()
-    _apply_threads(threads)
+    set_cpu_defaults(threads)
     try:
         yield
     finally:
@@ -182,7 +156,7 @@ def attribute(model, x, *, method: str = "grad_x_input", target: str = "probabil
         ``names`` ``(N,)`` (``seq0, ...`` for in-memory input) and ``method``; besides:
         ``ism`` ``(N, L, 4)`` (method ``ism``, else ``None``), ``prediction`` ``(N,)``,
         ``chrom``/``start``/``end``/``strand`` ``(N,)`` (``""``/-1 without coordinates) and
-        ``target``. Save with :func:`save_attributions`; enrichment takes it as is.
+        ``target``. Save with :meth:`Attributions.save`; enrichment takes it as is.
     """
     from .ensemble import ModelEnsemble
     from .interpret.pipeline import attribute as attribute_inputs
@@ -195,10 +169,9 @@ def attribute(model, x, *, method: str = "grad_x_input", target: str = "probabil
     inputs = _attribution_inputs(sequences)
     class_index, _label = output_unit(model, class_name)
     with _threads(threads):
-        result = attribute_inputs(model, inputs, method=method, target=target, class_index=class_index,
-                                  select=select, threshold=threshold, batch_size=batch_size,
-                                  device=_resolve_device(device))
-    return _attributions_from_arrays(result["arrays"])
+        return attribute_inputs(model, inputs, method=method, target=target, class_index=class_index,
+                                select=select, threshold=threshold, batch_size=batch_size,
+                                device=_resolve_device(device))
 
 
 def _attribution_inputs(sequences: SequenceSet):
@@ -216,56 +189,6 @@ def _attribution_inputs(sequences: SequenceSet):
         strand=np.full(n, "+"),
         source={"kind": sequences.source, "rows": n},
     )
-
-
-_EXTRA_ARRAYS = ("ism", "prediction", "chrom", "start", "end", "strand", "n_fraction", "target")
-
-
-def _attributions_from_arrays(arrays: dict[str, Any]) -> Attributions:
-    """An :class:`Attributions` of the arrays of ``attributions.npz`` (the extra arrays as
-    attributes)."""
-    attributions = Attributions(path=None, scores=np.asarray(arrays["scores"], dtype=np.float32),
-                                names=np.asarray(arrays["names"]).astype(str), method=str(arrays["method"]),
-                                codes=np.asarray(arrays["codes"], dtype=np.uint8))
-    for key in _EXTRA_ARRAYS:
-        value = arrays.get(key)
-        setattr(attributions, key, str(value) if key == "target" and value is not None else value)
-    return attributions
-
-
-def save_attributions(attributions: Attributions, directory: str | os.PathLike, *,
-                      overwrite: bool = False) -> str:
-    """Write ``attributions`` as ``chromtransfer attribute`` does (``attributions.npz``, a
-    bedGraph track where rows have coordinates, ``manifest.json`` last) into ``directory``;
-    returns its path. Read back with :func:`load_attributions`."""
-    from .interpret.pipeline import write_attributions
-
-    n = len(attributions.names)
-    arrays = {"scores": attributions.scores, "codes": attributions.codes, "names": attributions.names,
-              "method": np.array(attributions.method)}
-    defaults = {"chrom": np.full(n, ""), "start": np.full(n, -1, np.int64), "end": np.full(n, -1, np.int64),
-                "strand": np.full(n, "+"), "prediction": np.full(n, np.nan, np.float32),
-                "n_fraction": np.zeros(n, np.float32), "target": "probability"}
-    for key in _EXTRA_ARRAYS:
-        value = getattr(attributions, key, None)
-        if value is None:
-            value = defaults.get(key)
-        if value is not None:
-            arrays[key] = np.array(value) if key == "target" else value
-    inputs = _attribution_inputs(SequenceSet(
-        np.asarray(attributions.codes), names=list(attributions.names),
-        chrom=arrays["chrom"] if (np.asarray(arrays["chrom"]) != "").any() else None,
-        start=arrays["start"], end=arrays["end"], source="python"))
-    result = {"arrays": arrays, "selected": inputs, "n_input": n, "n_selected": n}
-    manifest = {"method": attributions.method, "target": str(arrays["target"]), "inputs": {"kind": "python"}}
-    write_attributions(directory, result, manifest, overwrite=overwrite)
-    return str(directory)
-
-
-def load_attributions(directory: str | os.PathLike) -> Attributions:
-    """Read an attribution folder written by ``chromtransfer attribute`` or
-    :func:`save_attributions` (``scores`` ``(N, L)``, ``names``, ``method``, ``codes``)."""
-    return _read_attributions(directory)
 
 
 # ------------------------------------------------------------------------------------ motifs

@@ -406,6 +406,41 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
+def read_document(path: str | os.PathLike, fmt: str, *, what: str, fix: str, version: int = 1,
+                  missing: str | None = None) -> dict[str, Any]:
+    """Read a chromtransfer JSON document (run.json, a store's or a model's description...).
+
+    The one reader of the versioned documents: the file must parse as a JSON object whose
+    ``format`` is ``fmt`` and whose ``format_version`` (1 when absent) is at most ``version``.
+
+    Args:
+        what: what the document is, for the message (``"chromtransfer model description"``).
+        fix: what to do about a damaged file, appended to the message.
+        missing: the message when the file does not exist (default: one naming the file).
+
+    Raises:
+        ArtifactError: one line naming the file: unreadable, not JSON, another format, or a
+            newer format version than this chromtransfer reads.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(missing or f"{path}: no such file ({what})")
+    try:
+        document = json.loads(path.read_text())
+    except OSError as exc:
+        raise ArtifactError(f"{path}: unreadable ({exc.strerror or exc}); {fix}") from exc
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); {fix}") from exc
+    found = document.get("format") if isinstance(document, dict) else None
+    if found != fmt:
+        raise ArtifactError(f"{path}: not a {what} (format is {found!r}, expected {fmt!r})")
+    found_version = document.get("format_version", 1)
+    if not isinstance(found_version, int) or found_version > version:
+        raise ArtifactError(f"{path}: format_version {found_version!r} is newer than this chromtransfer reads "
+                            f"({version}); upgrade chromtransfer")
+    return document
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)

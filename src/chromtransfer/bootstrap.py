@@ -89,7 +89,7 @@ def run_bootstrap(
     from .inference import predict_codes
     from .modelio import load_model
     from .training import train_model
-    from .training.engine import is_complete, read_run
+    from .training.rundir import is_complete, read_run
 
     fractions = sorted({float(f) for f in fractions})
     bad = [f for f in fractions if not 0 < f <= 1]

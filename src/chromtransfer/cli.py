@@ -8,13 +8,8 @@ so that ``--help`` stays fast. A :class:`~chromtransfer.errors.ChromTransferErro
 from __future__ import annotations
 
 import importlib
-import os
 import pkgutil
 import sys
-
-# Before torch is imported (OpenMP reads it once): idle threads sleep instead of spinning, which
-# made training about 5x slower on a busy 2-core machine (benchmarks/README.md).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import click
 
@@ -42,7 +37,13 @@ _register_commands()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script; returns the exit status."""
+    """Entry point of the console script; returns the exit status.
+
+    Sets the process-wide CPU defaults first (:func:`chromtransfer.runtime.set_cpu_defaults`:
+    before any command imports torch, so that the OpenMP wait policy takes effect)."""
+    from .runtime import set_cpu_defaults
+
+    set_cpu_defaults()
     try:
         app.main(args=argv, prog_name="chromtransfer", standalone_mode=False)
     except ChromTransferError as exc:

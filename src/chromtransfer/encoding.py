@@ -17,12 +17,15 @@ import numpy as np
 ALPHABET = "ACGT"
 N_CODE = 4
 
-_ENCODE_TABLE = np.full(256, N_CODE, dtype=np.uint8)
+#: ASCII byte -> code (A=0 C=1 G=2 T=3, either case; anything else N_CODE), ``(256,)`` uint8.
+ENCODE_TABLE = np.full(256, N_CODE, dtype=np.uint8)
 for _i, _base in enumerate(ALPHABET):
-    _ENCODE_TABLE[ord(_base)] = _i
-    _ENCODE_TABLE[ord(_base.lower())] = _i
-_DECODE_TABLE = np.frombuffer(b"ACGTN", dtype=np.uint8)
-_COMPLEMENT_CODE = np.array([3, 2, 1, 0, N_CODE], dtype=np.uint8)
+    ENCODE_TABLE[ord(_base)] = _i
+    ENCODE_TABLE[ord(_base.lower())] = _i
+#: Code -> ASCII letter (``A C G T N``), ``(5,)`` uint8.
+DECODE_TABLE = np.frombuffer(b"ACGTN", dtype=np.uint8)
+#: Code -> code of the complementary base (N stays N), ``(5,)`` uint8.
+COMPLEMENT_CODE = np.array([3, 2, 1, 0, N_CODE], dtype=np.uint8)
 
 #: Characters accepted in FASTA sequence lines: IUPAC nucleotide codes, gaps, either case.
 VALID_FASTA_CHARACTERS = frozenset("ACGTUNRYSWKMBDHVacgtunryswkmbdhv-.*")
@@ -31,7 +34,7 @@ VALID_FASTA_CHARACTERS = frozenset("ACGTUNRYSWKMBDHVacgtunryswkmbdhv-.*")
 def encode(sequence: str | bytes) -> np.ndarray:
     """Encode one sequence as codes, shape ``(L,)`` uint8 (A=0 C=1 G=2 T=3, other=4)."""
     raw = sequence.encode("ascii", errors="replace") if isinstance(sequence, str) else sequence
-    return _ENCODE_TABLE[np.frombuffer(raw, dtype=np.uint8)]
+    return ENCODE_TABLE[np.frombuffer(raw, dtype=np.uint8)]
 
 
 def encode_many(sequences: list[str], length: int | None = None) -> np.ndarray:
@@ -51,12 +54,12 @@ def encode_many(sequences: list[str], length: int | None = None) -> np.ndarray:
 
 def decode(codes: np.ndarray) -> str:
     """Decode a ``(L,)`` code vector to an upper-case string (code 4 -> 'N')."""
-    return _DECODE_TABLE[np.minimum(np.asarray(codes, dtype=np.uint8), N_CODE)].tobytes().decode()
+    return DECODE_TABLE[np.minimum(np.asarray(codes, dtype=np.uint8), N_CODE)].tobytes().decode()
 
 
 def reverse_complement_codes(codes: np.ndarray) -> np.ndarray:
     """Reverse complement of codes ``(..., L)``; N stays N."""
-    return _COMPLEMENT_CODE[np.minimum(codes, N_CODE)][..., ::-1]
+    return COMPLEMENT_CODE[np.minimum(codes, N_CODE)][..., ::-1]
 
 
 def one_hot(codes, dtype=None):

@@ -22,7 +22,7 @@ from torch import nn
 
 from .errors import ArtifactError, ChromTransferError
 from .models import probabilities
-from .training.engine import FOLDS_FILE
+from .training.rundir import FOLDS_FILE
 
 
 class ModelEnsemble(nn.Module):

@@ -37,11 +37,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .encoding import N_CODE, encode
-
-#: byte -> code (A=0 C=1 G=2 T=3, either case; anything else 4), the table behind ``encode``
-_CODE_TABLE = encode(bytes(range(256)))
+from .encoding import ENCODE_TABLE, N_CODE, encode
 from .errors import InputError
+from .genome_formats import BgzfReader, TwoBitReader, has_bgzf_eof
 
 __all__ = ["Genome", "chromosome_key", "default_cache_dir", "open_genome"]
 
@@ -94,174 +92,6 @@ def _writable_dir(folder: Path) -> bool:
     return os.access(folder, os.W_OK | os.X_OK)
 
 
-# 2bit packs T, C, A, G as 0..3 -> codes 3, 1, 0, 2; row b of the table is the 4 codes of byte b.
-_TWOBIT_BASE = np.array([3, 1, 0, 2], dtype=np.uint8)
-_TWOBIT_TABLE = np.stack([_TWOBIT_BASE[(np.arange(256) >> shift) & 3] for shift in (6, 4, 2, 0)], axis=1)
-
-
-class _TwoBit:
-    """A minimal reader of UCSC .2bit files (versions 0 and 1), memory-mapped.
-
-    Packed bases (T=00, C=01, A=10, G=11, four per byte, first base in the high bits) are turned
-    into codes with a 256 x 4 lookup table; N blocks become code 4; the soft mask is ignored.
-    """
-
-    _TABLE = _TWOBIT_TABLE
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._data = np.memmap(path, dtype=np.uint8, mode="r")
-        raw = self._data[:16].tobytes()
-        sig = struct.unpack("<I", raw[:4])[0]
-        self._endian = "<" if sig == 0x1A412743 else ">"
-        version, count = struct.unpack(self._endian + "II", raw[4:12])
-        if version not in (0, 1):
-            raise InputError(path, f"unsupported 2bit version {version}", fix="convert it to FASTA")
-        offset_size = 8 if version == 1 else 4
-        pos = 16
-        self.offsets: dict[str, int] = {}
-        for _ in range(count):
-            name_len = int(self._data[pos])
-            name = self._data[pos + 1:pos + 1 + name_len].tobytes().decode()
-            pos += 1 + name_len
-            fmt = self._endian + ("Q" if offset_size == 8 else "I")
-            (off,) = struct.unpack(fmt, self._data[pos:pos + offset_size].tobytes())
-            pos += offset_size
-            self.offsets[name] = int(off)
-        self.lengths: dict[str, int] = {}
-        self._records: dict[str, tuple[int, np.ndarray, np.ndarray]] = {}
-
-    def _u32(self, pos: int, count: int = 1) -> np.ndarray:
-        return np.frombuffer(self._data[pos:pos + 4 * count].tobytes(), dtype=self._endian + "u4").astype(np.int64)
-
-    def record(self, name: str) -> tuple[int, np.ndarray, np.ndarray]:
-        """(offset of packed DNA, N-block starts, N-block ends) of a sequence."""
-        if name not in self._records:
-            pos = self.offsets[name]
-            size = int(self._u32(pos)[0])
-            n_blocks = int(self._u32(pos + 4)[0])
-            n_starts = self._u32(pos + 8, n_blocks)
-            n_sizes = self._u32(pos + 8 + 4 * n_blocks, n_blocks)
-            pos += 8 + 8 * n_blocks
-            mask_blocks = int(self._u32(pos)[0])
-            pos += 4 + 8 * mask_blocks + 4  # mask starts and sizes, then a reserved word
-            self.lengths[name] = size
-            self._records[name] = (pos, n_starts, n_starts + n_sizes)
-        return self._records[name]
-
-    def length(self, name: str) -> int:
-        self.record(name)
-        return self.lengths[name]
-
-    def fetch(self, name: str, start: int, end: int) -> np.ndarray:
-        dna, n_starts, n_ends = self.record(name)
-        if end <= start:
-            return np.empty(0, dtype=np.uint8)
-        first, last = start // 4, (end - 1) // 4
-        packed = np.asarray(self._data[dna + first:dna + last + 1])
-        codes = self._TABLE[packed].reshape(-1)[start - 4 * first:end - 4 * first].copy()
-        hit = (n_starts < end) & (n_ends > start)
-        for s, e in zip(n_starts[hit], n_ends[hit]):
-            codes[max(s, start) - start:min(e, end) - start] = N_CODE
-        return codes
-
-
-class _BgzfReader:
-    """Random access to a BGZF file from its block table (the ``.gzi`` index).
-
-    Each BGZF block is a complete gzip member of at most 64 KiB of text; blocks are inflated with
-    :mod:`zlib` and the most recent ones are kept, so neighbouring windows cost one inflation.
-    """
-
-    def __init__(self, path: Path, cstarts: Sequence[int], ustarts: Sequence[int], keep: int = 64):
-        self.path = path
-        self.cstarts = np.asarray(cstarts, dtype=np.int64)
-        self.ustarts = np.asarray(ustarts, dtype=np.int64)
-        self.size = path.stat().st_size
-        self.keep = keep
-        self._cache: dict[int, bytes] = {}
-        self._handle = None
-        self._pid = os.getpid()
-
-    def _block(self, i: int) -> bytes:
-        data = self._cache.get(i)
-        if data is None:
-            if self._handle is None or self._pid != os.getpid():  # a forked worker opens its own
-                self._handle = open(self.path, "rb")
-                self._pid = os.getpid()
-            end = int(self.cstarts[i + 1]) if i + 1 < self.cstarts.size else self.size
-            self._handle.seek(int(self.cstarts[i]))
-            raw = self._handle.read(end - int(self.cstarts[i]))
-            data = _inflate_members(raw)
-            if len(self._cache) >= self.keep:
-                self._cache.pop(next(iter(self._cache)))
-            self._cache[i] = data
-        return data
-
-    def read(self, offset: int, nbytes: int) -> bytes:
-        """``nbytes`` uncompressed bytes from uncompressed ``offset``."""
-        if nbytes > (1 << 22):  # long reads: inflate the whole span in one go, no caching
-            return self._read_span(offset, nbytes)
-        i = int(np.searchsorted(self.ustarts, offset, side="right")) - 1
-        out = bytearray()
-        pos = offset - int(self.ustarts[i])
-        while len(out) < nbytes and i < self.cstarts.size:
-            block = self._block(i)
-            out += block[pos:pos + nbytes - len(out)]
-            i, pos = i + 1, 0
-        return bytes(out)
-
-    def _read_span(self, offset: int, nbytes: int) -> bytes:
-        return b"".join(self.iter_span(offset, nbytes))
-
-    def iter_span(self, offset: int, nbytes: int, blocks_per_chunk: int = 256):
-        """Yield the uncompressed bytes ``[offset, offset + nbytes)`` in pieces of at most
-        ``blocks_per_chunk`` BGZF blocks (16 MiB), reading the file sequentially."""
-        first = int(np.searchsorted(self.ustarts, offset, side="right")) - 1
-        last = int(np.searchsorted(self.ustarts, offset + nbytes, side="left"))
-        cbounds = np.append(self.cstarts, self.size)
-        skip, left = offset - int(self.ustarts[first]), nbytes
-        with open(self.path, "rb") as handle:
-            handle.seek(int(cbounds[first]))
-            for lo in range(first, last, blocks_per_chunk):
-                hi = min(lo + blocks_per_chunk, last)
-                raw = memoryview(handle.read(int(cbounds[hi] - cbounds[lo])))
-                bounds = cbounds[lo:hi + 1] - cbounds[lo]
-                data = b"".join(_inflate_members(raw[int(a):int(b)]) for a, b in zip(bounds[:-1], bounds[1:]))
-                piece = data[skip:skip + left]
-                skip = 0
-                left -= len(piece)
-                yield piece
-                if left <= 0:
-                    return
-
-
-def _inflate_members(raw: bytes | memoryview) -> bytes:
-    """Contents of one gzip member (a BGZF block), plus any members that follow it."""
-    parts = []
-    while len(raw):
-        inflater = zlib.decompressobj(31)
-        parts.append(inflater.decompress(raw))
-        if not inflater.eof:
-            break
-        raw = inflater.unused_data
-    return b"".join(parts)
-
-
-#: The empty BGZF block every complete bgzip file ends with (SAM/BAM specification, 4.1.2).
-_BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
-
-
-def _has_bgzf_eof(path: Path) -> bool:
-    """Whether the bgzip file ``path`` ends with the BGZF end-of-file block (a cut file does not)."""
-    with open(path, "rb") as handle:
-        handle.seek(0, os.SEEK_END)
-        if handle.tell() < len(_BGZF_EOF):
-            return False
-        handle.seek(-len(_BGZF_EOF), os.SEEK_END)
-        return handle.read() == _BGZF_EOF
-
-
 class Genome:
     """A reference genome read as uint8 codes.
 
@@ -284,15 +114,15 @@ class Genome:
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.format = _sniff(self.path)
         self._fasta = None
-        self._twobit: _TwoBit | None = None
+        self._twobit: TwoBitReader | None = None
         self._plain: Path | None = None  # uncompressed FASTA used for memory-mapped reads
         self._memmap: np.ndarray | None = None
-        self._bgzf: _BgzfReader | None = None
+        self._bgzf: BgzfReader | None = None
         self._cached_name: str | None = None
         self._cached_codes: np.ndarray | None = None
         self._gap_cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         if self.format == "2bit":
-            self._twobit = _TwoBit(self.path)
+            self._twobit = TwoBitReader(self.path)
             self.names = list(self._twobit.offsets)
             self.lengths = {n: self._twobit.length(n) for n in self.names}
         else:
@@ -346,7 +176,7 @@ class Genome:
         elif self.format == "fasta":
             self._plain = fasta
         fai, gzi, rebuild = self._index_paths(fasta)
-        if self.format == "bgzf" and not _has_bgzf_eof(fasta):
+        if self.format == "bgzf" and not has_bgzf_eof(fasta):
             from .compressed import damaged
 
             raise damaged(self.path, "no BGZF end-of-file block: the file was cut short")
@@ -373,7 +203,7 @@ class Genome:
                                  fix="delete the .fai index so that it is rebuilt")
         if self.format == "bgzf":
             blocks = self._fasta.gzi_index
-            self._bgzf = _BgzfReader(self.path, [b.cstart for b in blocks], [b.ustart for b in blocks])
+            self._bgzf = BgzfReader(self.path, [b.cstart for b in blocks], [b.ustart for b in blocks])
 
     @staticmethod
     def _build_aliases(names: Sequence[str]) -> dict[str, str]:
@@ -489,7 +319,7 @@ class Genome:
             if pos + piece.size > size:
                 pos += piece.size
                 break
-            codes[pos:pos + piece.size] = _CODE_TABLE[piece]
+            codes[pos:pos + piece.size] = ENCODE_TABLE[piece]
             pos += piece.size
         if pos != size:
             raise InputError(self.path, f"sequence {name} has {pos} bases but its index says {size}",

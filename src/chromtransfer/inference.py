@@ -8,7 +8,6 @@ data set is never held as float32 one-hot. The model runs in eval mode under
 * :func:`predict_codes` — equal-length sequences, ``(N, L)`` codes -> ``(N, n_outputs)``.
 * :func:`predict_sequences` — sequences of any lengths (a list of ``(L_i,)`` code vectors), grouped
   by length so every batch is rectangular; the result keeps the input order.
-* :func:`resolve_device` — ``"auto" | "cpu" | "cuda"`` to a :class:`torch.device`.
 """
 from __future__ import annotations
 
@@ -18,31 +17,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from .encoding import N_CODE, one_hot
-from .errors import ChromTransferError
+from .devices import resolve_device
+from .encoding import COMPLEMENT_CODE, N_CODE, one_hot
 from .models import probabilities
 
-_COMPLEMENT = torch.tensor([3, 2, 1, 0, N_CODE], dtype=torch.long)
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else the CPU; ``"cpu"``/``"cuda"``/``"cuda:1"`` as given.
-
-    Raises :class:`~chromtransfer.errors.ChromTransferError` when CUDA is asked for but absent.
-    """
-    if isinstance(device, torch.device):
-        return device
-    name = str(device).strip().lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ChromTransferError(
-            f"device {device!r} requested but CUDA is not available on this machine "
-            "(use --device cpu or --device auto)")
-    try:
-        return torch.device(name)
-    except RuntimeError as exc:
-        raise ChromTransferError(f"unknown device {device!r} (use auto, cpu or cuda)") from exc
+_COMPLEMENT = torch.from_numpy(COMPLEMENT_CODE).long()
 
 
 def model_dtype(model: torch.nn.Module) -> torch.dtype:
@@ -73,7 +52,7 @@ def predict_codes(model: torch.nn.Module, codes: np.ndarray, *, batch_size: int 
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or a :class:`torch.device`.
         rc_average: average each probability with that of the reverse complement sequence.
         fast: on the CPU in float32, run an inference-only copy of the model
-            (:func:`chromtransfer.fast.codes_runner`: the same probabilities to float32 rounding,
+            (:func:`chromtransfer.accel.fast.codes_runner`: the same probabilities to float32 rounding,
             several times faster); ``False`` runs the model itself.
         progress: called with the number of sequences of each finished batch.
 
@@ -100,7 +79,7 @@ def predict_codes(model: torch.nn.Module, codes: np.ndarray, *, batch_size: int 
     out: list[np.ndarray] = []
     runner = None
     if fast:
-        from .fast import codes_runner
+        from .accel.fast import codes_runner
 
         runner = codes_runner(model, dev)
     forward = runner or (lambda b: model(one_hot(b, dtype)))

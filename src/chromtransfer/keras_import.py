@@ -2,16 +2,8 @@
 
 Only ``h5py`` is needed (no TensorFlow). The import has three steps, each checked:
 
-1. **Read** (:func:`read_keras_h5`): the ``model_config`` JSON gives the layer graph; nested
-   Functional sub-models (the published fine-tuned files hold the whole body as one layer) are
-   inlined, so the result is one flat graph of :class:`KerasLayer` nodes. Weights are read from
-   ``model_weights/<layer>`` by the ``weight_names`` attribute **in order**, and each weight is
-   identified by the last component of its name (``kernel``, ``bias``, ``gamma``, ``beta``,
-   ``moving_mean``, ``moving_variance``); the variable prefixes are not trusted (in the 2022 files
-   they differ from the layer names). A nested sub-model stores its weights as one list: the
-   trainable weights of its sub-layers in config order, then the non-trainable ones; a frozen
-   sub-layer (or a frozen sub-model) puts all of its weights into the second half. The extra
-   ``model_weights/top_level_model_weights`` group of recent writers is ignored.
+1. **Read** (:func:`~chromtransfer.keras_h5.read_keras_h5`): the layer graph of ``model_config``,
+   nested sub-models inlined, weights identified by role (see :mod:`chromtransfer.keras_h5`).
 2. **Match** (:func:`match_architecture`): the graph is walked backwards from the output, and every
    layer is assigned to a module of :class:`~chromtransfer.models.ChromTransferNet` by its place in
    the graph (which convolution feeds the addition and which one is the projection shortcut, which
@@ -30,341 +22,25 @@ line that names the file.
 """
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .errors import ArtifactError
+from .keras_h5 import KerasGraph, KerasLayer, KerasLayoutError, read_keras_h5
 
 #: Keras layer classes that are the identity at inference time.
 IDENTITY_CLASSES = frozenset({"Dropout", "SpatialDropout1D", "GaussianDropout", "GaussianNoise",
                               "AlphaDropout"})
-FUNCTIONAL_CLASSES = frozenset({"Functional", "Model"})
 KERAS_BN_EPSILON = 1e-3
 PUBLISHED_FILTERS = 64  # stem filters of the published network (width 1.0)
 
 
-@dataclass
-class KerasLayer:
-    """One node of the flattened Keras graph.
-
-    Attributes:
-        name: unique name; sub-layers of a nested model are ``"<model>/<layer>"``.
-        class_name: Keras class (``Conv1D``, ``BatchNormalization``, ``Dense``, ...).
-        config: the layer's Keras config dict.
-        inputs: names of the nodes that feed this one, in call order.
-        weights: weight arrays by role (``kernel``, ``bias``, ``gamma``, ...), float32 as stored.
-        trainable: the effective Keras ``trainable`` flag (a frozen parent freezes its children).
-    """
-
-    name: str
-    class_name: str
-    config: dict[str, Any]
-    inputs: list[str] = field(default_factory=list)
-    weights: dict[str, np.ndarray] = field(default_factory=dict)
-    trainable: bool = True
-
-
-@dataclass
-class KerasGraph:
-    """A Keras model file read into one flat graph (layers in topological order)."""
-
-    path: Path
-    layers: dict[str, KerasLayer]
-    input: str
-    output: str
-    keras_version: str
-    backend: str
-    nested: bool
-
-    def parameter_counts(self) -> dict[str, int]:
-        """Keras' own counts: ``total`` (every stored weight), ``trainable``, ``non_trainable``."""
-        total = trainable = 0
-        for layer in self.layers.values():
-            for role, array in layer.weights.items():
-                total += array.size
-                if layer.trainable and role not in ("moving_mean", "moving_variance"):
-                    trainable += array.size
-        return {"total": total, "trainable": trainable, "non_trainable": total - trainable}
-
-
-class _Fail(Exception):
-    """Internal: a layout problem, turned into one ArtifactError naming the file."""
-
-
-class _Unsupported(_Fail):
+class _Unsupported(KerasLayoutError):
     """Internal: a layer in its right place whose settings the network cannot reproduce (dilation,
     padding, epsilon, ...); unlike a structural mismatch this stops the graph walk at once."""
-
-
-# --------------------------------------------------------------------------------------------
-# reading
-# --------------------------------------------------------------------------------------------
-
-def _text(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    if isinstance(value, np.ndarray) and value.shape == ():
-        return _text(value.item())
-    return str(value)
-
-
-def _attr_list(group, name: str) -> list[str]:
-    """A list-of-strings attribute; Keras splits big ones into ``name0``, ``name1``, ..."""
-    if name in group.attrs:
-        values = list(group.attrs[name])
-    else:
-        values, chunk = [], 0
-        while f"{name}{chunk}" in group.attrs:
-            values.extend(group.attrs[f"{name}{chunk}"])
-            chunk += 1
-        if chunk == 0:
-            raise _Fail(f"group '{group.name}' has no '{name}' attribute")
-    return [_text(v) for v in values]
-
-
-def _refs(node: Any) -> list[tuple[str, int, int]]:
-    """Producer references ``(layer, node_index, tensor_index)`` of one inbound node.
-
-    Understands Keras 2's ``[[name, node, tensor, kwargs], ...]`` and Keras 3's
-    ``{"args": [...keras_history...], "kwargs": {...}}``.
-    """
-    found: list[tuple[str, int, int]] = []
-
-    def walk(item: Any) -> None:
-        if isinstance(item, dict):
-            history = item.get("config", {}).get("keras_history") if item.get("class_name") == "__keras_tensor__" else None
-            if history is not None:
-                found.append((str(history[0]), int(history[1]), int(history[2])))
-                return
-            for value in item.values():
-                walk(value)
-        elif isinstance(item, (list, tuple)):
-            if len(item) >= 3 and isinstance(item[0], str) and isinstance(item[1], int) and isinstance(item[2], int):
-                found.append((item[0], item[1], item[2]))
-                return
-            for value in item:
-                walk(value)
-
-    walk(node)
-    return found
-
-
-def _weight_slots(layer_cfg: dict[str, Any], prefix: str, parent_trainable: bool
-                  ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """The ``(layer name, role)`` slots of a layer's weights: (trainable, non-trainable) lists.
-
-    This is the order in which Keras lists ``layer.weights`` (trainable then non-trainable); a
-    frozen layer lists everything as non-trainable, a frozen model each child's weights in turn.
-    """
-    cls = layer_cfg["class_name"]
-    cfg = layer_cfg.get("config", {})
-    name = prefix + layer_cfg.get("name", cfg.get("name", ""))
-    trainable = parent_trainable and bool(cfg.get("trainable", True))
-    if cls in FUNCTIONAL_CLASSES:
-        train: list[tuple[str, str]] = []
-        frozen: list[tuple[str, str]] = []
-        for child in cfg.get("layers", []):
-            t, n = _weight_slots(child, name + "/", trainable)
-            if trainable:
-                train += t
-                frozen += n
-            else:
-                frozen += t + n
-        return train, frozen
-    if cls in ("Conv1D", "Dense"):
-        roles = ["kernel"] + (["bias"] if cfg.get("use_bias", True) else [])
-        slots = [(name, r) for r in roles]
-        return (slots, []) if trainable else ([], slots)
-    if cls == "BatchNormalization":
-        learned = (["gamma"] if cfg.get("scale", True) else []) + (["beta"] if cfg.get("center", True) else [])
-        moving = ["moving_mean", "moving_variance"]
-        if trainable:
-            return [(name, r) for r in learned], [(name, r) for r in moving]
-        return [], [(name, r) for r in learned + moving]
-    return [], []
-
-
-def _role(weight_name: str) -> str:
-    """``'model/conv1d_21/kernel:0'`` -> ``'kernel'``."""
-    return weight_name.rsplit("/", 1)[-1].split(":", 1)[0]
-
-
-def _read_weights(group, weight_names: list[str]) -> list[tuple[str, np.ndarray]]:
-    out = []
-    for wname in weight_names:
-        if wname not in group:
-            raise _Fail(f"weight '{wname}' listed in weight_names of '{group.name}' is missing")
-        out.append((_role(wname), np.asarray(group[wname][()])))
-    return out
-
-
-def _flatten(layers_cfg: list[dict[str, Any]], prefix: str, aliases: dict[str, str],
-             out: dict[str, KerasLayer], weights_group, parent_trainable: bool, top_level: bool) -> None:
-    """Inline ``layers_cfg`` (a Functional config's layer list) into ``out``.
-
-    ``aliases`` maps scoped names of input layers and nested models to the node that carries their
-    value.
-    """
-    for layer_cfg in layers_cfg:
-        cls = layer_cfg.get("class_name")
-        cfg = layer_cfg.get("config", {})
-        lname = layer_cfg.get("name", cfg.get("name"))
-        if not lname or not cls:
-            raise _Fail("a layer in model_config has no name or class")
-        scoped = prefix + lname
-        inbound = layer_cfg.get("inbound_nodes", [])
-        if len(inbound) > 1:
-            raise _Fail(f"layer '{scoped}' is called {len(inbound)} times (shared layers are not "
-                        "part of the ChromTransfer architecture)")
-        refs = _refs(inbound[0]) if inbound else []
-        for ref in refs:
-            if ref[2] != 0:
-                raise _Fail(f"layer '{scoped}' reads output {ref[2]} of '{ref[0]}' (multi-output layers are not supported)")
-            if prefix + ref[0] not in aliases:
-                raise _Fail(f"layer '{scoped}' reads '{ref[0]}', which is not defined before it")
-        inputs = [aliases[prefix + r[0]] for r in refs]
-        trainable = parent_trainable and bool(cfg.get("trainable", True))
-        if cls == "InputLayer":
-            if scoped not in aliases:  # an outer input: a node of its own
-                out[scoped] = KerasLayer(scoped, cls, cfg, [], {}, trainable)
-                aliases[scoped] = scoped
-            continue
-        if cls in FUNCTIONAL_CLASSES:
-            sub_inputs = _as_ref_list(cfg.get("input_layers"))
-            sub_outputs = _as_ref_list(cfg.get("output_layers"))
-            if len(sub_inputs) != len(inputs) or len(sub_outputs) != 1:
-                raise _Fail(f"nested model '{scoped}' has {len(sub_inputs)} inputs and "
-                            f"{len(sub_outputs)} outputs but is called with {len(inputs)} (expected 1 and 1)")
-            sub_aliases = dict(aliases)
-            for ref, producer in zip(sub_inputs, inputs):
-                sub_aliases[f"{scoped}/{ref if isinstance(ref, str) else ref[0]}"] = producer
-            sub_out: dict[str, KerasLayer] = {}
-            _flatten(cfg.get("layers", []), scoped + "/", sub_aliases, sub_out, None, trainable, False)
-            if top_level:
-                _assign_nested_weights(weights_group, lname, layer_cfg, scoped, sub_out, parent_trainable)
-            out.update(sub_out)
-            out_ref = sub_outputs[0] if isinstance(sub_outputs[0], str) else sub_outputs[0][0]
-            if f"{scoped}/{out_ref}" not in sub_aliases:
-                raise _Fail(f"nested model '{scoped}' names an unknown output layer '{out_ref}'")
-            aliases[scoped] = sub_aliases[f"{scoped}/{out_ref}"]
-            continue
-        out[scoped] = KerasLayer(scoped, cls, cfg, inputs, {}, trainable)
-        aliases[scoped] = scoped
-        if top_level and weights_group is not None:
-            if lname not in weights_group:
-                slots = _weight_slots(layer_cfg, "", True)
-                if slots[0] or slots[1]:
-                    raise _Fail(f"no weights stored for layer '{lname}'")
-                continue
-            names = _attr_list(weights_group[lname], "weight_names")
-            weights = _read_weights(weights_group[lname], names)
-            roles = [r for r, _ in weights]
-            if len(set(roles)) != len(roles):
-                raise _Fail(f"layer '{lname}' lists a weight twice ({', '.join(roles)})")
-            expected = [r for _, r in sum(_weight_slots(layer_cfg, "", True), [])]
-            if sorted(roles) != sorted(expected):
-                raise _Fail(f"layer '{lname}' ({cls}) stores weights {roles}, expected {expected}")
-            out[scoped].weights = dict(weights)
-
-
-def _assign_nested_weights(weights_group, group_name: str, layer_cfg: dict[str, Any], scoped: str,
-                           sub_out: dict[str, KerasLayer], parent_trainable: bool) -> None:
-    """Distribute a nested model's single weight list over its (already inlined) sub-layers."""
-    trainable, frozen = _weight_slots(layer_cfg, "", parent_trainable)
-    slots = trainable + frozen
-    if group_name not in weights_group:
-        if slots:
-            raise _Fail(f"no weights stored for nested model '{group_name}'")
-        return
-    names = _attr_list(weights_group[group_name], "weight_names")
-    if len(names) != len(slots):
-        raise _Fail(f"nested model '{group_name}' stores {len(names)} weights, its config implies {len(slots)}")
-    for (owner, role), (stored_role, array) in zip(slots, _read_weights(weights_group[group_name], names)):
-        if stored_role != role:
-            raise _Fail(f"nested model '{group_name}': weight order differs from Keras' "
-                        f"(expected {role} of '{owner}', found '{stored_role}')")
-        if owner not in sub_out:
-            raise _Fail(f"nested model '{group_name}' stores a {role} for '{owner}', which is not a layer")
-        sub_out[owner].weights[role] = array
-
-
-def read_keras_h5(path: str | os.PathLike) -> KerasGraph:
-    """Read a legacy Keras 2 ``.h5`` model (``model.save(..., save_format='h5')``) into a flat graph.
-
-    Raises:
-        ArtifactError: the file is not readable HDF5 (truncated, corrupt), holds weights only, or
-            its layout is not the legacy Keras model layout.
-    """
-    import h5py
-
-    path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(f"{path}: no such file")
-    with open(path, "rb") as probe:
-        if probe.read(4) == b"PK\x03\x04":
-            raise ArtifactError(f"{path}: a Keras 3 '.keras' zip archive, not a legacy HDF5 model; "
-                                "re-save it with model.save('model.h5') or give the original .h5 file")
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as exc:
-        raise ArtifactError(f"{path}: not a readable HDF5 file, it may be truncated or corrupt "
-                            f"({_short(exc)}); copy the .h5 file again") from exc
-    try:
-        with handle:
-            if "model_config" not in handle.attrs:
-                raise _Fail("no 'model_config' attribute: this is not a whole Keras model saved with "
-                            "model.save(...) (weights-only files cannot be imported)")
-            try:
-                config = json.loads(_text(handle.attrs["model_config"]))
-            except json.JSONDecodeError as exc:
-                raise _Fail(f"model_config is not valid JSON ({exc.msg})") from exc
-            if config.get("class_name") not in FUNCTIONAL_CLASSES:
-                raise _Fail(f"the model is a {config.get('class_name')!r}; only Functional models are supported")
-            if "model_weights" not in handle:
-                raise _Fail("no 'model_weights' group")
-            weights_group = handle["model_weights"]
-            keras_version = _text(handle.attrs.get("keras_version", weights_group.attrs.get("keras_version", "unknown")))
-            backend = _text(handle.attrs.get("backend", weights_group.attrs.get("backend", "unknown")))
-            model_cfg = config["config"]
-            top_names = [lc.get("name", lc.get("config", {}).get("name")) for lc in model_cfg.get("layers", [])]
-            stored = _attr_list(weights_group, "layer_names")
-            if sorted(stored) != sorted(top_names):
-                extra = sorted(set(stored) ^ set(top_names))[:3]
-                raise _Fail(f"layer_names in model_weights do not match model_config (e.g. {extra})")
-            layers: dict[str, KerasLayer] = {}
-            aliases: dict[str, str] = {}
-            _flatten(model_cfg.get("layers", []), "", aliases, layers, weights_group,
-                     bool(model_cfg.get("trainable", True)), True)
-            ins = [p if isinstance(p, str) else p[0] for p in _as_ref_list(model_cfg.get("input_layers"))]
-            outs = [p if isinstance(p, str) else p[0] for p in _as_ref_list(model_cfg.get("output_layers"))]
-            if len(ins) != 1 or len(outs) != 1:
-                raise _Fail(f"the model has {len(ins)} inputs and {len(outs)} outputs (expected 1 and 1)")
-            nested = any(lc.get("class_name") in FUNCTIONAL_CLASSES for lc in model_cfg.get("layers", []))
-            return KerasGraph(path, layers, aliases[ins[0]], aliases[outs[0]], keras_version, backend, nested)
-    except _Fail as exc:
-        raise ArtifactError(f"{path}: unexpected Keras model layout: {exc}") from None
-    except (OSError, KeyError, TypeError, ValueError, IndexError) as exc:
-        raise ArtifactError(f"{path}: cannot read the Keras model, the file may be truncated or "
-                            f"corrupt ({type(exc).__name__}: {_short(exc)}); copy the .h5 file again") from exc
-
-
-def _as_ref_list(value: Any) -> list:
-    """``input_layers``/``output_layers`` as a list of ``[name, node, tensor]`` references (Keras
-    writes a single reference unwrapped in some versions)."""
-    if not value:
-        return []
-    if isinstance(value[0], str):  # a single [name, node, tensor]
-        return [value]
-    return list(value)
-
-
-def _short(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:200]
 
 
 # --------------------------------------------------------------------------------------------
@@ -408,13 +84,13 @@ class _Matcher:
     def single_input(self, name: str) -> str:
         inputs = self.layers[name].inputs
         if len(inputs) != 1:
-            raise _Fail(f"layer '{name}' has {len(inputs)} inputs, expected 1")
+            raise KerasLayoutError(f"layer '{name}' has {len(inputs)} inputs, expected 1")
         return inputs[0]
 
     def expect(self, name: str, cls: str, what: str) -> KerasLayer:
         layer = self.layers[name]
         if layer.class_name != cls:
-            raise _Fail(f"expected a {cls} ({what}) at layer '{name}', found {layer.class_name}")
+            raise KerasLayoutError(f"expected a {cls} ({what}) at layer '{name}', found {layer.class_name}")
         self.visited.add(name)
         return layer
 
@@ -474,7 +150,7 @@ class _Matcher:
             return fn(*args)
         except _Unsupported:
             raise
-        except _Fail:
+        except KerasLayoutError:
             self.visited = saved
             return None
 
@@ -482,19 +158,19 @@ class _Matcher:
         """Match the two-input Add ``name`` closing a residual block.
 
         ``attempt(main, other)`` reads the block with ``main`` as the two-unit path and ``other``
-        as the shortcut (raising ``_Fail`` when it does not fit); both input orders are tried and
-        exactly one must fit, otherwise ``_Fail(failure)``.
+        as the shortcut (raising ``KerasLayoutError`` when it does not fit); both input orders are tried and
+        exactly one must fit, otherwise ``KerasLayoutError(failure)``.
         """
         add = self.expect(self.skip(name), "Add", what)
         if len(add.inputs) != 2:
-            raise _Fail(f"Add '{add.name}' has {len(add.inputs)} inputs, expected 2")
+            raise KerasLayoutError(f"Add '{add.name}' has {len(add.inputs)} inputs, expected 2")
         found = []
         for main, other in (add.inputs, add.inputs[::-1]):
             result = self._try(attempt, main, other)
             if result is not None:
                 found.append(result)
         if len(found) != 1:
-            raise _Fail(f"Add '{add.name}' {failure}")
+            raise KerasLayoutError(f"Add '{add.name}' {failure}")
         return found[0]
 
     def identity_block(self, name: str) -> tuple[dict[str, tuple[str, str]], str]:
@@ -503,7 +179,7 @@ class _Matcher:
             unit2, mid = self.conv_unit(main)
             unit1, x = self.conv_unit(mid)
             if x != self.skip(other):
-                raise _Fail("not an identity block")
+                raise KerasLayoutError("not an identity block")
             return {"unit1": unit1, "unit2": unit2}, x
         return self._residual_add(name, "closing an identity block", attempt,
                                   "does not close an identity residual block (two conv units plus the block input)")
@@ -515,7 +191,7 @@ class _Matcher:
             unit1, x = self.conv_unit(mid)
             shortcut, xs = self.conv_unit(other)
             if x != xs:
-                raise _Fail("not a projection block")
+                raise KerasLayoutError("not a projection block")
             return {"unit1": unit1, "unit2": unit2, "shortcut": shortcut}, x
         return self._residual_add(name, "closing a projection block", attempt,
                                   "does not close a residual block with a conv shortcut")
@@ -529,7 +205,7 @@ class _Matcher:
         self.check_bias(out)
         act = out.config.get("activation")
         if act not in ("sigmoid", "softmax"):
-            raise _Fail(f"the output Dense '{out.name}' has activation {act!r}; expected sigmoid "
+            raise KerasLayoutError(f"the output Dense '{out.name}' has activation {act!r}; expected sigmoid "
                         "(binary) or softmax (multi-class)")
         dense: list[tuple[str, str | None]] = [(out.name, None)]
         x = self.skip(self.single_input(out.name))
@@ -547,7 +223,7 @@ class _Matcher:
             x = self.skip(self.single_input(x))
         gap = self.expect(x, "GlobalAveragePooling1D", "the pooling between body and head")
         if gap.config.get("keepdims", False) or gap.config.get("data_format", "channels_last") != "channels_last":
-            raise _Fail(f"GlobalAveragePooling1D '{gap.name}' must pool the length axis without keepdims")
+            raise KerasLayoutError(f"GlobalAveragePooling1D '{gap.name}' must pool the length axis without keepdims")
         # body, from the pooling back to the input
         last = self.expect(self.skip(self.single_input(gap.name)), "Conv1D", "last_CNN_layer before the pooling")
         self.check_conv(last)
@@ -564,19 +240,19 @@ class _Matcher:
         concat = self.expect(x, "Concatenate", "joining the three stage-2 blocks")
         axis = concat.config.get("axis", -1)
         if axis not in (-1, 2) or len(concat.inputs) != 3:
-            raise _Fail(f"Concatenate '{concat.name}' must join 3 inputs on the channel axis")
+            raise KerasLayoutError(f"Concatenate '{concat.name}' must join 3 inputs on the channel axis")
         blocks = {}
         for pos, name in enumerate(concat.inputs):
             blocks[self.skip(name)] = (pos,) + self.identity_block(name)
         outputs = set(blocks)
         firsts = [n for n, (_, _, x_in) in blocks.items() if x_in not in outputs]
         if len(firsts) != 1:
-            raise _Fail(f"the inputs of Concatenate '{concat.name}' are not a chain of three identity blocks")
+            raise KerasLayoutError(f"the inputs of Concatenate '{concat.name}' are not a chain of three identity blocks")
         chain = [firsts[0]]
         for _ in range(2):
             nxt = [n for n, (_, _, x_in) in blocks.items() if x_in == chain[-1]]
             if len(nxt) != 1:
-                raise _Fail(f"the inputs of Concatenate '{concat.name}' are not a chain of three identity blocks")
+                raise KerasLayoutError(f"the inputs of Concatenate '{concat.name}' are not a chain of three identity blocks")
             chain.append(nxt[0])
         concat_order = [0, 0, 0]
         for stage_index, name in enumerate(chain):
@@ -592,10 +268,10 @@ class _Matcher:
         inp = self.expect(x, "InputLayer", "the model input")
         shape = inp.config.get("batch_input_shape", inp.config.get("batch_shape"))
         if shape is not None and (len(shape) != 3 or shape[-1] != 4):
-            raise _Fail(f"the input '{inp.name}' has shape {shape}, expected (None, L, 4) one-hot DNA")
+            raise KerasLayoutError(f"the input '{inp.name}' has shape {shape}, expected (None, L, 4) one-hot DNA")
         unused = [n for n, layer in self.layers.items() if n not in self.visited]
         if unused:
-            raise _Fail(f"layer(s) {', '.join(unused[:3])} are not part of the ChromTransfer architecture")
+            raise KerasLayoutError(f"layer(s) {', '.join(unused[:3])} are not part of the ChromTransfer architecture")
         rates = [float(layer.config.get("rate", 0.0)) for layer in self.layers.values() if layer.class_name == "Dropout"]
         dropout = max(set(rates), key=rates.count) if rates else None
         return ArchitectureMatch(convs, dense, concat_order, act, dropout)
@@ -615,7 +291,7 @@ def match_architecture(graph: KerasGraph) -> ArchitectureMatch:
         return _Matcher(graph).match()
     except _Unsupported as exc:
         raise ArtifactError(f"{graph.path}: cannot be imported: {exc}") from None
-    except _Fail as exc:
+    except KerasLayoutError as exc:
         raise ArtifactError(f"{graph.path}: not the ChromTransfer architecture: {exc}") from None
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from .artifacts import atomic_path, provenance, write_json
+from .artifacts import atomic_path, provenance, read_document, write_json
 from .errors import ArtifactError
 from .models import ChromTransferNet, ModelConfig
 
@@ -67,18 +67,10 @@ def read_model_document(directory: str | os.PathLike) -> dict[str, Any]:
     path = directory / CONFIG_FILE
     if not directory.is_dir():
         raise ArtifactError(f"{directory}: no such model directory")
-    if not path.exists():
-        raise ArtifactError(
-            f"{directory}: not a complete model directory, {CONFIG_FILE} is missing "
-            "(train or import a model into it, or finish its training run with --resume)"
-        )
-    try:
-        document = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
-    if document.get("format") != FORMAT:
-        raise ArtifactError(f"{path}: not a chromtransfer model description (format is {document.get('format')!r})")
-    return document
+    return read_document(path, FORMAT, what="chromtransfer model description",
+                         fix="save or import the model again", version=FORMAT_VERSION,
+                         missing=f"{directory}: not a complete model directory, {CONFIG_FILE} is missing "
+                                 "(train or import a model into it, or finish its training run with --resume)")
 
 
 def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu") -> ChromTransferNet:

@@ -71,7 +71,7 @@ def track(models: Sequence[str | os.PathLike], genome, out: str | os.PathLike, *
         overwrite: replace existing track files (otherwise they stop the run).
     """
     from .genome import open_genome
-    from .inference import resolve_device
+    from .devices import resolve_device
     from .interpret.tracks import TrackBlock, bigwig_available, write_bedgraph, write_bigwig
     from .variants.scoring import load_cell_models
 

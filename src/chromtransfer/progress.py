@@ -32,15 +32,3 @@ def progress_bar(total: int | None, description: str, *, quiet: bool = False,
     with tqdm(total=total, desc=description, unit=unit, unit_scale=True, dynamic_ncols=True,
               leave=False, file=sys.stderr) as bar:
         yield bar.update
-
-
-def apply_threads(threads: int | None) -> None:
-    """Use ``threads`` CPU threads for torch's kernels and the fused CPU inference workers
-    (:mod:`chromtransfer.fast` follows ``torch.get_num_threads()``); ``None`` keeps the default."""
-    if threads is None:
-        return
-    if threads < 1:
-        raise ValueError(f"threads must be at least 1, not {threads}")
-    import torch
-
-    torch.set_num_threads(int(threads))

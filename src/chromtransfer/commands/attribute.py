@@ -58,7 +58,7 @@ def attribute_command(model_dir: str, store: str | None, split: str, bed: str | 
     """
     from ..artifacts import check_output_dir
     from ..errors import ChromTransferError
-    from ..interpret.pipeline import ATTRIBUTIONS_KIND
+    from ..interpret.attributions import ATTRIBUTIONS_KIND
 
     given = [name for name, value in (("--data", store), ("--bed", bed), ("--fasta", fasta)) if value]
     if len(given) != 1:
@@ -71,12 +71,13 @@ def attribute_command(model_dir: str, store: str | None, split: str, bed: str | 
 
     from pathlib import Path
 
-    from ..inference import resolve_device
+    from ..devices import resolve_device
     from ..interpret import pipeline
     from ..modelio import load_model
-    from ..progress import apply_threads, progress_bar
+    from ..progress import progress_bar
+    from ..runtime import set_cpu_defaults
 
-    apply_threads(threads)
+    set_cpu_defaults(threads)
     dev = resolve_device(device)
     model = load_model(model_dir, device=dev)
     class_index, class_label = pipeline.output_unit(model, class_name)
@@ -93,14 +94,15 @@ def attribute_command(model_dir: str, store: str | None, split: str, bed: str | 
     with progress_bar(None, method, quiet=quiet) as progress:
         result = pipeline.attribute(model, inputs, method=method, target=target, class_index=class_index,
                                     select=selection, threshold=threshold, batch_size=batch_size,
-                                    device=dev, progress=progress)
-    if result["n_selected"] == 0:
+                                    device=dev, progress=progress,
+                                    model_path=str(Path(model_dir).resolve()))
+    if len(result) == 0:
         raise ChromTransferError(
-            f"no sequence selected: none of the {result['n_input']} has a predicted probability above "
+            f"no sequence selected: none of the {result.n_candidates} has a predicted probability above "
             f"--threshold {threshold:g}; use --select all, or a lower --threshold")
-    flagged = int((result["arrays"]["n_fraction"] > max_n_fraction).sum())
+    flagged = int((result.n_fraction > max_n_fraction).sum())
     if flagged:
-        click.echo(f"warning: {flagged} of {result['n_selected']} sequences have more than {max_n_fraction:.0%} "
+        click.echo(f"warning: {flagged} of {len(result)} sequences have more than {max_n_fraction:.0%} "
                    "N bases (n_fraction in attributions.npz): their attributions mean little", err=True)
     manifest = {
         "model": str(Path(model_dir).resolve()),
@@ -118,10 +120,10 @@ def attribute_command(model_dir: str, store: str | None, split: str, bed: str | 
         "max_n_fraction": max_n_fraction,
         "flagged_n_fraction": flagged,
     }
-    written = pipeline.write_attributions(out_dir, result, manifest, bigwig=not no_bigwig, overwrite=overwrite)
+    written = result.save(out_dir, manifest, bigwig=not no_bigwig, overwrite=overwrite)
     if isinstance(written["tracks"].get("bigwig"), str):
         click.echo(f"bigWig {written['tracks']['bigwig']}")
-    click.echo(f"attributed {result['n_selected']} of {result['n_input']} sequences ({method}, {target}); "
+    click.echo(f"attributed {len(result)} of {result.n_candidates} sequences ({method}, {target}); "
                f"wrote {', '.join(written['files'])} and manifest.json to {out_dir}")
 
 

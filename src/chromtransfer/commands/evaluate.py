@@ -41,9 +41,10 @@ def evaluate_command(models: tuple[str, ...], store: str, split: str, batch_size
     import pandas as pd
 
     from ..evaluation.evaluate import evaluate_models
-    from ..progress import apply_threads, progress_bar
+    from ..progress import progress_bar
+    from ..runtime import set_cpu_defaults
 
-    apply_threads(threads)
+    set_cpu_defaults(threads)
     with progress_bar(None, "evaluate", quiet=quiet) as progress:
         result = evaluate_models(list(models), store, split=split, out=out, batch_size=batch_size, device=device,
                                  rc_average=rc_average, threshold=threshold, n_bins=n_bins, f1_average=f1_average,

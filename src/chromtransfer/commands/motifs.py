@@ -44,7 +44,8 @@ def scan_command(store, split, bed, genome, window, fasta, motif_file, release, 
     """Find motif sites (both strands, p < --pvalue, entirely inside each sequence)."""
     from ..artifacts import check_output_file
     from ..errors import InputError
-    from ..progress import apply_threads, progress_bar
+    from ..progress import progress_bar
+    from ..runtime import set_cpu_defaults
     from ..interpret import scan_io
     from ..interpret.jaspar import load_motifs, read_meme_background
     from ..interpret.motifs import MotifScanner
@@ -58,7 +59,7 @@ def scan_command(store, split, bed, genome, window, fasta, motif_file, release, 
     if split and not store:
         raise click.UsageError("--split applies to --data only")
     check_output_file(out, overwrite=overwrite, sidecar_format=scan_io.SITES_FORMAT)
-    apply_threads(threads)
+    set_cpu_defaults(threads)
 
     def chunks():
         if store:
@@ -128,8 +129,8 @@ def enrich_command(attr_a, attr_b, sites, min_sites, fdr, group_by, aggregate, f
     Testing no group at all (no TF with --min-sites sites) stops with an error."""
     from ..artifacts import check_output_dir
     from ..errors import ChromTransferError
-    from ..interpret.enrich import (ENRICHMENT_KIND, family_heads, load_attributions, run_enrichment,
-                                    write_enrichment)
+    from ..interpret.attributions import load_attributions
+    from ..interpret.enrich import ENRICHMENT_KIND, family_heads, run_enrichment, write_enrichment
     from ..interpret.scan_io import read_sites
     from ..progress import progress_bar
 

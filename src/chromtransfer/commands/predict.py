@@ -54,11 +54,13 @@ def predict_command(model_dir: str, fasta: str | None, bed: str | None, genome: 
 
     import torch
 
-    from ..inference import predict_fasta, predict_regions, resolve_device, write_table
+    from ..devices import resolve_device
+    from ..inference import predict_fasta, predict_regions, write_table
     from ..modelio import load_model
-    from ..progress import apply_threads, progress_bar
+    from ..progress import progress_bar
+    from ..runtime import set_cpu_defaults
 
-    apply_threads(threads)
+    set_cpu_defaults(threads)
     dev = resolve_device(device)
     model = load_model(model_dir, device=dev)
     if precision == "float64":

@@ -90,9 +90,9 @@ def bootstrap_command(store, init, fractions, replicates, fold, seed, device, ma
     """Fine-tune on subsamples of the training set: the paper's Table 1 (resumable)."""
     from ..bootstrap import run_bootstrap
     from ..errors import InputError
-    from ..progress import apply_threads
+    from ..runtime import set_cpu_defaults
 
-    apply_threads(threads)
+    set_cpu_defaults(threads)
     try:
         values = [float(f) for f in fractions.split(",") if f.strip()]
     except ValueError as exc:

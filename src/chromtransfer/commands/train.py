@@ -156,11 +156,11 @@ def train_command(preset: str, store: str, out: str, **options) -> None:
     """
     from pathlib import Path
 
-    from ..progress import apply_threads
+    from ..runtime import set_cpu_defaults
     from ..training import read_run, train_model
     from ..training.distributed import is_primary
 
-    apply_threads(options.pop("threads"))
+    set_cpu_defaults(options.pop("threads"))
 
     try:
         run_dir = train_model(preset=preset, store=store, out=out, **options)

@@ -20,7 +20,8 @@ from ..artifacts import check_output_dir, file_sha256
 from ..encoding import N_CODE
 from ..errors import InputError
 from ..genome import Genome
-from ..intervals import IntervalSet, read_regions, tile_chromosome
+from ..interval_sets import IntervalSet
+from ..intervals import read_regions, tile_chromosome
 from .splits import assign_folds, assign_split, parse_chrom_list
 from .store import STORE_KIND, StoreWriter
 

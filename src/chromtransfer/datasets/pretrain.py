@@ -35,7 +35,8 @@ import pandas as pd
 
 from ..errors import InputError
 from ..genome import Genome, open_genome
-from ..intervals import IntervalSet, centred_windows, region_names
+from ..interval_sets import IntervalSet
+from ..intervals import centred_windows, region_names
 from .build import (as_path_list, candidate_tiles, check_chrom_option, check_output_store, describe_inputs,
                     gc_matched_weights, read_many, resolve_chroms,
                     weighted_sample, write_window_store)

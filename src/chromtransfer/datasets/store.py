@@ -19,7 +19,6 @@ A training row of fold ``k`` is a validation row when training fold ``k``; cross
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ..artifacts import (OUTPUT_KINDS, atomic_path, claim_output_dir, make_staging, provenance,
-                         publish_staged, release_output_dir, write_json)
+                         publish_staged, read_document, release_output_dir, write_json)
 from ..errors import ArtifactError
 
 FORMAT = "chromtransfer-store"
@@ -79,7 +78,7 @@ class Store:
     def regions(self) -> pd.DataFrame:
         """The per-row table (``REGION_COLUMNS``), read on first use."""
         if self._regions is None:
-            self._regions = read_regions(self.path / "regions.tsv.gz")
+            self._regions = read_store_regions(self.path / "regions.tsv.gz")
         return self._regions
 
     def indices(self, split: str, fold: int | None = None) -> np.ndarray:
@@ -113,17 +112,10 @@ def open_store(path: str | os.PathLike) -> Store:
     manifest_path = path / "manifest.json"
     if not path.is_dir():
         raise ArtifactError(f"{path}: no such dataset store (build one with 'chromtransfer prepare')")
-    if not manifest_path.exists():
-        raise ArtifactError(
-            f"{path}: incomplete dataset store, manifest.json is missing "
-            "(the build was interrupted; run 'chromtransfer prepare' again)"
-        )
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{manifest_path}: not valid JSON ({exc}); rebuild the store") from exc
-    if manifest.get("format") != FORMAT:
-        raise ArtifactError(f"{manifest_path}: not a chromtransfer dataset store manifest")
+    manifest = read_document(manifest_path, FORMAT, what="chromtransfer dataset store manifest",
+                             fix="rebuild the store", version=FORMAT_VERSION,
+                             missing=f"{path}: incomplete dataset store, manifest.json is missing "
+                                     "(the build was interrupted; run 'chromtransfer prepare' again)")
     arrays = {}
     for name in ("sequences", "labels", "split", "fold"):
         file = path / f"{name}.npy"
@@ -142,7 +134,8 @@ def open_store(path: str | os.PathLike) -> Store:
     return Store(path=path, manifest=manifest, **arrays)
 
 
-def read_regions(path: str | os.PathLike) -> pd.DataFrame:
+def read_store_regions(path: str | os.PathLike) -> pd.DataFrame:
+    """A store's ``regions.tsv.gz`` as written (names, coordinates, strand and labels as text)."""
     return pd.read_csv(
         path, sep="\t", dtype={"name": str, "chrom": str, "strand": str, "label_name": str},
         keep_default_na=False,

@@ -54,10 +54,11 @@ from typing import Any
 import numpy as np
 
 from ..artifacts import atomic_path, claim_output_dir
+from ..encoding import ALPHABET, DECODE_TABLE
 from .labels import CELL_LINES
 
 __all__ = ["DRIVERS", "DECOYS", "MOTIF_IDS", "SIZES", "SyntheticData", "UBIQUITOUS", "make_synthetic",
-           "load_motifs"]
+           "planted_motif_matrices"]
 
 #: Driver motifs of each pseudo cell type (names as in the paper's biology).
 DRIVERS: dict[str, list[str]] = {
@@ -122,7 +123,7 @@ class SyntheticData:
                 "truth": str(self.truth), "open_beds": {k: str(v) for k, v in self.open_beds.items()}}
 
 
-def load_motifs(names: list[str] | None = None) -> dict[str, np.ndarray]:
+def planted_motif_matrices(names: list[str] | None = None) -> dict[str, np.ndarray]:
     """Position probability matrices ``(4, width)`` (rows A, C, G, T) from pyjaspar's offline
     JASPAR 2022 database, by the names of :data:`MOTIF_IDS`."""
     from pyjaspar import jaspardb
@@ -131,7 +132,7 @@ def load_motifs(names: list[str] | None = None) -> dict[str, np.ndarray]:
     out = {}
     for name in names or list(MOTIF_IDS):
         motif = db.fetch_motif_by_id(MOTIF_IDS[name])
-        counts = np.array([motif.counts[b] for b in "ACGT"], dtype=np.float64)
+        counts = np.array([motif.counts[b] for b in ALPHABET], dtype=np.float64)
         counts += 0.01 * counts.sum(axis=0, keepdims=True) + 1e-9  # a small pseudocount
         out[name] = counts / counts.sum(axis=0, keepdims=True)
     return out
@@ -215,7 +216,7 @@ def make_synthetic(out: str | os.PathLike, seed: int = 0, size: str = "small", s
     rng = np.random.default_rng(seed)
     out = claim_output_dir(out, SYNTHETIC_KIND, overwrite=overwrite)
     Path(f"{out / 'genome.fa'}.fai").unlink(missing_ok=True)  # the index of an earlier genome.fa
-    motifs = load_motifs()
+    motifs = planted_motif_matrices()
     cells = list(CELL_LINES)
 
     # ---------------------------------------------------------------- chromosomes, gaps, satellites
@@ -405,10 +406,9 @@ def _site_positions(rng: np.random.Generator, names: list[str], lengths: list[in
 
 
 def _write_fasta(path: Path, names: list[str], genome: dict[str, np.ndarray]) -> None:
-    letters = np.frombuffer(b"ACGTN", dtype=np.uint8)
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         for name in names:
-            text = letters[genome[name]]
+            text = DECODE_TABLE[genome[name]]
             n_full = text.size // _LINE
             body = np.full((n_full, _LINE + 1), 10, dtype=np.uint8)
             body[:, :_LINE] = text[:n_full * _LINE].reshape(n_full, _LINE)

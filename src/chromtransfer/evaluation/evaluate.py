@@ -165,7 +165,8 @@ def evaluate_models(
         :func:`~.metrics.multiclass_metrics`), ``notes``, ``files`` (name -> path) and settings.
     """
     from ..datasets.store import open_store
-    from ..inference import predict_codes, resolve_device
+    from ..devices import resolve_device
+    from ..inference import predict_codes
     from ..modelio import load_model, read_model_document
 
     if not model_dirs:

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from ..encoding import one_hot
-from ..inference import model_dtype, resolve_device
+from ..devices import resolve_device
+from ..inference import model_dtype
 
 TARGETS = ("probability", "logit")
 

@@ -43,91 +43,24 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from ..errors import ArtifactError, InputError
+from ..encoding import COMPLEMENT_CODE, N_CODE
+from ..errors import InputError
+from .attributions import Attributions
 
-__all__ = ["ATTRIBUTION_FILE", "Attributions", "COMPARISON_SIGNIFICANCE", "EnrichmentResult", "FAMILY_OVERLAP",
+__all__ = ["Attributions", "COMPARISON_SIGNIFICANCE", "EnrichmentResult", "FAMILY_OVERLAP",
            "assign_families", "dedupe_tf_sites",
-           "compare_sets", "enrichment_test", "family_heads", "ks_enrichment", "load_attributions", "overlap_mask",
+           "compare_sets", "enrichment_test", "family_heads", "ks_enrichment", "overlap_mask",
            "run_enrichment", "score_sites", "signed_ks", "write_enrichment"]
 
-ATTRIBUTION_FILE = "attributions.npz"
-METHODS = ("grad_x_input", "ism")
 FAMILY_OVERLAP = 0.5
 #: How a comparison decides significance (module docstring, item 7).
 COMPARISON_SIGNIFICANCE = ("either", "difference")
 _SCORE_CHUNK = 1 << 19
-
-
-@dataclass
-class Attributions:
-    """Per-base attribution scores of a set of regions.
-
-    Attributes:
-        path: the attribution directory.
-        scores: ``(N, L)`` float32 per-base scores.
-        names: ``(N,)`` region names (unique).
-        method: ``grad_x_input`` or ``ism``.
-        codes: ``(N, L)`` uint8 sequences, when stored.
-    """
-
-    path: Path
-    scores: np.ndarray
-    names: np.ndarray
-    method: str
-    codes: np.ndarray | None = None
-
-    @property
-    def default_aggregate(self) -> str:
-        return "min" if self.method == "ism" else "max"
-
-    def row_of(self) -> dict[str, int]:
-        return {name: i for i, name in enumerate(self.names)}
-
-
-def load_attributions(directory: str | os.PathLike) -> Attributions:
-    """Read ``DIR/attributions.npz`` (arrays ``scores``, ``names``, ``method``, optionally ``codes``).
-
-    Raises :class:`~chromtransfer.errors.ArtifactError` for a missing or inconsistent file.
-    """
-    directory = Path(directory)
-    path = directory / ATTRIBUTION_FILE if directory.is_dir() or not directory.suffix else directory
-    if not path.exists():
-        raise ArtifactError(f"{path}: no attributions (run 'chromtransfer attribute' first)")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except Exception as exc:  # zip/format errors of a truncated file
-        raise ArtifactError(f"{path}: unreadable attribution file ({exc}); run 'chromtransfer attribute' again") from None
-    for key in ("scores", "names", "method"):
-        if key not in arrays:
-            raise ArtifactError(f"{path}: array {key!r} is missing; run 'chromtransfer attribute' again")
-    scores = np.asarray(arrays["scores"], dtype=np.float32)
-    names = np.asarray(arrays["names"]).astype(str)
-    method = str(np.asarray(arrays["method"]).reshape(-1)[0]) if np.asarray(arrays["method"]).size else ""
-    if method not in METHODS:
-        raise ArtifactError(f"{path}: method {method!r} is not one of {', '.join(METHODS)}")
-    if scores.ndim != 2:
-        raise ArtifactError(f"{path}: scores must be (N, L), got shape {scores.shape}")
-    if names.shape != (scores.shape[0],):
-        raise ArtifactError(f"{path}: {names.shape[0]} names for {scores.shape[0]} score rows")
-    unique, counts = np.unique(names, return_counts=True)
-    if np.any(counts > 1):
-        raise ArtifactError(f"{path}: region name {unique[counts > 1][0]!r} appears {counts.max()} times; "
-                            "names must identify regions")
-    if not np.all(np.isfinite(scores)):
-        raise ArtifactError(f"{path}: scores contain NaN or infinite values")
-    codes = arrays.get("codes")
-    if codes is not None:
-        codes = np.asarray(codes, dtype=np.uint8)
-        if codes.shape != scores.shape:
-            raise ArtifactError(f"{path}: codes shape {codes.shape} differs from scores {scores.shape}")
-    return Attributions(path.parent, scores, names, method, codes)
 
 
 # ----------------------------------------------------------------------------- site scores
@@ -198,14 +131,13 @@ def _check_sequences(kept: pd.DataFrame, codes: np.ndarray, source: str) -> None
     widths = kept["site_end"].to_numpy(np.int64) - start
     minus = (kept["strand"].astype(str).to_numpy() == "-") if "strand" in kept else np.zeros(len(kept), bool)
     row = kept["row"].to_numpy()
-    complement = np.array([3, 2, 1, 0, 4], dtype=np.uint8)
     for w in np.unique(widths):
         sel = np.flatnonzero((widths == w) & (np.char.str_len(seqs.astype(str)) == w))
         if sel.size == 0:
             continue
         expected = codes[row[sel, None], start[sel, None] + np.arange(w)[None, :]]
         flip = minus[sel]
-        expected[flip] = complement[np.minimum(expected[flip], 4)][:, ::-1]
+        expected[flip] = COMPLEMENT_CODE[np.minimum(expected[flip], N_CODE)][:, ::-1]
         given = encode("".join(seqs[sel])).reshape(-1, w)
         bad = np.flatnonzero(np.any(given != expected, axis=1))
         if bad.size:

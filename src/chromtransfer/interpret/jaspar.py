@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..encoding import ALPHABET
 from ..errors import InputError
 from .pwm import Motif
 
@@ -61,7 +62,7 @@ def load_jaspar(release: str = DEFAULT_RELEASE, collection: str = DEFAULT_COLLEC
     records = db.fetch_motifs(collection=collection, tax_group=groups, all_versions=all_versions)
     motifs = []
     for rec in records:
-        counts = np.array([rec.counts[b] for b in "ACGT"], dtype=np.float64).T
+        counts = np.array([rec.counts[b] for b in ALPHABET], dtype=np.float64).T
         motifs.append(Motif.from_counts(rec.matrix_id, rec.name, counts, source=release))
     if not motifs:
         raise ChromTransferError(f"no motifs in {release} for collection={collection!r} tax_group={tax_group!r}")
@@ -108,7 +109,7 @@ def read_meme_file(path: str | os.PathLike, text: str | None = None) -> list[Mot
         line = lines[i].strip()
         if line.startswith("ALPHABET"):
             letters = line.split("=", 1)[1].strip() if "=" in line else line.split(None, 1)[-1]
-            if "=" in line and letters.upper() != "ACGT":
+            if "=" in line and letters.upper() != ALPHABET:
                 raise InputError(path, f"alphabet {letters!r} is not DNA", line=i + 1,
                                  fix="scan DNA motifs (ALPHABET= ACGT)")
             if "=" not in line and "DNA" not in line.upper():
@@ -180,8 +181,8 @@ def read_meme_background(path: str | os.PathLike) -> np.ndarray | None:
                         values[letter.upper()] = float(value)
                     except ValueError:
                         raise InputError(path, f"bad background frequency {value!r}", line=i + 2) from None
-                if all(b in values for b in "ACGT"):
-                    return np.array([values[b] for b in "ACGT"], dtype=np.float64)
+                if all(b in values for b in ALPHABET):
+                    return np.array([values[b] for b in ALPHABET], dtype=np.float64)
             raise InputError(path, "incomplete background letter frequencies", line=i + 1,
                              fix="give 'A p C p G p T p' on the next line")
     return None
@@ -223,7 +224,7 @@ def read_jaspar_file(path: str | os.PathLike, text: str | None = None) -> list[M
             if sorted(letters) != ["A", "C", "G", "T"]:
                 raise InputError(path, f"matrix {motif_id} rows are labelled {letters}", line=line_no,
                                  fix="label the rows A, C, G and T")
-            ordered = [dict((r[0], r[1]) for r in rows)[b] for b in "ACGT"]
+            ordered = [dict((r[0], r[1]) for r in rows)[b] for b in ALPHABET]
         else:
             ordered = [r[1] for r in rows]
         widths = {len(r) for r in ordered}

@@ -13,10 +13,11 @@ from typing import Sequence
 
 import numpy as np
 
+from ..encoding import ALPHABET
+
 __all__ = ["BASE_COLORS", "draw_logo", "logo_figure"]
 
 BASE_COLORS = {"A": "#109648", "C": "#255C99", "G": "#F7B32B", "T": "#D62839"}
-_BASES = "ACGT"
 
 
 @lru_cache(maxsize=8)
@@ -46,7 +47,7 @@ def draw_logo(ax, codes: np.ndarray, scores: np.ndarray, x0: int = 0, width: flo
     for i, (code, value) in enumerate(zip(codes, scores)):
         if code > 3 or value == 0 or not np.isfinite(value):
             continue
-        letter = _BASES[int(code)]
+        letter = ALPHABET[int(code)]
         path, box = _glyph(letter)
         x = x0 + i + (1 - width) / 2
         transform = (Affine2D().translate(-box.x0, -box.y0)

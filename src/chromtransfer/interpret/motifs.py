@@ -39,7 +39,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from ..encoding import N_CODE
+from ..encoding import COMPLEMENT_CODE, DECODE_TABLE, N_CODE
 from .pwm import (DEFAULT_PSEUDOCOUNT, DEFAULT_RANGE, Motif, ScaledPWM, build_pwm_pair,
                   resolve_background, round_significant)
 from .scan_kernel import KmerTables, build_tables, default_threads, scan_codes
@@ -52,8 +52,6 @@ SITE_COLUMNS = ["region", "region_index", "chrom", "start", "end", "site_start",
                 "motif_id", "tf", "score", "pvalue", "sequence"]
 #: Scores are sums of at most w * range integers; below 2**24 float32 sums are exact.
 _MAX_EXACT = float(2 ** 24)
-_DECODE = np.frombuffer(b"ACGTN", dtype=np.uint8)
-_COMPLEMENT = np.array([3, 2, 1, 0, 4], dtype=np.uint8)
 #: Rows per task of the CPU kernel's thread pool.
 _CPU_CHUNK = 32
 
@@ -223,11 +221,10 @@ class MotifScanner:
     def _device(self):
         import torch
 
+        from ..devices import resolve_device
+
         if self._torch_device is None:
-            name = self.device
-            if name == "auto":
-                name = "cuda" if torch.cuda.is_available() else "cpu"
-            self._torch_device = torch.device(name)
+            self._torch_device = resolve_device(self.device)
             self._weights = [torch.from_numpy(g.weight).to(self._torch_device) for g in self._groups]
             self._kmins = [torch.from_numpy(g.kmin).to(self._torch_device) for g in self._groups]
         return self._torch_device
@@ -393,8 +390,8 @@ def site_sequences(codes: np.ndarray, rows: np.ndarray, starts: np.ndarray, widt
         sel = np.flatnonzero(widths == w)
         window = codes[rows[sel, None], starts[sel, None] + np.arange(w)[None, :]]
         minus = strands[sel] == 1
-        window[minus] = _COMPLEMENT[window[minus]][:, ::-1]
-        text = _DECODE[np.minimum(window, 4)]
+        window[minus] = COMPLEMENT_CODE[window[minus]][:, ::-1]
+        text = DECODE_TABLE[np.minimum(window, N_CODE)]
         out[sel] = text.view(f"S{w}").ravel().astype(str)
     return out
 

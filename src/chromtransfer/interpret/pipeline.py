@@ -13,56 +13,25 @@ Selection: ``predicted-positive`` keeps rows whose probability (of the chosen cl
 multi-class model) is above ``threshold`` (strictly, as ``p > 0.5`` in the paper); ``all`` keeps
 every row.
 
-The output directory (:func:`write_attributions`; read back with :func:`load_attributions`)::
-
-    attributions.npz        np.savez_compressed; arrays
-                              scores      (N, L) float32  gradient x input, or the ISM per-base
-                                                          delta score (the largest change)
-                              ism         (N, L, 4) float32, method "ism" only (A, C, G, T;
-                                          reference base 0)
-                              codes       (N, L) uint8
-                              names       (N,) str
-                              chrom       (N,) str   ("" without coordinates)
-                              start, end  (N,) int64 (-1 without coordinates)
-                              strand      (N,) str
-                              prediction  (N,) float32 probability of the attributed output unit
-                              n_fraction  (N,) float32 share of N bases of each sequence
-                              method, target  0-d str arrays
-    attributions.bedGraph   per-base scores on the genome (rows with coordinates only; a base in
-                            several windows gets the mean, see :mod:`.tracks`)
-    attributions.bw         the same as bigWig, when pybigtools is installed
-    manifest.json           written last: model, method, target, class, selection, counts, inputs,
-                            files, provenance
-
-The files are assembled in a staging folder inside the claimed output folder and moved into
-place at the end, the manifest last, so an interrupted run never leaves a directory that looks
-complete; only the files listed above are replaced (:mod:`chromtransfer.artifacts`).
+The result is an :class:`~.attributions.Attributions` (``.save(dir)`` writes the output directory,
+:func:`~.attributions.load_attributions` reads it back).
 """
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from ..artifacts import (apply_umask, claim_output_dir, make_staging, provenance, publish_staged,
-                         release_output_dir, write_json)
-from ..errors import ArtifactError, ChromTransferError, InputError
+from ..errors import ChromTransferError, InputError
+from .attributions import METHODS, Attributions
 
 log = logging.getLogger(__name__)
 
-METHODS = ("grad_x_input", "ism")
 SELECTIONS = ("predicted-positive", "all")
-NPZ_FILE = "attributions.npz"
-BEDGRAPH_FILE = "attributions.bedGraph"
-BIGWIG_FILE = "attributions.bw"
-MANIFEST_FILE = "manifest.json"
-FORMAT = "chromtransfer-attributions"
-ATTRIBUTIONS_KIND = "attributions"
 
 
 @dataclass
@@ -107,6 +76,16 @@ class AttributionInputs:
         codes = np.ascontiguousarray(self.codes[base[keep]], dtype=np.uint8).reshape(len(keep), self.length)
         return AttributionInputs(codes, self.names[keep], self.chrom[keep], self.start[keep], self.end[keep],
                                  self.strand[keep], self.source, self.chrom_sizes)
+
+
+def inputs_from_attributions(attributions: Attributions) -> AttributionInputs:
+    """The sequences of ``attributions`` (which must hold codes) as inputs to attribute again."""
+    if attributions.codes is None:
+        raise ValueError("these attributions hold no sequence codes")
+    arrays = attributions.arrays()
+    return AttributionInputs(arrays["codes"], arrays["names"], arrays["chrom"], arrays["start"], arrays["end"],
+                             arrays["strand"], dict(attributions.manifest.get("inputs") or {}),
+                             attributions.chrom_sizes)
 
 
 def _str_array(values) -> np.ndarray:
@@ -249,8 +228,9 @@ def predict_unit(model, inputs: AttributionInputs, class_index: int | None, *, b
 def attribute(model, inputs: AttributionInputs, *, method: str = "grad_x_input", target: str = "probability",
               class_index: int | None = None, select: str = "predicted-positive", threshold: float = 0.5,
               batch_size: int = 128, device="auto", chunk: int | None = None,
-              progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Select rows and attribute them; returns the arrays of ``attributions.npz`` plus ``selected``.
+              progress: Callable[[int], None] | None = None, model_path: str | None = None) -> Attributions:
+    """Select rows and attribute them; returns the selected rows' :class:`~.attributions.Attributions`
+    (``n_candidates``: ``len(inputs)``).
 
     Args:
         model: a loaded :class:`~chromtransfer.models.ChromTransferNet`.
@@ -262,6 +242,7 @@ def attribute(model, inputs: AttributionInputs, *, method: str = "grad_x_input",
         batch_size: sequences per pass (gradient x input) or mutants per batch (ISM).
         chunk: sequences attributed between two ``progress(n)`` calls (``n`` sequences more;
             default 256 for gradient x input, 8 for ISM).
+        model_path: recorded as ``model`` of the result.
     """
     from ..inference import n_fractions
     from .attribution import grad_x_input
@@ -289,88 +270,8 @@ def attribute(model, inputs: AttributionInputs, *, method: str = "grad_x_input",
                                                             batch_size=batch_size, device=device)
         if progress is not None:
             progress(len(block))
-    arrays = {
-        "scores": scores,
-        "codes": chosen.codes.astype(np.uint8),
-        "names": chosen.names,
-        "chrom": chosen.chrom,
-        "start": chosen.start.astype(np.int64),
-        "end": chosen.end.astype(np.int64),
-        "strand": chosen.strand,
-        "prediction": prediction[rows].astype(np.float32),
-        "n_fraction": n_fractions(chosen.codes),
-        "method": np.array(method),
-        "target": np.array(target),
-    }
-    if deltas is not None:
-        arrays["ism"] = deltas
-    return {"arrays": arrays, "selected": chosen, "n_input": len(inputs), "n_selected": n}
-
-
-def write_attributions(out_dir: str | os.PathLike, result: dict[str, Any], manifest: dict[str, Any], *,
-                       bigwig: bool = True, overwrite: bool = False) -> dict[str, Any]:
-    """Write the output directory (see the module docstring); returns the manifest written.
-
-    ``out_dir`` is claimed as an attribution folder (:func:`~chromtransfer.artifacts.claim_output_dir`;
-    complete attributions are replaced only with ``overwrite``, a folder holding anything else
-    is refused). Files are assembled in a staging folder inside it and moved into place at the
-    end, the manifest last; other files in ``out_dir`` are never touched.
-    """
-    from .tracks import merge_tracks, write_bedgraph, write_bigwig
-
-    out_dir = claim_output_dir(out_dir, ATTRIBUTIONS_KIND, overwrite=overwrite, staged=True)
-    staging = make_staging(out_dir)
-    try:
-        arrays = result["arrays"]
-        with open(staging / NPZ_FILE, "wb") as handle:
-            np.savez_compressed(handle, **arrays)
-        files = [NPZ_FILE]
-        selected: AttributionInputs = result["selected"]
-        tracks: dict[str, Any] = {"bedgraph": None, "bigwig": None, "overlaps": "mean"}
-        if selected.has_coordinates:
-            blocks = list(merge_tracks(arrays["chrom"], arrays["start"], arrays["end"], arrays["scores"],
-                                       arrays["strand"]))
-            lines = write_bedgraph(staging / BEDGRAPH_FILE, blocks, name=f"{manifest.get('method', '')}",
-                                   description=f"{manifest.get('method', '')} {manifest.get('target', '')}")
-            files.append(BEDGRAPH_FILE)
-            tracks["bedgraph"] = {"file": BEDGRAPH_FILE, "lines": lines}
-            if bigwig:
-                sizes = dict(selected.chrom_sizes or {})
-                for block in blocks:
-                    if len(block.ends) and block.chrom not in sizes:
-                        sizes[block.chrom] = int(block.ends[-1])  # unknown: the last covered base
-                if write_bigwig(staging / BIGWIG_FILE, blocks, sizes):
-                    files.append(BIGWIG_FILE)
-                    tracks["bigwig"] = {"file": BIGWIG_FILE, "writer": "pybigtools",
-                                        "chrom_sizes": "genome" if selected.chrom_sizes else "last covered base"}
-                else:
-                    tracks["bigwig"] = "skipped: pybigtools not installed"
-        manifest = {"format": FORMAT, "format_version": 1, **manifest, "tracks": tracks, "files": files,
-                    "counts": {"input": result["n_input"], "selected": result["n_selected"]},
-                    "provenance": provenance()}
-        write_json(staging / MANIFEST_FILE, manifest)
-        for name in files:
-            apply_umask(staging / name)
-        publish_staged(staging, out_dir, ATTRIBUTIONS_KIND, files + [MANIFEST_FILE])
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)  # this process's own staging folder
-        release_output_dir(out_dir)  # a claim that received nothing
-    return manifest
-
-
-def load_attributions(directory: str | os.PathLike) -> dict[str, np.ndarray]:
-    """The arrays of an attribution directory (``method``/``target`` as plain strings)."""
-    directory = Path(directory)
-    if not (directory / MANIFEST_FILE).exists():
-        raise ArtifactError(f"{directory}: not a complete attribution directory ({MANIFEST_FILE} is missing; "
-                            "run 'chromtransfer attribute' again)")
-    try:
-        with np.load(directory / NPZ_FILE, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
-    except (OSError, ValueError) as exc:
-        raise ArtifactError(f"{directory / NPZ_FILE}: unreadable ({exc}); run 'chromtransfer attribute' again") from exc
-    for key in ("method", "target"):
-        if key in arrays:
-            arrays[key] = str(arrays[key])
-    return arrays
+    return Attributions(scores, chosen.names, method, codes=chosen.codes.astype(np.uint8), ism=deltas, target=target,
+                        chrom=chosen.chrom, start=chosen.start.astype(np.int64), end=chosen.end.astype(np.int64),
+                        strand=chosen.strand, prediction=prediction[rows].astype(np.float32),
+                        n_fraction=n_fractions(chosen.codes), model=model_path, n_candidates=len(inputs),
+                        chrom_sizes=chosen.chrom_sizes, manifest={"inputs": chosen.source})

@@ -12,14 +12,8 @@ size stays global, see docs/scaling.md and :mod:`chromtransfer.training.distribu
 
 Importing this package is light: Lightning and torch load when a run starts.
 """
-from .engine import (
-    checkpoint_model_state,
-    is_complete,
-    load_checkpoint,
-    read_run,
-    train_folds,
-    train_model,
-)
+from .engine import train_folds, train_model
+from .rundir import checkpoint_model_state, is_complete, load_checkpoint, read_run
 from .presets import PRESET_NAMES, PRESETS, Preset, ResolvedSettings, TrainSettings, resolve
 
 __all__ = [

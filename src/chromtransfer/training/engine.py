@@ -1,19 +1,6 @@
-"""Run a training preset on a dataset store: the run directory, Lightning's loop, resume, export.
+"""Run a training preset on a dataset store: planning, Lightning's loop, resume, export.
 
-A run directory::
-
-    RUN/
-      run.json                 settings, store path and manifest checksum, seed, status
-                               (running -> trained -> complete), sessions, best epoch, provenance
-      checkpoints/last.ckpt    Lightning checkpoint written at the end of every epoch (for --resume)
-      checkpoints/best.ckpt    the epoch with the lowest validation loss so far
-      learning_curve.csv       one row per epoch (see callbacks.CURVE_COLUMNS)
-      model.safetensors        the exported model (best epoch's weights, or the last epoch's with
-      model.json               --export last); model.json is written last, only once training is
-                               complete: a directory holding model.json is a finished model
-
-``--fold all`` trains one such run per cross-validation fold into ``RUN/fold0``, ``RUN/fold1``, ...
-and writes ``RUN/folds.json`` when every fold is complete.
+The run directory and its documents: :mod:`.rundir`. Devices and processes: :mod:`.processes`.
 
 Resuming: checkpoints are written only at epoch ends. Every epoch's shuffling is a function of
 ``(seed, epoch)`` and the dropout RNG is reseeded before every batch from ``(seed, epoch, batch)``,
@@ -35,65 +22,30 @@ same files and settings, train, and leave the writing to rank 0.
 """
 from __future__ import annotations
 
-import atexit
-import contextlib
 import dataclasses
-import json
 import logging
-import os
-import pickle
 import random
 import signal
-import subprocess
-import time
-import warnings
-import zipfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from ..artifacts import check_output_dir, claim_output_dir, file_sha256, provenance, write_json
 from ..datasets.store import Store, open_store
 from ..errors import ArtifactError, ChromTransferError
-from .presets import (PRESET_NAMES, PRESETS, ResolvedSettings, TrainSettings, parse_devices, requested_fold,
-                      resolve, with_fold)
+from .presets import PRESET_NAMES, PRESETS, ResolvedSettings, TrainSettings, requested_fold, resolve, with_fold
+from .processes import (is_primary, quiet_lightning, quiet_lightning_process, remember_launched,
+                        resolve_process_count, training_device)
+from .rundir import (BEST_CHECKPOINT, CHECKPOINT_DIR, CURVE_FILE, FOLDS_FILE, LAST_CHECKPOINT, MODEL_PREFIX,
+                     RUN_FILE, RUN_FORMAT, RUN_KIND, curve_summary, init_record, is_complete, load_checkpoint,
+                     read_run, utc_now)
 
 log = logging.getLogger("chromtransfer.training")
-
-RUN_FORMAT = "chromtransfer-run"
-RUN_KIND = "run"
-RUN_FILE = "run.json"
-FOLDS_FILE = "folds.json"
-CHECKPOINT_DIR = "checkpoints"
-LAST_CHECKPOINT = "last.ckpt"
-BEST_CHECKPOINT = "best.ckpt"
-CURVE_FILE = "learning_curve.csv"
-MODEL_PREFIX = "model."
-
-_CHECKPOINT_ERRORS = (RuntimeError, EOFError, OSError, ValueError, KeyError,
-                      pickle.UnpicklingError, zipfile.BadZipFile)
-
 
 # ---------------------------------------------------------------------------------------------
 # Public API
 # ---------------------------------------------------------------------------------------------
-def is_complete(run_dir: str | os.PathLike) -> bool:
-    """Whether ``run_dir`` holds a finished model (or, for ``--fold all``, every fold's model)."""
-    run_dir = Path(run_dir)
-    if (run_dir / "model.json").is_file() and (run_dir / "model.safetensors").is_file():
-        return True
-    folds = run_dir / FOLDS_FILE
-    if folds.is_file():
-        try:
-            document = json.loads(folds.read_text())
-        except json.JSONDecodeError:
-            return False
-        return document.get("status") == "complete" and all(
-            is_complete(run_dir / name) for name in document.get("folds", []))
-    return False
-
-
 def train_model(settings: TrainSettings | None = None, **kwargs: Any) -> Path:
     """Train one model as ``settings`` (or keyword arguments mirroring the CLI) ask; returns RUN.
 
@@ -154,50 +106,6 @@ def train_folds(settings: TrainSettings | None = None, **kwargs: Any) -> list[Pa
     return paths
 
 
-def read_run(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """The parsed ``run.json`` of a run directory (``ArtifactError`` when missing or unreadable)."""
-    path = Path(run_dir) / RUN_FILE
-    if not path.is_file():
-        raise ArtifactError(f"{run_dir}: not a training run directory ({RUN_FILE} is missing)")
-    try:
-        document = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); "
-                            "the run directory is damaged, train into a new --out") from exc
-    if document.get("format") != RUN_FORMAT:
-        raise ArtifactError(f"{path}: not a chromtransfer training run description")
-    return document
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a Lightning checkpoint of a run (tensors only, no pickled code).
-
-    Raises ``ArtifactError`` with the fix for a missing, truncated or foreign file.
-    """
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(f"{path}: no such checkpoint")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except _CHECKPOINT_ERRORS as exc:
-        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-        raise ArtifactError(
-            f"{path}: corrupt or truncated checkpoint ({reason}); delete it to restart the run "
-            "from the beginning, or train into a new --out") from exc
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise ArtifactError(f"{path}: not a chromtransfer training checkpoint (no state_dict); "
-                            "delete it or train into a new --out")
-    return checkpoint
-
-
-def checkpoint_model_state(path: str | os.PathLike) -> dict[str, Any]:
-    """The network's state dict (keys as in ``ChromTransferNet.state_dict()``) in a checkpoint."""
-    state = load_checkpoint(path)["state_dict"]
-    return {k[len(MODEL_PREFIX):]: v for k, v in state.items() if k.startswith(MODEL_PREFIX)}
-
-
 # ---------------------------------------------------------------------------------------------
 # One run
 # ---------------------------------------------------------------------------------------------
@@ -208,43 +116,6 @@ def _settings(settings: TrainSettings | None, kwargs: dict[str, Any]) -> TrainSe
         except TypeError as exc:
             raise ChromTransferError(str(exc)) from exc
     return dataclasses.replace(settings, **kwargs) if kwargs else settings
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when a CUDA GPU is visible, else ``cpu``; checks an explicit ``cuda``."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ChromTransferError("--device cuda: no CUDA GPU is visible to PyTorch; use --device cpu "
-                                 "(or auto)")
-    if device not in ("cpu", "cuda"):
-        raise ChromTransferError(f"--device must be auto, cpu or cuda, not {device!r}")
-    return device
-
-
-def is_primary() -> bool:
-    """Whether this process is global rank 0 (see :func:`chromtransfer.training.distributed.is_primary`)."""
-    from .distributed import is_primary as primary  # imports torch: only when a run starts
-
-    return primary()
-
-
-def resolve_process_count(device: str, devices: int | str) -> int:
-    """Processes per node: ``--devices`` as given, or for ``auto`` every visible GPU (1 on the CPU)."""
-    import torch
-
-    try:
-        count = parse_devices(devices)
-    except ValueError as exc:
-        raise ChromTransferError(str(exc)) from exc
-    if count is None:
-        return max(1, torch.cuda.device_count()) if device == "cuda" else 1
-    if device == "cuda" and count > torch.cuda.device_count():
-        raise ChromTransferError(f"--devices {count}: only {torch.cuda.device_count()} CUDA GPU(s) are "
-                                 "visible on this node; use --devices auto or a smaller number")
-    return count
 
 
 def _concrete_fold(store: Store, fold: int | str | None) -> int | None:
@@ -301,8 +172,8 @@ def _plan(settings: TrainSettings) -> _Plan | Path:
             f"{run_dir}: holds an unfinished training run (status {previous.get('status')}); "
             "add --resume to continue it, --overwrite to start again, or choose another --out")
     store = open_store(settings.store)
-    device = resolve_device(settings.device)
-    if str(settings.precision) == "bf16" and device != "cuda":
+    device = training_device(settings.device)
+    if str(settings.precision) == "bf16" and not device.startswith("cuda"):
         raise ChromTransferError(
             "--precision bf16 needs a CUDA GPU (bf16 autocast on the CPU is slow and not what the "
             "published models used); use --precision 32 on the CPU")
@@ -392,78 +263,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-#: Lightning warnings that do not apply to these runs: the loaders read in the main process on
-#: purpose, the run directory is reused on resume, epochs can be shorter than the logging interval,
-#: the samplers are ours, and epoch metrics are reduced over the DDP processes before logging.
-_HARMLESS_WARNINGS = (r".*does not have many workers.*",
-                      r".*exists and is not empty.*",
-                      r".*is smaller than the logging interval.*",
-                      r".*sampler.*set_epoch.*",
-                      r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",
-                      r".*when logging on epoch level in distributed setting.*")
-_LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning")
-
-
-def quiet_lightning_process() -> None:
-    """Apply :func:`_quiet_lightning`'s settings for the rest of this process's life.
-
-    For processes that exist only to train (those ``ddp_spawn`` spawns), called from a callback.
-    """
-    for name in _LIGHTNING_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
-    for message in _HARMLESS_WARNINGS:
-        warnings.filterwarnings("ignore", message=message)
-
-
-@contextlib.contextmanager
-def _quiet_lightning() -> Iterator[None]:
-    """Silence Lightning's informational chatter (device tables, tips) and known-harmless warnings."""
-    loggers = [logging.getLogger(name) for name in _LIGHTNING_LOGGERS]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            for message in _HARMLESS_WARNINGS:
-                warnings.filterwarnings("ignore", message=message)
-            yield
-    finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
-
-
-#: How long rank 0, at exit, waits for the processes it launched to end.
-CHILD_EXIT_TIMEOUT_S = 120
-_LAUNCHED: list[subprocess.Popen] = []
-
-
-def _remember_launched(processes: list[Any]) -> None:
-    """Have this process, when it exits, wait for the training processes its launcher started.
-
-    Lightning's script launcher starts the other processes of a node once, at the first ``fit``;
-    they re-run the same command or script and follow it call by call (``--fold all`` trains every
-    fold with them), so they can only be waited for at the very end. Waiting there makes
-    ``chromtransfer train`` return only once every process of the run has finished.
-    """
-    new = [p for p in processes if isinstance(p, subprocess.Popen) and p not in _LAUNCHED]
-    if new and not _LAUNCHED:
-        atexit.register(_wait_for_launched)
-    _LAUNCHED.extend(new)
-
-
-def _wait_for_launched() -> None:
-    for process in _LAUNCHED:
-        try:
-            process.wait(timeout=CHILD_EXIT_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            log.warning("training process %s did not exit; stopping it", process.pid)
-            process.kill()
-
-
-def _utc() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
 def _train_one(settings: TrainSettings) -> Path:
     plan = _plan(settings)
     if isinstance(plan, Path):
@@ -527,12 +326,12 @@ def _train_one(settings: TrainSettings) -> Path:
             "train_counts": {c: int((train_labels == i).sum()) for i, c in enumerate(plan.store.classes)},
             "class_weights": weights.tolist() if weights is not None else None,
         },
-        "init": _init_record(s.init),
+        "init": init_record(s.init),
         "sessions": [],
         "provenance": provenance(),
     }
     document["settings"]["max_epochs"] = s.max_epochs
-    document["sessions"].append({"started_utc": _utc(),
+    document["sessions"].append({"started_utc": utc_now(),
                                  "resumed_from": str(plan.resume_from) if plan.resume_from else None,
                                  "device": s.device, "devices": s.devices, "num_nodes": s.num_nodes,
                                  "world_size": s.world_size, "strategy": s.strategy})
@@ -544,22 +343,11 @@ def _train_one(settings: TrainSettings) -> Path:
         if not primary:
             return run_dir
         document["status"] = "trained"
-        document["sessions"][-1]["fit_finished_utc"] = _utc()
+        document["sessions"][-1]["fit_finished_utc"] = utc_now()
         write_json(run_dir / RUN_FILE, document)
     if primary:
         _export(plan, model, document)
     return run_dir
-
-
-def _init_record(init: str | None) -> dict[str, Any] | None:
-    if init is None:
-        return None
-    from ..modelio import WEIGHTS_FILE, read_model_document
-
-    path = Path(init)
-    model_doc = read_model_document(path)
-    return {"path": str(path.resolve()), "weights_sha256": file_sha256(path / WEIGHTS_FILE),
-            "preset": model_doc.get("preset"), "config": model_doc.get("config")}
 
 
 def _fit(plan: _Plan, model, weights, train_rows: np.ndarray, val_rows: np.ndarray,
@@ -575,12 +363,13 @@ def _fit(plan: _Plan, model, weights, train_rows: np.ndarray, val_rows: np.ndarr
     from .module import ChromTransferModule
 
     s, run_dir = plan.settings, plan.run_dir
-    cuda = s.device == "cuda"
+    cuda = s.device.startswith("cuda")
+    index = s.device.partition(":")[2]
     distributed = s.strategy != "single"
     network = model
     if distributed and s.world_size > 1 and s.sync_batchnorm:
         # a copy: the export loads the checkpoint into the plain-BatchNorm model (same state keys)
-        network = convert_sync_batchnorm(copy.deepcopy(model), s.device)
+        network = convert_sync_batchnorm(copy.deepcopy(model), "cuda" if cuda else "cpu")
     module = ChromTransferModule(network, lr=s.lr, l2=s.l2, class_weights=weights,
                                  lr_patience=s.lr_patience, lr_factor=s.lr_factor,
                                  frozen_body=s.frozen_body, seed=s.seed)
@@ -624,9 +413,9 @@ def _fit(plan: _Plan, model, weights, train_rows: np.ndarray, val_rows: np.ndarr
         # No mid-epoch "hpc" checkpoints and self-requeueing on SIGUSR1: a requeued job continues
         # from the last epoch-end checkpoint with --resume, which keeps resumed runs exact.
         plugins.append(SLURMEnvironment(auto_requeue=False))
-    with _quiet_lightning():
+    with quiet_lightning():
         trainer = pl.Trainer(
-            accelerator="gpu" if cuda else "cpu", devices=s.devices, num_nodes=s.num_nodes,
+            accelerator="gpu" if cuda else "cpu", devices=[int(index)] if index else s.devices, num_nodes=s.num_nodes,
             strategy=s.strategy if distributed else "auto",
             precision={"bf16": "bf16-mixed", "64": "64-true"}.get(s.precision, "32-true"),
             max_epochs=s.max_epochs, logger=False, default_root_dir=str(run_dir),
@@ -644,29 +433,9 @@ def _fit(plan: _Plan, model, weights, train_rows: np.ndarray, val_rows: np.ndarr
                 raise KeyboardInterrupt from None
             raise
         finally:
-            _remember_launched(getattr(getattr(trainer.strategy, "launcher", None), "procs", None) or [])
+            remember_launched(getattr(getattr(trainer.strategy, "launcher", None), "procs", None) or [])
     if trainer.interrupted:
         raise KeyboardInterrupt
-
-
-def _curve_summary(run_dir: Path) -> dict[str, Any]:
-    import pandas as pd
-
-    path = run_dir / CURVE_FILE
-    if not path.exists():
-        return {}
-    curve = pd.read_csv(path)
-    if curve.empty:
-        return {}
-    best = curve.loc[curve["val_loss"].idxmin()] if curve["val_loss"].notna().any() else curve.iloc[-1]
-    return {
-        "epochs": int(curve["epoch"].max()),
-        "best_epoch": int(best["epoch"]),
-        "best_val_loss": float(best["val_loss"]),
-        "best_val_auroc": float(best["val_auroc"]),
-        "last_val_loss": float(curve["val_loss"].iloc[-1]),
-        "train_seconds": float(curve["seconds"].sum()),
-    }
 
 
 def _export(plan: _Plan, model, document: dict[str, Any]) -> None:
@@ -683,7 +452,7 @@ def _export(plan: _Plan, model, document: dict[str, Any]) -> None:
     state = {k[len(MODEL_PREFIX):]: v for k, v in checkpoint["state_dict"].items()
              if k.startswith(MODEL_PREFIX)}
     model.load_state_dict(state)
-    summary = _curve_summary(run_dir)
+    summary = curve_summary(run_dir)
     summary["exported"] = {"checkpoint": source.name, "epoch": int(checkpoint.get("epoch", -1)) + 1}
     summary["stopped_early"] = bool(summary.get("epochs", 0) < s.max_epochs)
     document["result"] = summary
@@ -698,5 +467,5 @@ def _export(plan: _Plan, model, document: dict[str, Any]) -> None:
     save_model(model.cpu(), run_dir, preset=s.preset, training=training,
                provenance=provenance(seed=s.seed))
     document["status"] = "complete"
-    document["finished_utc"] = _utc()
+    document["finished_utc"] = utc_now()
     write_json(run_dir / RUN_FILE, document)

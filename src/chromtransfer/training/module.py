@@ -78,7 +78,7 @@ def per_sequence_loss(logits: torch.Tensor, labels: torch.Tensor, multiclass: bo
     return F.binary_cross_entropy_with_logits(logits[:, 0], labels.float(), reduction="none")
 
 
-def auroc(scores: np.ndarray, labels: np.ndarray, multiclass: bool) -> float:
+def validation_auroc(scores: np.ndarray, labels: np.ndarray, multiclass: bool) -> float:
     """ROC AUC (macro one-vs-rest for ``(N, C)`` multi-class scores); NaN when undefined."""
     from sklearn.metrics import roc_auc_score
 
@@ -301,8 +301,8 @@ class ChromTransferModule(pl.LightningModule):
             "train_bce": train_bce,
             "val_bce": val_bce,
             "l2_term": penalty,
-            "train_auroc": auroc(train_scores, train_labels, self.multiclass),
-            "val_auroc": auroc(val_scores, val_labels, self.multiclass),
+            "train_auroc": validation_auroc(train_scores, train_labels, self.multiclass),
+            "val_auroc": validation_auroc(val_scores, val_labels, self.multiclass),
             "lr": lr,
             "seconds": time.perf_counter() - self._epoch_started,
         }

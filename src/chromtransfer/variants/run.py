@@ -442,7 +442,7 @@ def score_variants(vcf: str | os.PathLike, genome, models: Sequence[str | os.Pat
     import torch
 
     from ..genome import open_genome
-    from ..inference import resolve_device
+    from ..devices import resolve_device
 
     say = echo or (lambda line: None)
     vcf = Path(vcf)

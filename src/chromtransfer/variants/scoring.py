@@ -32,7 +32,8 @@ import torch
 
 from ..encoding import encode, reverse_complement_codes
 from ..errors import ArtifactError, ChromTransferError
-from ..inference import predict_codes, resolve_device
+from ..devices import resolve_device
+from ..inference import predict_codes
 from .fastsnv import snv_probabilities
 
 __all__ = ["CellModel", "WindowBatch", "load_cell_models", "score_windows", "score_windows_naive"]

@@ -22,6 +22,7 @@ import numpy as np
 from ..artifacts import write_json
 
 if TYPE_CHECKING:
+    from ..interpret.attributions import Attributions
     from .study import Study
 
 #: ``interpret.compare_regions``: the windows two cell lines' models are compared on.
@@ -58,16 +59,15 @@ def _scan(study: "Study", settings: dict[str, Any], codes: np.ndarray, names: np
     return read_sites(out)
 
 
-def _attribute_rows(study: "Study", model_dir: Path, inputs, settings, out: Path, select: str) -> dict[str, Any]:
-    from ..interpret.pipeline import attribute, write_attributions
+def _attribute_rows(study: "Study", model_dir: Path, inputs, settings, out: Path, select: str) -> "Attributions":
+    from ..interpret.pipeline import attribute
     from ..modelio import load_model
 
     model = load_model(model_dir)
     result = attribute(model, inputs, method=settings["method"], target=settings["target"], select=select,
-                       batch_size=settings["batch_size"], device=study.config.device)
-    write_attributions(out, result, {"model": str(model_dir), "method": settings["method"],
-                                     "target": settings["target"], "select": select}, bigwig=False,
-                       overwrite=True)
+                       batch_size=settings["batch_size"], device=study.config.device, model_path=str(model_dir))
+    result.save(out, {"model": str(model_dir), "method": settings["method"], "target": settings["target"],
+                      "select": select}, bigwig=False, overwrite=True)
     return result
 
 
@@ -84,8 +84,9 @@ def _significant(table, key: str = "tf", sign: int = 0) -> list[str]:
 
 
 def interpret_cell(study: "Study", cell: str) -> dict[str, Any]:
-    from ..interpret.enrich import family_heads, load_attributions, run_enrichment, write_enrichment
-    from ..interpret.pipeline import inputs_from_store
+    from ..interpret.attributions import load_attributions
+    from ..interpret.enrich import family_heads, run_enrichment, write_enrichment
+    from ..interpret.pipeline import inputs_from_attributions, inputs_from_store
 
     settings = _settings(study)
     out = study.out / "interpret" / cell
@@ -97,7 +98,7 @@ def interpret_cell(study: "Study", cell: str) -> dict[str, Any]:
 
         inputs = inputs.subset(np.flatnonzero(np.asarray(open_store(study.store(cell)).labels) == 1))
     result = _attribute_rows(study, finetuned, inputs, settings, out / "finetuned", "predicted-positive")
-    selected = result["selected"]
+    selected = inputs_from_attributions(result)
     truth = _truth(study)
     planted = _planted(truth, cell) if truth else []
     if len(selected) == 0:
@@ -166,7 +167,8 @@ def compare_cells(study: "Study", cell_a: str, cell_b: str) -> dict[str, Any]:
     """Fine-tuned models of two cell lines on the same windows: the union of both models' positive
     predictions (p > 0.5, training and test rows of each line's store), or of both lines'
     labelled positives (``interpret.compare_regions``)."""
-    from ..interpret.enrich import load_attributions, run_enrichment, write_enrichment
+    from ..interpret.attributions import load_attributions
+    from ..interpret.enrich import run_enrichment, write_enrichment
     from ..interpret.pipeline import AttributionInputs, inputs_from_store, predict_unit
     from ..modelio import load_model
 

@@ -303,7 +303,9 @@ class Study:
         options.setdefault("device", self.config.device)
         options.setdefault("seed", self.config.seed)
         options.setdefault("quiet", True)
-        if str(options.get("precision", "32")) == "bf16" and not _cuda_available(options["device"]):
+        from ..devices import resolve_device
+
+        if str(options.get("precision", "32")) == "bf16" and resolve_device(options["device"]).type != "cuda":
             self.echo(f"note: {preset}: bf16 needs a GPU; training in float32 on the CPU")
             options["precision"] = "32"
         return options
@@ -396,14 +398,6 @@ class Study:
 def _given(options: dict[str, Any], keep_none: tuple[str, ...] = ()) -> dict[str, Any]:
     """A store section's options less the ``None`` ("as the shared key") ones, except ``keep_none``."""
     return {k: v for k, v in options.items() if v is not None or k in keep_none}
-
-
-def _cuda_available(device: str) -> bool:
-    if device == "cpu":
-        return False
-    import torch
-
-    return torch.cuda.is_available()
 
 
 #: The test metrics summary.json keeps per model (:func:`~chromtransfer.evaluation.binary_metrics`):

@@ -50,8 +50,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .models import (Body, ChromTransferNet, ConvUnit, IdentityBlock, ProjectionBlock, residual_trunk,
-                     conv_relu_channels_last, pointwise_conv_available, same_padding)
+from ..models import Body, ChromTransferNet, ConvUnit, IdentityBlock, ProjectionBlock, residual_trunk, same_padding
+from .kernels import conv_relu_channels_last, pointwise_conv_available
 
 __all__ = ["FuseOptions", "FusedNet", "codes_runner", "fuse_for_inference", "forward_in_chunks",
            "one_hot_nlc"]
