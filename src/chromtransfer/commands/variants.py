@@ -45,8 +45,8 @@ def variants_command(vcf, genome, models, out, regions, on_ref_mismatch, rc_aver
     (> 0: the ALT allele raises accessibility), specificity across lines, null z-scores, motif
     sites lost or gained. Writes OUT/variants.tsv.gz, OUT/variants.vcf.gz and figures; a killed
     run resumes when started again with the same arguments."""
+    from ..runtime import limit_heap_fragmentation
     from ..variants import score_variants
-    from ..variants.run import limit_heap_fragmentation
 
     limit_heap_fragmentation()  # process-wide: the command's to choose, not the library's
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..artifacts import atomic_path
-from ..errors import ChromTransferError
+from .vcf import SCORED
 
 MANIFEST = "manifest.json"
 CHUNK_DIR = "chunks"
@@ -96,5 +96,24 @@ def write_table(path: Path, table: pd.DataFrame, float_format: str = "%.7g") -> 
     return path
 
 
-__all__ = ["MANIFEST", "TABLE", "VCF", "NULL", "assemble_table", "chunk_path", "read_chunk",
-           "remove_chunks", "write_chunk", "write_table"]
+__all__ = ["MANIFEST", "TABLE", "VCF", "NULL", "assemble_table", "chunk_path", "read_chunk", "remove_chunks",
+           "top_variants", "write_chunk", "write_table"]
+
+
+def top_variants(out: Path, n_chunks: int, n: int) -> pd.DataFrame:
+    """Rows of the ``n`` scored variants with the largest |delta_logit| in any model."""
+    best = None
+    for k in range(n_chunks):
+        table = read_chunk(out, k)
+        table = table[table["status"].isin(SCORED)]
+        if not len(table):
+            continue
+        strength = table.assign(effect=table["delta_logit"].abs()).groupby("variant")["effect"].max()
+        keep = strength.nlargest(n).index
+        part = table[table["variant"].isin(keep)].assign(effect=table["variant"].map(strength))
+        best = part if best is None else pd.concat([best, part])
+        ranked = best.groupby("variant")["effect"].max().nlargest(n).index
+        best = best[best["variant"].isin(ranked)]
+    if best is None:
+        return pd.DataFrame()
+    return best.sort_values(["effect", "variant"], ascending=[False, True]).reset_index(drop=True)

@@ -55,9 +55,10 @@ import pandas as pd
 from ..artifacts import file_sha256, provenance, write_json
 from ..errors import ChromTransferError, InputError
 from . import output
+from .null import NullDistribution, draw_null_snvs
 from .output import _claim_output_folder
 from .scoring import CellModel, WindowBatch, load_cell_models, score_windows, snv_code
-from .vcf import SCORED, STATUSES, Variant, VariantPlan, iter_variants, plan_variants
+from .vcf import SCORED, Variant, VariantPlan, iter_variants, plan_variants
 from .windows import Elements, alt_window
 
 __all__ = ["BASE_COLUMNS", "score_variants"]
@@ -160,80 +161,11 @@ def _place(variants: Sequence[Variant], genome, cells: Sequence[CellModel],
 
 
 # ---------------------------------------------------------------------------------------------
-# null
-
-
-def _draw_null(plan: VariantPlan, genome, elements: Elements | None, length: int, n: int,
-               seed: int) -> list[Variant]:
-    """``n`` random SNVs: uniform over element bases, or within the scored variants' windows.
-
-    Candidates are drawn in batches; positions on N (or off a chromosome) are drawn again. The
-    ALT base is uniform over the three others.
-    """
-    rng = np.random.default_rng(seed)
-    out: list[Variant] = []
-    scored = np.flatnonzero(np.isin(plan.status, [STATUSES.index(s) for s in SCORED]))
-    if elements is None and scored.size == 0:
-        return out
-    if elements is not None:
-        sizes = (elements.end - elements.start).astype(np.float64)
-        cumulative = np.cumsum(sizes)
-    for _ in range(100):
-        want = 2 * (n - len(out)) + 16
-        if elements is not None:
-            where = rng.uniform(0, cumulative[-1], want)
-            e = np.minimum(np.searchsorted(cumulative, where, side="right"), len(elements) - 1)
-            chroms = elements.chrom[e]
-            positions = elements.start[e] + np.minimum((where - (cumulative[e] - sizes[e])).astype(np.int64),
-                                                       (sizes[e] - 1).astype(np.int64))
-        else:
-            i = rng.choice(scored, want)
-            chroms = np.asarray(plan.chroms, dtype=object)[plan.chrom_index[i]]
-            positions = plan.pos[i] + rng.integers(-(length // 2), length - length // 2, want)
-        shifts = rng.integers(1, 4, want)
-        for chrom, pos, shift in zip(chroms.tolist(), positions.tolist(), shifts.tolist()):
-            if len(out) == n:
-                return out
-            if pos < 0 or pos >= genome.lengths[chrom]:
-                continue
-            base = int(genome.fetch_codes(chrom, pos, pos + 1)[0])
-            if base > 3:
-                continue
-            out.append(Variant(len(out), -1, 0, 0, chrom, chrom, pos, ".", "ACGT"[base], "ACGT"[(base + shift) % 4]))
-        if len(out) == n:
-            break
-    return out
-
-
-class _Null:
-    """Per-cell null distribution of delta_logit: mean, sd and sorted absolute deviations."""
-
-    def __init__(self, deltas: np.ndarray):
-        self.n = deltas.shape[0]
-        self.mean = deltas.mean(axis=0)
-        self.sd = deltas.std(axis=0, ddof=1) if self.n > 1 else np.full(deltas.shape[1], np.nan)
-        self.sorted_dev = np.sort(np.abs(deltas - self.mean), axis=0)
-
-    def z(self, d: np.ndarray) -> np.ndarray:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return (d - self.mean) / self.sd
-
-    def p(self, d: np.ndarray) -> np.ndarray:
-        dev = np.abs(d - self.mean)
-        out = np.full(d.shape, np.nan)
-        for c in range(d.shape[1]):
-            ok = np.isfinite(dev[:, c])
-            at_least = self.n - np.searchsorted(self.sorted_dev[:, c], dev[ok, c], side="left")
-            out[ok, c] = (1 + at_least) / (self.n + 1)
-        return out
-
-
-# ---------------------------------------------------------------------------------------------
 # one chunk
 
 
 class _ChunkScorer:
-    def __init__(self, genome, cells, elements, scanner, null: _Null | None, duplicate_of: np.ndarray, *,
+    def __init__(self, genome, cells, elements, scanner, null: NullDistribution | None, duplicate_of: np.ndarray, *,
                  rc_average: bool, batch_size: int, device):
         self.genome, self.cells, self.elements, self.scanner, self.null = genome, cells, elements, scanner, null
         self.duplicate_of = duplicate_of  # (n_variants,) first copy of each duplicate, else -1
@@ -441,8 +373,8 @@ def score_variants(vcf: str | os.PathLike, genome, models: Sequence[str | os.Pat
     """
     import torch
 
-    from ..genome import open_genome
     from ..devices import resolve_device
+    from ..genome import open_genome
 
     say = echo or (lambda line: None)
     vcf = Path(vcf)
@@ -542,13 +474,13 @@ def _previous_manifest(path: Path, fingerprint: dict) -> dict | None:
 
 
 def _null_distribution(out: Path, plan, genome, cells, elements, n: int, seed: int, rc_average: bool,
-                       batch_size: int, dev) -> _Null:
+                       batch_size: int, dev) -> NullDistribution:
     path = out / output.NULL
     names = [c.name for c in cells]
     if path.is_file():
         table = pd.read_csv(path, sep="\t")
-        return _Null(table[[f"delta_logit_{c}" for c in names]].to_numpy(np.float64))
-    variants = _draw_null(plan, genome, elements, cells[0].length, n, seed)
+        return NullDistribution(table[[f"delta_logit_{c}" for c in names]].to_numpy(np.float64))
+    variants = draw_null_snvs(plan, genome, elements, cells[0].length, n, seed)
     if len(variants) < 2:
         raise ChromTransferError("the null needs at least two random SNVs, and none could be drawn "
                                  "(no scorable variants or elements without A/C/G/T bases)")
@@ -560,7 +492,7 @@ def _null_distribution(out: Path, plan, genome, cells, elements, n: int, seed: i
     for c, name in enumerate(names):
         table[f"delta_logit_{name}"] = deltas[:, c]
     output.write_table(path, table, float_format="%.17g")  # read back exactly by a resumed run
-    return _Null(deltas)
+    return NullDistribution(deltas)
 
 
 def _recall_first_copies(out: Path, done: set, first_copies: _FirstCopies, plan: VariantPlan,
@@ -598,26 +530,6 @@ def _run_chunk(out, k, chunk, done, scorer, first_copies, manifest, manifest_pat
 
 def _write_chunk(out: Path, k: int, table: pd.DataFrame) -> None:
     output.write_chunk(out, k, table)
-
-
-def limit_heap_fragmentation() -> None:
-    """Serve allocations of 4 MiB and more with ``mmap`` (glibc ``mallopt(M_MMAP_THRESHOLD)``).
-
-    The windowed passes allocate many large temporaries of varying sizes; glibc's default raises
-    its mmap threshold as such blocks are freed, after which they come from the heap, which then
-    fragments: the peak resident size crept up chunk after chunk (0.78 GB after 20,000 variants of
-    the published network, 1.2 GB after 200,000). With a fixed 4 MiB threshold the large blocks go
-    back to the system when freed (0.55 GB after 20,000, the same speed). Process-wide, so
-    :func:`score_variants` leaves it to its caller: the ``variants`` command calls it, and a
-    notebook scoring a large VCF may. A no-op outside glibc.
-    """
-    import ctypes
-    import ctypes.util
-
-    try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(-3, 4 * 1024 * 1024)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):  # not glibc
-        pass
 
 
 def _finish(out: Path, vcf: Path, plan, cells, n_chunks: int, genome, explain: int, rc_average: bool,
@@ -659,7 +571,7 @@ def _finish(out: Path, vcf: Path, plan, cells, n_chunks: int, genome, explain: i
         return {key: [x for part in parts for x in part[key]] for key in parts[0]}
 
     files["vcf"] = str(write_annotated_vcf(out / output.VCF, vcf, names, fields, next_alleles))
-    top = _top_variants(out, n_chunks, max(TOP_FIGURE_VARIANTS, explain))
+    top = output.top_variants(out, n_chunks, max(TOP_FIGURE_VARIANTS, explain))
     if len(top):
         files["top_figure"] = str(top_variants_figure(top, out / "top_variants.png", TOP_FIGURE_VARIANTS))
     if explain and len(top):
@@ -668,22 +580,3 @@ def _finish(out: Path, vcf: Path, plan, cells, n_chunks: int, genome, explain: i
     if (out / output.NULL).is_file():
         files["null"] = str(out / output.NULL)
     return files
-
-
-def _top_variants(out: Path, n_chunks: int, n: int) -> pd.DataFrame:
-    """Rows of the ``n`` scored variants with the largest |delta_logit| in any model."""
-    best = None
-    for k in range(n_chunks):
-        table = output.read_chunk(out, k)
-        table = table[table["status"].isin(SCORED)]
-        if not len(table):
-            continue
-        strength = table.assign(effect=table["delta_logit"].abs()).groupby("variant")["effect"].max()
-        keep = strength.nlargest(n).index
-        part = table[table["variant"].isin(keep)].assign(effect=table["variant"].map(strength))
-        best = part if best is None else pd.concat([best, part])
-        ranked = best.groupby("variant")["effect"].max().nlargest(n).index
-        best = best[best["variant"].isin(ranked)]
-    if best is None:
-        return pd.DataFrame()
-    return best.sort_values(["effect", "variant"], ascending=[False, True]).reset_index(drop=True)

@@ -30,9 +30,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..devices import resolve_device
 from ..encoding import encode, reverse_complement_codes
 from ..errors import ArtifactError, ChromTransferError
-from ..devices import resolve_device
 from ..inference import predict_codes
 from .fastsnv import snv_probabilities
 
