@@ -1,6 +1,6 @@
 # Two set-up commands for a fresh machine (see README):
 #   make demo   build .venv if missing, then run the demo on the bundled synthetic data
-#   make test   build .venv if missing, then run the test suite
+#   make test   build .venv if missing, then the lint gate (ruff) and the test suite
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -29,6 +29,7 @@ demo: $(STAMP)
 	$(BIN)/chromtransfer demo --out $(OUT)
 
 test: $(STAMP)
+	$(BIN)/ruff check src tests
 	$(BIN)/python -m pytest -q tests
 
 # Benchmarks against the reference tools (TensorFlow/Keras, tangermeme, memelite, FIMO), which

@@ -12,12 +12,11 @@ from chromtransfer.cli import main
 from chromtransfer.datasets.store import write_store
 from chromtransfer.encoding import N_CODE, one_hot
 from chromtransfer.interpret.attribution import grad_x_input
-from chromtransfer.interpret.ism import ism, ism_scores, naive_ism, receptive_field
 from chromtransfer.interpret.attributions import load_attributions
+from chromtransfer.interpret.ism import ism, ism_scores, naive_ism, receptive_field
 from chromtransfer.interpret.tracks import bigwig_available, merge_tracks, write_bedgraph, write_bigwig
 from chromtransfer.modelio import save_model
 from chromtransfer.models import build_model
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

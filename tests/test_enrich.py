@@ -11,8 +11,16 @@ import pytest
 from chromtransfer.cli import main
 from chromtransfer.errors import ArtifactError, InputError
 from chromtransfer.interpret.attributions import Attributions, load_attributions
-from chromtransfer.interpret.enrich import (assign_families, enrichment_test, family_heads, ks_enrichment, overlap_mask,
-                                            run_enrichment, score_sites, signed_ks)
+from chromtransfer.interpret.enrich import (
+    assign_families,
+    enrichment_test,
+    family_heads,
+    ks_enrichment,
+    overlap_mask,
+    run_enrichment,
+    score_sites,
+    signed_ks,
+)
 
 L = 200
 

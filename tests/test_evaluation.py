@@ -11,9 +11,17 @@ import pandas as pd
 import pytest
 
 from chromtransfer.cli import main
-from chromtransfer.evaluation import (DegenerateMetricWarning, auprc, average_precision, binary_metrics,
-                                      calibration_points, expected_calibration_error, multiclass_metrics,
-                                      pr_points, roc_points)
+from chromtransfer.evaluation import (
+    DegenerateMetricWarning,
+    auprc,
+    average_precision,
+    binary_metrics,
+    calibration_points,
+    expected_calibration_error,
+    multiclass_metrics,
+    pr_points,
+    roc_points,
+)
 from chromtransfer.evaluation.metrics import BINARY_KEYS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -14,8 +14,8 @@ import torch
 
 import chromtransfer.accel.kernels as kernels
 import chromtransfer.models as models
-from chromtransfer.encoding import one_hot
 from chromtransfer.accel.fast import FuseOptions, forward_in_chunks, fuse_for_inference, one_hot_nlc
+from chromtransfer.encoding import one_hot
 from chromtransfer.models import build_model
 
 TOL = 1e-5

@@ -10,9 +10,15 @@ import pytest
 from chromtransfer.errors import InputError
 from chromtransfer.genome import Genome
 from chromtransfer.interval_sets import IntervalSet
-from chromtransfer.intervals import (centred_windows, n_fraction, parse_region_strings, read_region_table,
-                                     read_regions,
-                                     tile_chromosome, tile_genome)
+from chromtransfer.intervals import (
+    centred_windows,
+    n_fraction,
+    parse_region_strings,
+    read_region_table,
+    read_regions,
+    tile_chromosome,
+    tile_genome,
+)
 
 
 @pytest.fixture()

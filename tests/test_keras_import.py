@@ -248,7 +248,7 @@ def test_frozen_nested_body_weight_order(keras_dir, tmp_path):
     moving_variance together); reading it with that order gives the same network, and reading it
     with the trainable-model order is refused."""
     def freeze(config):
-        nested = next(l for l in config["config"]["layers"] if l["class_name"] in ("Functional", "Model"))
+        nested = next(layer for layer in config["config"]["layers"] if layer["class_name"] in ("Functional", "Model"))
         nested["config"]["trainable"] = False
         for layer in nested["config"]["layers"]:
             layer["config"]["trainable"] = False

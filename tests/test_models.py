@@ -6,8 +6,14 @@ import pytest
 import torch
 
 from chromtransfer.cli import main
-from chromtransfer.models import (HEADS, ModelConfig, build_model, count_parameters, l2_penalty,
-                                  same_padding, transfer_body)
+from chromtransfer.models import (
+    ModelConfig,
+    build_model,
+    count_parameters,
+    l2_penalty,
+    same_padding,
+    transfer_body,
+)
 
 PUBLISHED_COUNTS = {  # Keras convention: BatchNorm moving statistics count as parameters
     "pretrain": (655_777, 652_513),

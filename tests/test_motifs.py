@@ -15,8 +15,14 @@ from chromtransfer.encoding import decode, encode, reverse_complement_codes
 from chromtransfer.errors import InputError
 from chromtransfer.interpret.jaspar import load_jaspar, read_jaspar_file, read_meme_background, read_meme_file
 from chromtransfer.interpret.motifs import MotifScanner, Sites
-from chromtransfer.interpret.pwm import (Motif, apply_pseudocount, build_pwm, build_pwm_pair, exact_pvalue,
-                                         resolve_background)
+from chromtransfer.interpret.pwm import (
+    Motif,
+    apply_pseudocount,
+    build_pwm,
+    build_pwm_pair,
+    exact_pvalue,
+    resolve_background,
+)
 
 
 @pytest.fixture(scope="module")

@@ -20,14 +20,13 @@ import pytest
 import torch
 
 from chromtransfer.cli import main
+from chromtransfer.devices import resolve_device
 from chromtransfer.encoding import codes_from_one_hot, decode, encode, reverse_complement_codes
 from chromtransfer.errors import ChromTransferError, InputError
 from chromtransfer.fasta import read_fasta
-from chromtransfer.devices import resolve_device
 from chromtransfer.inference import predict_codes, predict_sequences
 from chromtransfer.modelio import save_model
 from chromtransfer.models import build_model
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -34,8 +34,13 @@ from chromtransfer.training import (
     train_model,
 )
 from chromtransfer.training.callbacks import CURVE_COLUMNS
-from chromtransfer.training.data import (EpochBatchSampler, balanced_class_weights, split_rows, stratified_subsample,
-                                        subsample_rows)
+from chromtransfer.training.data import (
+    EpochBatchSampler,
+    balanced_class_weights,
+    split_rows,
+    stratified_subsample,
+    subsample_rows,
+)
 from chromtransfer.training.module import ChromTransferModule, per_sequence_loss
 
 MOTIFS = ["TGACTCA", "GATAAGGC"]

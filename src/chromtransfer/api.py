@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 
 from .errors import ChromTransferError
-
 from .interpret.attributions import Attributions, load_attributions  # the one attribution class
 from .runtime import set_cpu_defaults  # the only process-wide setting, by explicit call
 from .sequence_input import SequenceSet, as_sequences

@@ -28,8 +28,8 @@ from typing import Iterator
 
 import numpy as np
 
-from .encoding import VALID_FASTA_CHARACTERS, encode
 from .compressed import open_input
+from .encoding import VALID_FASTA_CHARACTERS, encode
 from .errors import InputError
 
 __all__ = ["FastaRecord", "iter_fasta", "read_fasta"]

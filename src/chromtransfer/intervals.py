@@ -42,8 +42,8 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from .encoding import N_CODE
 from .compressed import open_input, open_text  # noqa: F401  (open_text: the readers' opener)
+from .encoding import N_CODE
 from .errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover

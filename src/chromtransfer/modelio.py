@@ -12,7 +12,6 @@ training run also keeps is only for resuming that run.
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any

@@ -70,8 +70,8 @@ def track(models: Sequence[str | os.PathLike], genome, out: str | os.PathLike, *
         length: window length (default: the models' training length, 600 bp when unknown).
         overwrite: replace existing track files (otherwise they stop the run).
     """
-    from .genome import open_genome
     from .devices import resolve_device
+    from .genome import open_genome
     from .interpret.tracks import TrackBlock, bigwig_available, write_bedgraph, write_bigwig
     from .variants.scoring import load_cell_models
 

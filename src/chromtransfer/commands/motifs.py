@@ -44,12 +44,12 @@ def scan_command(store, split, bed, genome, window, fasta, motif_file, release, 
     """Find motif sites (both strands, p < --pvalue, entirely inside each sequence)."""
     from ..artifacts import check_output_file
     from ..errors import InputError
-    from ..progress import progress_bar
-    from ..runtime import set_cpu_defaults
     from ..interpret import scan_io
     from ..interpret.jaspar import load_motifs, read_meme_background
     from ..interpret.motifs import MotifScanner
     from ..interpret.pwm import background_from_codes
+    from ..progress import progress_bar
+    from ..runtime import set_cpu_defaults
 
     sources = [name for name, given in (("--data", store), ("--bed", bed), ("--fasta", fasta)) if given]
     if len(sources) != 1:

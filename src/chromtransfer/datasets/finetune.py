@@ -45,11 +45,27 @@ from ..errors import InputError
 from ..genome import Genome, open_genome
 from ..interval_sets import IntervalSet
 from ..intervals import centred_windows, region_names, validate_regions
-from .build import (as_path_list, candidate_tiles, check_chrom_option, check_output_store, describe_inputs,
-                    read_many, resolve_chroms, weighted_sample,
-                    write_window_store)
-from .labels import (NEGATIVE_LABEL, canonical_cell, exclusive_positives, find_label_files, match_cell,
-                     read_label_matrix, read_published_labels, read_signal_matrix)
+from .build import (
+    as_path_list,
+    candidate_tiles,
+    check_chrom_option,
+    check_output_store,
+    describe_inputs,
+    read_many,
+    resolve_chroms,
+    weighted_sample,
+    write_window_store,
+)
+from .labels import (
+    NEGATIVE_LABEL,
+    canonical_cell,
+    exclusive_positives,
+    find_label_files,
+    match_cell,
+    read_label_matrix,
+    read_published_labels,
+    read_signal_matrix,
+)
 from .splits import assign_split, parse_chrom_list
 from .store import TEST, TRAIN
 

@@ -37,9 +37,18 @@ from ..errors import InputError
 from ..genome import Genome, open_genome
 from ..interval_sets import IntervalSet
 from ..intervals import centred_windows, region_names
-from .build import (as_path_list, candidate_tiles, check_chrom_option, check_output_store, describe_inputs,
-                    gc_matched_weights, read_many, resolve_chroms,
-                    weighted_sample, write_window_store)
+from .build import (
+    as_path_list,
+    candidate_tiles,
+    check_chrom_option,
+    check_output_store,
+    describe_inputs,
+    gc_matched_weights,
+    read_many,
+    resolve_chroms,
+    weighted_sample,
+    write_window_store,
+)
 from .splits import assign_split, parse_chrom_list
 from .store import TEST, TRAIN
 

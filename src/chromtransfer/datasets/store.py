@@ -28,8 +28,16 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from ..artifacts import (OUTPUT_KINDS, atomic_path, claim_output_dir, make_staging, provenance,
-                         publish_staged, read_document, release_output_dir, write_json)
+from ..artifacts import (
+    OUTPUT_KINDS,
+    claim_output_dir,
+    make_staging,
+    provenance,
+    publish_staged,
+    read_document,
+    release_output_dir,
+    write_json,
+)
 from ..errors import ArtifactError
 
 FORMAT = "chromtransfer-store"

@@ -6,8 +6,18 @@
 * :mod:`.evaluate` — predict a dataset store's split with saved models, write tables and figures.
 """
 from .calibration import calibration_points, expected_calibration_error
-from .metrics import (BINARY_KEYS, DegenerateMetricWarning, auprc, auroc, average_precision,
-                      binary_metrics, f1_per_class, multiclass_metrics, pr_points, roc_points)
+from .metrics import (
+    BINARY_KEYS,
+    DegenerateMetricWarning,
+    auprc,
+    auroc,
+    average_precision,
+    binary_metrics,
+    f1_per_class,
+    multiclass_metrics,
+    pr_points,
+    roc_points,
+)
 
 __all__ = [
     "BINARY_KEYS", "DegenerateMetricWarning", "auprc", "auroc", "average_precision", "binary_metrics",

@@ -36,8 +36,14 @@ import pandas as pd
 from ..artifacts import atomic_path, check_output_dir, claim_output_dir, provenance, write_json
 from ..errors import ArtifactError, ChromTransferError
 from .calibration import DEFAULT_BINS, calibration_points
-from .metrics import (DEFAULT_F1_AVERAGE, DegenerateMetricWarning, flatten_multiclass,
-                      multiclass_metrics, pr_points, roc_points)
+from .metrics import (
+    DEFAULT_F1_AVERAGE,
+    DegenerateMetricWarning,
+    flatten_multiclass,
+    multiclass_metrics,
+    pr_points,
+    roc_points,
+)
 from .tables import metrics_row
 
 ENSEMBLE = "ensemble"

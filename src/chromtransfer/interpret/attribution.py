@@ -22,8 +22,8 @@ from typing import Iterator, NamedTuple
 import numpy as np
 import torch
 
-from ..encoding import one_hot
 from ..devices import resolve_device
+from ..encoding import one_hot
 from ..inference import model_dtype
 
 TARGETS = ("probability", "logit")

@@ -40,8 +40,16 @@ from typing import Any
 
 import numpy as np
 
-from ..artifacts import (apply_umask, claim_output_dir, make_staging, provenance, publish_staged,
-                         read_document, release_output_dir, write_json)
+from ..artifacts import (
+    apply_umask,
+    claim_output_dir,
+    make_staging,
+    provenance,
+    publish_staged,
+    read_document,
+    release_output_dir,
+    write_json,
+)
 from ..errors import ArtifactError
 
 __all__ = ["ATTRIBUTIONS_KIND", "Attributions", "METHODS", "NPZ_FILE", "load_attributions"]

@@ -40,8 +40,15 @@ import numpy as np
 import pandas as pd
 
 from ..encoding import COMPLEMENT_CODE, DECODE_TABLE, N_CODE
-from .pwm import (DEFAULT_PSEUDOCOUNT, DEFAULT_RANGE, Motif, ScaledPWM, build_pwm_pair,
-                  resolve_background, round_significant)
+from .pwm import (
+    DEFAULT_PSEUDOCOUNT,
+    DEFAULT_RANGE,
+    Motif,
+    ScaledPWM,
+    build_pwm_pair,
+    resolve_background,
+    round_significant,
+)
 from .scan_kernel import KmerTables, build_tables, default_threads, scan_codes
 
 __all__ = ["DEFAULT_THRESHOLD", "SITE_COLUMNS", "MotifScanner", "SequenceChunk", "Sites",

@@ -13,8 +13,8 @@ size stays global, see docs/scaling.md and :mod:`chromtransfer.training.distribu
 Importing this package is light: Lightning and torch load when a run starts.
 """
 from .engine import train_folds, train_model
-from .rundir import checkpoint_model_state, is_complete, load_checkpoint, read_run
 from .presets import PRESET_NAMES, PRESETS, Preset, ResolvedSettings, TrainSettings, resolve
+from .rundir import checkpoint_model_state, is_complete, load_checkpoint, read_run
 
 __all__ = [
     "PRESETS",

@@ -21,6 +21,7 @@ import os
 import torch
 from torch import nn
 
+
 def is_primary() -> bool:
     """Whether this process is (or, once the process group exists, will be) global rank 0.
 

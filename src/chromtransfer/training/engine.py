@@ -35,11 +35,31 @@ from ..artifacts import check_output_dir, claim_output_dir, file_sha256, provena
 from ..datasets.store import Store, open_store
 from ..errors import ArtifactError, ChromTransferError
 from .presets import PRESET_NAMES, PRESETS, ResolvedSettings, TrainSettings, requested_fold, resolve, with_fold
-from .processes import (is_primary, quiet_lightning, quiet_lightning_process, remember_launched,
-                        resolve_process_count, training_device)
-from .rundir import (BEST_CHECKPOINT, CHECKPOINT_DIR, CURVE_FILE, FOLDS_FILE, LAST_CHECKPOINT, MODEL_PREFIX,
-                     RUN_FILE, RUN_FORMAT, RUN_KIND, curve_summary, init_record, is_complete, load_checkpoint,
-                     read_run, utc_now)
+from .processes import (
+    is_primary,
+    quiet_lightning,
+    quiet_lightning_process,
+    remember_launched,
+    resolve_process_count,
+    training_device,
+)
+from .rundir import (
+    BEST_CHECKPOINT,
+    CHECKPOINT_DIR,
+    CURVE_FILE,
+    FOLDS_FILE,
+    LAST_CHECKPOINT,
+    MODEL_PREFIX,
+    RUN_FILE,
+    RUN_FORMAT,
+    RUN_KIND,
+    curve_summary,
+    init_record,
+    is_complete,
+    load_checkpoint,
+    read_run,
+    utc_now,
+)
 
 log = logging.getLogger("chromtransfer.training")
 

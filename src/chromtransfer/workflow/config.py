@@ -17,12 +17,12 @@ checked by :func:`~chromtransfer.training.presets.resolve`, whose filled values 
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import re
 import types
 import typing
-from dataclasses import MISSING, fields as dataclass_fields
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
@@ -189,7 +189,7 @@ def _train_options_model() -> type[Section]:
     hints = typing.get_type_hints(presets.TrainSettings)
     described = {**_docstring_attributes(presets.TrainSettings), **_docstring_attributes(presets.Preset)}
     options: dict[str, Any] = {}
-    for f in dataclass_fields(presets.TrainSettings):
+    for f in dataclasses.fields(presets.TrainSettings):
         if f.name in STUDY_SET_TRAIN_KEYS:
             continue
         kind = hints[f.name]
@@ -553,9 +553,9 @@ def _train_rows(prefix: str):
             default = "; ".join(f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}"
                                 for name, value in published.items())
         else:
-            field = next(f for f in dataclass_fields(presets.TrainSettings) if f.name == key)
+            field = next(f for f in dataclasses.fields(presets.TrainSettings) if f.name == key)
             default = "the study's" if key in ("seed", "device") else (
-                "-" if field.default is MISSING or field.default is None else _value_text(field.default))
+                "-" if field.default is dataclasses.MISSING or field.default is None else _value_text(field.default))
         yield (f"{prefix}{key}", _type_text(info.annotation), default, info.description or "")
 
 

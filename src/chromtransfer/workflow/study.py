@@ -23,7 +23,6 @@ Directory layout under OUT: ``inputs/``, ``data/<store>``, ``models/<name>``, ``
 """
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any, Callable
