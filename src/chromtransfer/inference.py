@@ -206,19 +206,10 @@ def predict_regions(model: torch.nn.Module, regions_path, genome_path, *, window
     chromosome the genome lacks, or running off its end, stops with the BED line number.
     """
     from .genome import Genome
-    from .intervals import centred_windows, read_regions
+    from .intervals import named_windows
 
     genome = Genome(genome_path)
-    as_written = read_regions(regions_path, dedupe=False)
-    regions = read_regions(regions_path, genome, dedupe=False)
-    if not len(regions):
-        from .errors import InputError
-
-        raise InputError(regions_path, "no regions found", fix="give a BED file with chrom, start, end columns")
-    names = (as_written["chrom"].astype(str) + ":" + as_written["start"].astype(str) + "-"
-             + as_written["end"].astype(str)).tolist()
-    if window is not None:
-        regions = centred_windows(regions, window, genome, on_off_end="error")
+    names, regions = named_windows(regions_path, genome, window)
     chroms = regions["chrom"].to_numpy(dtype=object)
     starts = regions["start"].to_numpy(np.int64)
     ends = regions["end"].to_numpy(np.int64)

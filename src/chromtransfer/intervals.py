@@ -547,3 +547,23 @@ def tile_genome(genome: "Genome", length: int, chroms: Iterable[str] | None = No
         return pd.DataFrame({"chrom": pd.Series([], dtype=object), "start": np.zeros(0, np.int64),
                              "end": np.zeros(0, np.int64)})
     return pd.concat(parts, ignore_index=True)
+
+
+def named_windows(path: str | os.PathLike, genome, window: int | None = None) -> tuple[list[str], pd.DataFrame]:
+    """The regions of a BED (or region TSV) file on ``genome``, in file order, for scoring.
+
+    Returns ``(names, regions)``: ``names`` are ``chrom:start-end`` with the file's own chromosome
+    spelling and coordinates; ``regions`` (``chrom`` in the genome's spelling, ``start``, ``end``)
+    are the regions as given, or the ``window`` bp centred on each. Chromosome aliases are resolved
+    by the genome; an empty file, a chromosome the genome lacks or a window off its end stops with
+    one error naming the file (and line).
+    """
+    as_written = read_regions(path, dedupe=False)
+    regions = read_regions(path, genome, dedupe=False)
+    if not len(regions):
+        raise InputError(path, "no regions found", fix="give a BED file with chrom, start, end columns")
+    names = (as_written["chrom"].astype(str) + ":" + as_written["start"].astype(str) + "-"
+             + as_written["end"].astype(str)).tolist()
+    if window is not None:
+        regions = centred_windows(regions, window, genome, on_off_end="error")
+    return names, regions

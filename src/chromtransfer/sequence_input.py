@@ -148,19 +148,12 @@ def bed_to_set(path: str | os.PathLike, genome, window: int | None = None) -> Se
     ``end`` are those of the sequences read (the windows when ``window`` is given).
     """
     from .genome import Genome
-    from .intervals import centred_windows, read_regions
+    from .intervals import named_windows
 
     if genome is None:
         raise InputError(path, "region input needs a genome", fix="pass genome=PATH (FASTA or .2bit)")
     genome = genome if isinstance(genome, Genome) else Genome(genome)
-    as_written = read_regions(path, dedupe=False)
-    regions = read_regions(path, genome, dedupe=False)
-    if not len(regions):
-        raise InputError(path, "no regions found", fix="give a BED file with chrom, start, end columns")
-    names = (as_written["chrom"].astype(str) + ":" + as_written["start"].astype(str) + "-"
-             + as_written["end"].astype(str)).tolist()
-    if window is not None:
-        regions = centred_windows(regions, window, genome, on_off_end="error")
+    names, regions = named_windows(path, genome, window)
     chroms = regions["chrom"].to_numpy(dtype=object)
     starts = regions["start"].to_numpy(np.int64)
     ends = regions["end"].to_numpy(np.int64)
@@ -171,7 +164,7 @@ def bed_to_set(path: str | os.PathLike, genome, window: int | None = None) -> Se
         block = genome.fetch_many(chroms[rows], starts[rows], ends[rows])
         for row, codes in zip(rows, block):
             vectors[row] = codes
-    spelling = as_written["chrom"].astype(str).to_numpy()
+    spelling = np.array([name.rsplit(":", 1)[0] for name in names], dtype=object).astype(str)
     return SequenceSet(_stack(vectors), names=names, chrom=spelling, start=starts, end=ends, source="bed")
 
 
