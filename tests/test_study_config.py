@@ -13,7 +13,8 @@ import pytest
 
 from chromtransfer.errors import InputError
 from chromtransfer.training import presets
-from chromtransfer.workflow.config import STUDY_SET_TRAIN_KEYS, TRAIN_KEYS, load_config, schema_table
+from chromtransfer.workflow.config import STUDY_SET_TRAIN_KEYS, TRAIN_KEYS, load_config
+from chromtransfer.workflow.config_schema import schema_table
 
 BASE = "inputs:\n  synthetic: {size: tiny}\ncells: [HepG2, K562]\n"
 README = Path(__file__).resolve().parents[1] / "README.md"

@@ -23,7 +23,7 @@ def run_command(config: str | None, out: str | None, dry_run: bool, show_schema:
     from pathlib import Path
 
     if show_schema:
-        from ..workflow.config import schema_table
+        from ..workflow.config_schema import schema_table
 
         click.echo(schema_table(), nl=False)
         return
