@@ -332,7 +332,7 @@ def test_attributions_save_load_round_trip(tmp_path):
     codes = rng.integers(0, 4, size=(3, 10)).astype(np.uint8)
     ism_deltas = rng.normal(size=(3, 10, 4)).astype(np.float32)
     made = Attributions(rng.normal(size=(3, 10)).astype(np.float32), np.array(["a", "b", "c"]), "ism", codes=codes,
-                        ism=ism_deltas, target="logit", chrom=np.array(["chr1", "chr1", ""]),
+                        ism=ism_deltas, hypothetical=-ism_deltas, target="logit", chrom=np.array(["chr1", "chr1", ""]),
                         start=np.array([0, 20, -1]), end=np.array([10, 30, -1]), strand=np.array(["+", "-", ""]),
                         model="run", n_candidates=5)
     manifest = made.save(tmp_path / "a", bigwig=False)
@@ -341,6 +341,7 @@ def test_attributions_save_load_round_trip(tmp_path):
     back = load_attributions(tmp_path / "a")
     np.testing.assert_array_equal(back.scores, made.scores)
     np.testing.assert_array_equal(back.ism, ism_deltas)
+    np.testing.assert_array_equal(back.hypothetical, -ism_deltas)
     np.testing.assert_array_equal(back.codes, codes)
     assert back.method == "ism" and back.target == "logit" and back.model == "run" and back.n_candidates == 5
     assert back.regions()["start"].tolist() == [0, 20, -1] and back.path == tmp_path / "a"
@@ -352,4 +353,4 @@ def test_attributions_save_load_round_trip(tmp_path):
     (tmp_path / "old").mkdir()
     np.savez(tmp_path / "old" / "attributions.npz", scores=made.scores, names=made.names, method=np.array("ism"))
     old = load_attributions(tmp_path / "old")
-    assert old.codes is None and old.ism is None and old.target == "probability" and old.manifest == {}
+    assert old.codes is None and old.ism is None and old.hypothetical is None and old.target == "probability" and old.manifest == {}

@@ -9,6 +9,11 @@ compute, and what enrichment reads. :meth:`Attributions.save` writes a directory
                                                           delta score (the largest change)
                               ism         (N, L, 4) float32, method "ism" only (A, C, G, T;
                                           reference base 0)
+                              hypothetical (N, L, 4) float32 hypothetical contributions (A, C,
+                                          G, T: the score each base would get at that position;
+                                          ``scores`` is their value at the present base), where
+                                          the method gives them (gradients for grad_x_input,
+                                          DeepLIFT/SHAP multipliers); read by motif discovery
                               codes       (N, L) uint8
                               names       (N,) str
                               chrom       (N,) str   ("" without coordinates)
@@ -77,6 +82,8 @@ class Attributions:
         method: ``grad_x_input`` or ``ism``.
         codes: ``(N, L)`` uint8 base codes (:mod:`chromtransfer.encoding`), where known.
         ism: ``(N, L, 4)`` float32 ISM deltas (A, C, G, T; reference base 0), method ``ism`` only.
+        hypothetical: ``(N, L, 4)`` float32 hypothetical contributions (A, C, G, T), where the
+            method gives them; ``scores`` equals their value at the present base.
         target: ``probability`` or ``logit``.
         chrom, start, end, strand: ``(N,)`` genomic coordinates of each sequence (``""`` / -1 for
             rows without coordinates; ``None`` when no row has any).
@@ -94,6 +101,7 @@ class Attributions:
     method: str
     codes: np.ndarray | None = None
     ism: np.ndarray | None = None
+    hypothetical: np.ndarray | None = None
     target: str = "probability"
     chrom: np.ndarray | None = None
     start: np.ndarray | None = None
@@ -151,8 +159,9 @@ class Attributions:
             "method": np.array(self.method),
             "target": np.array(self.target),
         }
-        if self.ism is not None:
-            arrays["ism"] = np.asarray(self.ism, dtype=np.float32)
+        for key in ("ism", "hypothetical"):
+            if getattr(self, key) is not None:
+                arrays[key] = np.asarray(getattr(self, key), dtype=np.float32)
         return {key: value for key, value in arrays.items() if value is not None}
 
     def save(self, out_dir: str | os.PathLike, manifest: dict[str, Any] | None = None, *, bigwig: bool = True,
@@ -267,12 +276,14 @@ def load_attributions(directory: str | os.PathLike) -> Attributions:
     if codes is not None and codes.shape != scores.shape:
         raise ArtifactError(f"{path}: codes shape {codes.shape} differs from scores {scores.shape}")
     ism = _optional(arrays, "ism", np.float32)
-    if ism is not None and ism.shape != (*scores.shape, 4):
-        raise ArtifactError(f"{path}: ism shape {ism.shape} is not scores {scores.shape} x 4")
+    hypothetical = _optional(arrays, "hypothetical", np.float32)
+    for key, value in (("ism", ism), ("hypothetical", hypothetical)):
+        if value is not None and value.shape != (*scores.shape, 4):
+            raise ArtifactError(f"{path}: {key} shape {value.shape} is not scores {scores.shape} x 4")
     manifest = _read_manifest(path.parent)
     counts_doc = manifest.get("counts") or {}
     return Attributions(
-        scores, names, method, codes=codes, ism=ism, target=text("target") or "probability",
+        scores, names, method, codes=codes, ism=ism, hypothetical=hypothetical, target=text("target") or "probability",
         chrom=_optional(arrays, "chrom"), start=_optional(arrays, "start", np.int64),
         end=_optional(arrays, "end", np.int64), strand=_optional(arrays, "strand"),
         prediction=_optional(arrays, "prediction", np.float32), n_fraction=_optional(arrays, "n_fraction", np.float32),
