@@ -1,9 +1,18 @@
-"""``chromtransfer attribute``: per-base attributions (gradient x input or ISM) of a model."""
+"""``chromtransfer attribute``: per-base attributions (gradient x input, ISM or DeepLIFT/SHAP) of a model."""
 from __future__ import annotations
+
+import warnings
 
 import click
 
 from ._options import overwrite_option, quiet_option, threads_option
+
+#: What ``scores`` holds, per method (the manifest's ``scores`` entry).
+SCORES = {
+    "grad_x_input": "gradient x input summed over channels",
+    "ism": "ISM per-base summary: the largest change (signed) of the alternative bases",
+    "deeplift_shap": "DeepLIFT/SHAP contribution of the present base (mean over references)",
+}
 
 
 @click.command("attribute")
@@ -24,16 +33,21 @@ from ._options import overwrite_option, quiet_option, threads_option
               help="Attribute only rows predicted positive (probability > --threshold), or all rows.")
 @click.option("--threshold", default=0.5, show_default=True, type=float,
               help="Probability above which a row counts as predicted positive.")
-@click.option("--method", default="grad_x_input", show_default=True, type=click.Choice(["grad_x_input", "ism"]),
-              help="Gradient x input, or in-silico saturation mutagenesis (per-base score: mean delta of "
-                   "the alternative bases).")
+@click.option("--method", default="grad_x_input", show_default=True,
+              type=click.Choice(["grad_x_input", "ism", "deeplift_shap"]),
+              help="Gradient x input, in-silico saturation mutagenesis (per-base score: the largest change), "
+                   "or DeepLIFT/SHAP contributions against dinucleotide-shuffled references.")
+@click.option("--references", default=None, type=click.IntRange(min=1),
+              help="deeplift_shap: dinucleotide-shuffled references per sequence (default 20).")
+@click.option("--seed", default=0, show_default=True, type=int, help="deeplift_shap: seed of the shuffles.")
 @click.option("--target", default="probability", show_default=True, type=click.Choice(["probability", "logit"]),
               help="Attribute the post-sigmoid (softmax) probability or the logit.")
 @click.option("--class", "class_name", default=None,
               help="Multi-class models: the class (name or index) whose output is attributed.")
 @click.option("--batch-size", default=None, type=click.IntRange(min=1),
-              help="Sequences per pass (grad_x_input, default 128) or mutants per batch (ism, default 128 "
-                   "on the CPU, 1024 on a GPU).")
+              help="Sequences per pass (grad_x_input, default 128), mutants per batch (ism, default 128 "
+                   "on the CPU, 1024 on a GPU) or sequence-reference pairs per pass (deeplift_shap, "
+                   "default 128 on the CPU, 1024 on a GPU).")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--no-bigwig", is_flag=True, help="Do not write the bigWig track.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
@@ -45,20 +59,25 @@ from ._options import overwrite_option, quiet_option, threads_option
 @threads_option
 @quiet_option
 def attribute_command(model_dir: str, store: str | None, split: str, bed: str | None, genome: str | None,
-                      window: int, fasta: str | None, selection: str, threshold: float, method: str, target: str,
-                      class_name: str | None, batch_size: int | None, device: str, no_bigwig: bool,
+                      window: int, fasta: str | None, selection: str, threshold: float, method: str,
+                      references: int | None, seed: int, target: str, class_name: str | None, batch_size: int | None, device: str, no_bigwig: bool,
                       out_dir: str, overwrite: bool, max_n_fraction: float, threads: int | None,
                       quiet: bool) -> None:
     """Per-base attribution scores of a model for sequences of a store, a BED file or a FASTA file.
 
-    Writes OUT/attributions.npz (scores (N, L), for ISM also the deltas (N, L, 4), codes, names,
-    coordinates, predictions, n_fraction), genome tracks when the rows have coordinates (bedGraph;
-    bigWig when pybigtools is installed; overlapping windows are averaged) and OUT/manifest.json
-    last. A selection of no sequence stops with an error before anything is written.
+    Writes OUT/attributions.npz (scores (N, L); for ISM also the deltas (N, L, 4); for
+    grad_x_input the gradients and for deeplift_shap the hypothetical contributions as
+    hypothetical (N, L, 4), and for deeplift_shap the convergence delta of each sequence; codes,
+    names, coordinates, predictions, n_fraction), genome tracks when the rows have coordinates
+    (bedGraph; bigWig when pybigtools is installed; overlapping windows are averaged) and
+    OUT/manifest.json last (for deeplift_shap with the convergence summary; a warning when a
+    sequence's delta is above the tolerance). A selection of no sequence stops with an error before
+    anything is written.
     """
     from ..artifacts import check_output_dir
     from ..errors import ChromTransferError
     from ..interpret.attributions import ATTRIBUTIONS_KIND
+    from ..interpret.deeplift import ConvergenceWarning
 
     given = [name for name, value in (("--data", store), ("--bed", bed), ("--fasta", fasta)) if value]
     if len(given) != 1:
@@ -67,6 +86,8 @@ def attribute_command(model_dir: str, store: str | None, split: str, bed: str | 
         raise ChromTransferError("--bed needs --genome (the genome FASTA or .2bit the regions refer to)")
     if genome is not None and bed is None:
         raise ChromTransferError("--genome applies to --bed only")
+    if references is not None and method != "deeplift_shap":
+        raise ChromTransferError("--references applies to --method deeplift_shap only")
     check_output_dir(out_dir, ATTRIBUTIONS_KIND, overwrite=overwrite)
 
     from pathlib import Path
@@ -90,12 +111,18 @@ def attribute_command(model_dir: str, store: str | None, split: str, bed: str | 
     click.echo(f"{len(inputs)} sequences of {inputs.length} bp from {inputs.source['kind']}")
 
     if batch_size is None:
-        batch_size = 1024 if method == "ism" and dev.type == "cuda" else 128
-    with progress_bar(None, method, quiet=quiet) as progress:
+        batch_size = 1024 if method in ("ism", "deeplift_shap") and dev.type == "cuda" else 128
+    with progress_bar(None, method, quiet=quiet) as progress, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
         result = pipeline.attribute(model, inputs, method=method, target=target, class_index=class_index,
                                     select=selection, threshold=threshold, batch_size=batch_size,
                                     device=dev, progress=progress,
-                                    model_path=str(Path(model_dir).resolve()))
+                                    model_path=str(Path(model_dir).resolve()), references=references, seed=seed)
+    for warning in caught:
+        if issubclass(warning.category, ConvergenceWarning):
+            click.echo(f"warning: {warning.message}", err=True)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     if len(result) == 0:
         raise ChromTransferError(
             f"no sequence selected: none of the {result.n_candidates} has a predicted probability above "
@@ -112,13 +139,13 @@ def attribute_command(model_dir: str, store: str | None, split: str, bed: str | 
         "class": class_label,
         "class_index": class_index,
         "selection": {"mode": selection, "threshold": threshold if selection == "predicted-positive" else None},
-        "scores": ("gradient x input summed over channels" if method == "grad_x_input"
-                   else "ISM per-base summary: mean delta of the alternative bases (3, or 4 at N)"),
+        "scores": SCORES[method],
         "inputs": inputs.source,
         "batch_size": batch_size,
         "device": str(dev),
         "max_n_fraction": max_n_fraction,
         "flagged_n_fraction": flagged,
+        **{key: result.manifest[key] for key in ("deeplift_shap",) if key in result.manifest},
     }
     written = result.save(out_dir, manifest, bigwig=not no_bigwig, overwrite=overwrite)
     if isinstance(written["tracks"].get("bigwig"), str):

@@ -117,6 +117,35 @@ def prepare_run(model: torch.nn.Module, codes: np.ndarray, target: str, class_in
     return RunSetup(codes, unit, multiclass, dev, model_dtype(model))
 
 
+def input_gradients(model: torch.nn.Module, codes: np.ndarray, *, target: str = "probability",
+                    class_index: int | None = None, batch_size: int = 128,
+                    device: str | torch.device | None = None) -> np.ndarray:
+    """The gradient of the target output with respect to each one-hot channel of each base.
+
+    Arguments as :func:`grad_x_input`. Returns ``float32`` ``(N, L, 4)`` (A, C, G, T): ``d f / d x``
+    at every channel. Its value at the present base is the gradient x input score; as a whole it is
+    gradient x input's *hypothetical* contribution of each base (read by motif discovery).
+    """
+    codes, unit, multiclass, dev, dtype = prepare_run(model, codes, target, class_index, batch_size, device)
+    gradients = np.zeros((*codes.shape, 4), dtype=np.float32)
+    with eval_mode(model), torch.enable_grad():
+        for start in range(0, codes.shape[0], batch_size):
+            batch = torch.from_numpy(np.ascontiguousarray(codes[start:start + batch_size])).to(dev)
+            x = one_hot(batch, dtype).requires_grad_(True)
+            out = target_output(model(x), target, multiclass, unit)
+            (gradient,) = torch.autograd.grad(out.sum(), x)
+            gradients[start:start + len(batch)] = gradient.detach().float().transpose(1, 2).cpu().numpy()
+    return gradients
+
+
+def at_present_base(values: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """``(N, L)``: the value of ``values`` ``(N, L, 4)`` at each position's base (0 at N)."""
+    codes = np.asarray(codes)
+    known = codes < 4
+    picked = np.take_along_axis(values, np.where(known, codes, 0)[..., None].astype(np.int64), axis=-1)[..., 0]
+    return np.where(known, picked, 0).astype(np.float32)
+
+
 def grad_x_input(model: torch.nn.Module, codes: np.ndarray, *, target: str = "probability",
                  class_index: int | None = None, batch_size: int = 128,
                  device: str | torch.device | None = None) -> np.ndarray:
@@ -134,13 +163,6 @@ def grad_x_input(model: torch.nn.Module, codes: np.ndarray, *, target: str = "pr
     Returns:
         ``float32`` array ``(N, L)``: ``d f / d x`` at the reference base of each position (0 at N).
     """
-    codes, unit, multiclass, dev, dtype = prepare_run(model, codes, target, class_index, batch_size, device)
-    scores = np.zeros(codes.shape, dtype=np.float32)
-    with eval_mode(model), torch.enable_grad():
-        for start in range(0, codes.shape[0], batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(codes[start:start + batch_size])).to(dev)
-            x = one_hot(batch, dtype).requires_grad_(True)
-            out = target_output(model(x), target, multiclass, unit)
-            (gradient,) = torch.autograd.grad(out.sum(), x)
-            scores[start:start + len(batch)] = (gradient * x).sum(dim=1).detach().float().cpu().numpy()
-    return scores
+    gradients = input_gradients(model, codes, target=target, class_index=class_index, batch_size=batch_size,
+                                device=device)
+    return at_present_base(gradients, _as_codes(codes))

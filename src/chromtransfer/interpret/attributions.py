@@ -5,15 +5,19 @@ compute, and what enrichment reads. :meth:`Attributions.save` writes a directory
 :func:`load_attributions` reads it back::
 
     attributions.npz        np.savez_compressed; arrays
-                              scores      (N, L) float32  gradient x input, or the ISM per-base
-                                                          delta score (the largest change)
+                              scores      (N, L) float32  gradient x input, the ISM per-base
+                                                          delta score (the largest change), or the
+                                                          DeepLIFT/SHAP (projected) contribution
                               ism         (N, L, 4) float32, method "ism" only (A, C, G, T;
                                           reference base 0)
                               hypothetical (N, L, 4) float32 hypothetical contributions (A, C,
                                           G, T: the score each base would get at that position;
                                           ``scores`` is their value at the present base), where
                                           the method gives them (gradients for grad_x_input,
-                                          DeepLIFT/SHAP multipliers); read by motif discovery
+                                          DeepLIFT/SHAP's hypothetical contributions); read by
+                                          motif discovery
+                              convergence_delta (N,) float32, method "deeplift_shap": sum of
+                                          the contributions minus (f(x) - mean f(references))
                               codes       (N, L) uint8
                               names       (N,) str
                               chrom       (N,) str   ("" without coordinates)
@@ -59,7 +63,7 @@ from ..errors import ArtifactError
 
 __all__ = ["ATTRIBUTIONS_KIND", "Attributions", "METHODS", "NPZ_FILE", "load_attributions"]
 
-METHODS = ("grad_x_input", "ism")
+METHODS = ("grad_x_input", "ism", "deeplift_shap")
 NPZ_FILE = "attributions.npz"
 BEDGRAPH_FILE = "attributions.bedGraph"
 BIGWIG_FILE = "attributions.bw"
@@ -77,13 +81,16 @@ class Attributions:
     """Per-base attribution scores of ``N`` equal-length sequences of ``L`` bases.
 
     Attributes:
-        scores: ``(N, L)`` float32 per-base scores (gradient x input, or the ISM per-base summary).
+        scores: ``(N, L)`` float32 per-base scores (gradient x input, the ISM per-base summary, or
+            the DeepLIFT/SHAP contribution of the present base).
         names: ``(N,)`` str region or record names (unique where enrichment reads them).
-        method: ``grad_x_input`` or ``ism``.
+        method: ``grad_x_input``, ``ism`` or ``deeplift_shap``.
         codes: ``(N, L)`` uint8 base codes (:mod:`chromtransfer.encoding`), where known.
         ism: ``(N, L, 4)`` float32 ISM deltas (A, C, G, T; reference base 0), method ``ism`` only.
         hypothetical: ``(N, L, 4)`` float32 hypothetical contributions (A, C, G, T), where the
             method gives them; ``scores`` equals their value at the present base.
+        convergence_delta: ``(N,)`` float32 DeepLIFT/SHAP convergence delta per sequence
+            (:mod:`.deeplift`), method ``deeplift_shap`` only.
         target: ``probability`` or ``logit``.
         chrom, start, end, strand: ``(N,)`` genomic coordinates of each sequence (``""`` / -1 for
             rows without coordinates; ``None`` when no row has any).
@@ -102,6 +109,7 @@ class Attributions:
     codes: np.ndarray | None = None
     ism: np.ndarray | None = None
     hypothetical: np.ndarray | None = None
+    convergence_delta: np.ndarray | None = None
     target: str = "probability"
     chrom: np.ndarray | None = None
     start: np.ndarray | None = None
@@ -156,6 +164,8 @@ class Attributions:
             "strand": empty if self.strand is None else np.asarray(self.strand).astype(str),
             "prediction": None if self.prediction is None else np.asarray(self.prediction, dtype=np.float32),
             "n_fraction": None if self.n_fraction is None else np.asarray(self.n_fraction, dtype=np.float32),
+            "convergence_delta": (None if self.convergence_delta is None
+                                  else np.asarray(self.convergence_delta, dtype=np.float32)),
             "method": np.array(self.method),
             "target": np.array(self.target),
         }
@@ -280,10 +290,14 @@ def load_attributions(directory: str | os.PathLike) -> Attributions:
     for key, value in (("ism", ism), ("hypothetical", hypothetical)):
         if value is not None and value.shape != (*scores.shape, 4):
             raise ArtifactError(f"{path}: {key} shape {value.shape} is not scores {scores.shape} x 4")
+    convergence_delta = _optional(arrays, "convergence_delta", np.float32)
+    if convergence_delta is not None and convergence_delta.shape != (scores.shape[0],):
+        raise ArtifactError(f"{path}: convergence_delta shape {convergence_delta.shape} is not ({scores.shape[0]},)")
     manifest = _read_manifest(path.parent)
     counts_doc = manifest.get("counts") or {}
     return Attributions(
-        scores, names, method, codes=codes, ism=ism, hypothetical=hypothetical, target=text("target") or "probability",
+        scores, names, method, codes=codes, ism=ism, hypothetical=hypothetical, convergence_delta=convergence_delta,
+        target=text("target") or "probability",
         chrom=_optional(arrays, "chrom"), start=_optional(arrays, "start", np.int64),
         end=_optional(arrays, "end", np.int64), strand=_optional(arrays, "strand"),
         prediction=_optional(arrays, "prediction", np.float32), n_fraction=_optional(arrays, "n_fraction", np.float32),

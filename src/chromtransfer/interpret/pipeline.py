@@ -228,50 +228,97 @@ def predict_unit(model, inputs: AttributionInputs, class_index: int | None, *, b
 def attribute(model, inputs: AttributionInputs, *, method: str = "grad_x_input", target: str = "probability",
               class_index: int | None = None, select: str = "predicted-positive", threshold: float = 0.5,
               batch_size: int = 128, device="auto", chunk: int | None = None,
-              progress: Callable[[int], None] | None = None, model_path: str | None = None) -> Attributions:
+              progress: Callable[[int], None] | None = None, model_path: str | None = None,
+              references: int | None = None, seed: int = 0) -> Attributions:
     """Select rows and attribute them; returns the selected rows' :class:`~.attributions.Attributions`
     (``n_candidates``: ``len(inputs)``).
 
     Args:
         model: a loaded :class:`~chromtransfer.models.ChromTransferNet`.
         inputs: the candidate rows.
-        method: ``grad_x_input`` or ``ism``.
+        method: ``grad_x_input``, ``ism`` or ``deeplift_shap``.
         target: ``probability`` or ``logit``.
         class_index: the multi-class output unit (``None`` for binary models).
         select, threshold: see the module docstring.
-        batch_size: sequences per pass (gradient x input) or mutants per batch (ISM).
+        batch_size: sequences per pass (gradient x input), mutants per batch (ISM) or
+            sequence-reference pairs per pass (DeepLIFT/SHAP).
         chunk: sequences attributed between two ``progress(n)`` calls (``n`` sequences more;
-            default 256 for gradient x input, 8 for ISM).
+            default 256 for gradient x input, 8 for ISM and DeepLIFT/SHAP).
         model_path: recorded as ``model`` of the result.
+        references, seed: DeepLIFT/SHAP's dinucleotide-shuffled references per sequence (default
+            :data:`~.deeplift.REFERENCES`) and their seed.
+
+    Gradient x input also returns the gradients as ``hypothetical`` ``(N, L, 4)``; DeepLIFT/SHAP
+    returns its hypothetical contributions, the convergence delta of every row
+    (``convergence_delta``) and their summary in ``manifest["deeplift_shap"]``, and warns
+    (:class:`~.deeplift.ConvergenceWarning`) when a row's delta is above the tolerance.
     """
     from ..inference import n_fractions
-    from .attribution import grad_x_input
+    from .attribution import at_present_base, input_gradients
+    from .deeplift import REFERENCES, deeplift_shap
     from .ism import ism, ism_scores
 
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
     if select not in SELECTIONS:
         raise ValueError(f"unknown selection {select!r}: use one of {', '.join(SELECTIONS)}")
+    references = REFERENCES if references is None else int(references)
+    if method == "deeplift_shap" and references < 1:
+        raise ValueError("references must be at least 1")
     prediction = predict_unit(model, inputs, class_index, batch_size=max(batch_size, 256), device=device)
     rows = np.flatnonzero(prediction > threshold) if select == "predicted-positive" else np.arange(len(inputs))
     chosen = inputs.subset(rows)
     n, length = chosen.codes.shape
-    chunk = chunk or (8 if method == "ism" else 256)
+    chunk = chunk or (256 if method == "grad_x_input" else 8)
     scores = np.zeros((n, length), dtype=np.float32)
-    deltas = np.zeros((n, length, 4), dtype=np.float32) if method == "ism" else None
+    per_base = np.zeros((n, length, 4), dtype=np.float32)  # ISM deltas, or hypothetical contributions
+    delta = np.zeros(n, dtype=np.float32) if method == "deeplift_shap" else None
+    difference = np.zeros(n, dtype=np.float32) if method == "deeplift_shap" else None
     for begin in range(0, n, chunk):
         block = chosen.codes[begin:begin + chunk]
+        rows_of_block = slice(begin, begin + len(block))
         if method == "ism":
             d = ism(model, block, target=target, class_index=class_index, batch_size=batch_size, device=device)
-            deltas[begin:begin + len(block)] = d
-            scores[begin:begin + len(block)] = ism_scores(d, block)
+            per_base[rows_of_block] = d
+            scores[rows_of_block] = ism_scores(d, block)
+        elif method == "deeplift_shap":
+            result = deeplift_shap(model, block, target=target, class_index=class_index, references=references,
+                                   seed=seed, batch_size=batch_size, device=device)
+            per_base[rows_of_block], scores[rows_of_block] = result.hypothetical, result.scores
+            delta[rows_of_block], difference[rows_of_block] = result.delta, result.output_difference
         else:
-            scores[begin:begin + len(block)] = grad_x_input(model, block, target=target, class_index=class_index,
-                                                            batch_size=batch_size, device=device)
+            gradients = input_gradients(model, block, target=target, class_index=class_index,
+                                        batch_size=batch_size, device=device)
+            per_base[rows_of_block] = gradients
+            scores[rows_of_block] = at_present_base(gradients, block)
         if progress is not None:
             progress(len(block))
-    return Attributions(scores, chosen.names, method, codes=chosen.codes.astype(np.uint8), ism=deltas, target=target,
-                        chrom=chosen.chrom, start=chosen.start.astype(np.int64), end=chosen.end.astype(np.int64),
-                        strand=chosen.strand, prediction=prediction[rows].astype(np.float32),
-                        n_fraction=n_fractions(chosen.codes), model=model_path, n_candidates=len(inputs),
-                        chrom_sizes=chosen.chrom_sizes, manifest={"inputs": chosen.source})
+    manifest: dict[str, Any] = {"inputs": chosen.source}
+    if method == "deeplift_shap":
+        manifest["deeplift_shap"] = _deeplift_manifest(delta, difference, references, seed)
+    return Attributions(scores, chosen.names, method, codes=chosen.codes.astype(np.uint8),
+                        ism=per_base if method == "ism" else None,
+                        hypothetical=None if method == "ism" else per_base, convergence_delta=delta,
+                        target=target, chrom=chosen.chrom, start=chosen.start.astype(np.int64),
+                        end=chosen.end.astype(np.int64), strand=chosen.strand,
+                        prediction=prediction[rows].astype(np.float32), n_fraction=n_fractions(chosen.codes),
+                        model=model_path, n_candidates=len(inputs), chrom_sizes=chosen.chrom_sizes,
+                        manifest=manifest)
+
+
+def _deeplift_manifest(delta: np.ndarray, difference: np.ndarray, references: int, seed: int) -> dict[str, Any]:
+    """The ``deeplift_shap`` entry of the manifest; warns when a row is above the tolerance."""
+    import warnings
+
+    from .deeplift import ConvergenceWarning, convergence_summary
+
+    summary = convergence_summary(delta, difference)
+    above = summary["sequences"] - summary["within_tolerance"]
+    if above:
+        warnings.warn(f"DeepLIFT/SHAP convergence: {above} of {summary['sequences']} sequences have contributions "
+                      f"that miss f(x) - mean f(references) by more than the tolerance (largest |delta| "
+                      f"{summary['max_abs']:.3g}; convergence_delta in attributions.npz): a non-linearity "
+                      "escapes DeepLIFT's rules", ConvergenceWarning, stacklevel=3)
+    return {"references": int(references), "reference_kind": "dinucleotide shuffles (tangermeme)",
+            "seed": int(seed), "implementation": "tangermeme deep_lift_shap on the plain module path",
+            "convergence": summary}
