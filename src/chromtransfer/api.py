@@ -135,15 +135,18 @@ def predict(model, x, *, genome=None, window: int | None = None, rc_average: boo
 def attribute(model, x, *, method: str = "grad_x_input", target: str = "probability",
               class_name: str | int | None = None, select: str = "all", threshold: float = 0.5,
               genome=None, window: int | None = None, batch_size: int = 128, device: str = "auto",
-              threads: int | None = None) -> Attributions:
+              threads: int | None = None, references: int | None = None, seed: int = 0) -> Attributions:
     """Per-base attribution scores of equal-length sequences.
 
     Args:
         model: from :func:`load_model`; a fold ensemble supports ``grad_x_input`` (of the
             ensemble's averaged output).
         x: any input :func:`predict` takes; all sequences of one length (BED: use ``window``).
-        method: ``"grad_x_input"`` (gradient x input) or ``"ism"`` (saturation mutagenesis; the
-            per-base score is the largest change).
+        method: ``"grad_x_input"`` (gradient x input), ``"ism"`` (saturation mutagenesis; the
+            per-base score is the largest change) or ``"deeplift_shap"`` (DeepLIFT/SHAP
+            contributions against dinucleotide-shuffled references).
+        references, seed: ``deeplift_shap``: shuffled references per sequence (default 20) and
+            their seed.
         target: ``"probability"`` (as the paper) or ``"logit"``.
         class_name: the class of a multi-class model (name or index); ``None`` for binary models.
         select: ``"all"`` rows, or ``"predicted-positive"`` (probability above ``threshold``).
@@ -153,7 +156,10 @@ def attribute(model, x, *, method: str = "grad_x_input", target: str = "probabil
     Returns:
         :class:`Attributions` with ``scores`` ``(N, L)`` float32, ``codes`` ``(N, L)`` uint8,
         ``names`` ``(N,)`` (``seq0, ...`` for in-memory input) and ``method``; besides:
-        ``ism`` ``(N, L, 4)`` (method ``ism``, else ``None``), ``prediction`` ``(N,)``,
+        ``ism`` ``(N, L, 4)`` (method ``ism``, else ``None``), ``hypothetical`` ``(N, L, 4)``
+        (the gradients, or DeepLIFT/SHAP's hypothetical contributions), ``convergence_delta``
+        ``(N,)`` (``deeplift_shap``; its summary in ``manifest["deeplift_shap"]``, and a
+        ``ConvergenceWarning`` above the tolerance), ``prediction`` ``(N,)``,
         ``chrom``/``start``/``end``/``strand`` ``(N,)`` (``""``/-1 without coordinates) and
         ``target``. Save with :meth:`Attributions.save`; enrichment takes it as is.
     """
@@ -161,16 +167,19 @@ def attribute(model, x, *, method: str = "grad_x_input", target: str = "probabil
     from .interpret.pipeline import attribute as attribute_inputs
     from .interpret.pipeline import output_unit
 
-    if isinstance(model, ModelEnsemble) and method == "ism":
-        raise ChromTransferError("ISM runs on one model: attribute each fold model (model.members[k]) "
+    if isinstance(model, ModelEnsemble) and method in ("ism", "deeplift_shap"):
+        label = {"ism": "ISM", "deeplift_shap": "DeepLIFT/SHAP"}[method]
+        raise ChromTransferError(f"{label} runs on one model: attribute each fold model (model.members[k]) "
                                  "or use method='grad_x_input' for the ensemble")
+    if references is not None and method != "deeplift_shap":
+        raise ChromTransferError("references applies to method='deeplift_shap' only")
     sequences = as_sequences(x, genome=genome, window=window)
     inputs = _attribution_inputs(sequences)
     class_index, _label = output_unit(model, class_name)
     with _threads(threads):
         return attribute_inputs(model, inputs, method=method, target=target, class_index=class_index,
                                 select=select, threshold=threshold, batch_size=batch_size,
-                                device=_resolve_device(device))
+                                device=_resolve_device(device), references=references, seed=seed)
 
 
 def _attribution_inputs(sequences: SequenceSet):

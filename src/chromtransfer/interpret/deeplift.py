@@ -20,7 +20,8 @@ batch for every reference (captum's DeepLiftShap memory, captum issue 1179), kee
 cache per call of a module (a module used twice still gets its own rule per use), computes the
 hypothetical contributions itself, and seeds each reference, so results do not depend on batching.
 References are drawn per sequence with the seed ``seed`` (the same sequence gets the same shuffles
-in any batch, at any row); the first and last base stay in place, N bases are shuffled along.
+in any batch, at any row); the first and last base stay in place, and so do N bases
+(:func:`dinucleotide_references`).
 """
 from __future__ import annotations
 
@@ -32,11 +33,11 @@ import torch
 from torch import nn
 
 from ..encoding import one_hot
-from .attribution import eval_mode, prepare_run
+from .attribution import eval_mode, place_model, prepare_run
 from .plain_network import plain_network
 
 __all__ = ["CONVERGENCE_ATOL", "CONVERGENCE_RTOL", "ConvergenceWarning", "DeepLiftShap", "REFERENCES",
-           "TargetOutput", "convergence_summary", "deeplift_shap", "within_tolerance"]
+           "TargetOutput", "contributions", "convergence_summary", "deeplift_shap", "within_tolerance"]
 
 #: Default number of dinucleotide-shuffled references per sequence (tangermeme's and the field's).
 REFERENCES = 20
@@ -87,10 +88,29 @@ class TargetOutput(nn.Module):
 
 def dinucleotide_references(x: torch.Tensor, references: int, seed: int) -> torch.Tensor:
     """``references`` dinucleotide shuffles of each one-hot sequence of ``x`` ``(B, 4, L)``:
-    ``(B, references, 4, L)``, each sequence shuffled with ``seed`` (N columns are shuffled along)."""
+    ``(B, references, 4, L)`` on the CPU, each sequence shuffled with ``seed`` whatever its batch.
+
+    N bases (all-zero columns) stay in place: the known bases around them are shuffled as one
+    sequence, so an N position holds no difference from its references and contributes nothing
+    (it scores 0, as in the other methods). A sequence of fewer than 3 known bases is its own
+    reference.
+    """
     from tangermeme.ersatz import dinucleotide_shuffle
 
-    return dinucleotide_shuffle(x.cpu(), n=references, random_state=[int(seed)] * len(x), allow_N=True)
+    x = x.cpu()
+    known = x.sum(dim=1) > 0  # (B, L)
+    out = torch.zeros((len(x), references, *x.shape[1:]), dtype=x.dtype)
+    complete = known.all(dim=1)
+    if complete.any():
+        out[complete] = dinucleotide_shuffle(x[complete], n=references, random_state=[int(seed)] * int(complete.sum()))
+    for i in torch.nonzero(~complete).flatten().tolist():
+        keep = known[i]
+        if int(keep.sum()) < 3:
+            out[i][:, :, keep] = x[i][:, keep]
+        else:
+            out[i][:, :, keep] = dinucleotide_shuffle(x[i:i + 1][:, :, keep], n=references,
+                                                      random_state=[int(seed)])[0]
+    return out
 
 
 def _pairs_block(wrapper: TargetOutput, x: torch.Tensor, refs: torch.Tensor, device: torch.device,
@@ -105,8 +125,9 @@ def _pairs_block(wrapper: TargetOutput, x: torch.Tensor, refs: torch.Tensor, dev
     wrapper.record = True
     try:
         with warnings.catch_warnings():
-            # N columns fail tangermeme's one-hot check (only_warn turns it into a warning) and its
-            # per-batch delta warnings repeat what convergence_summary reports once
+            # N columns fail tangermeme's one-hot check (only_warn makes it a warning; N is handled by
+            # keeping it in place in the references) and its per-batch delta warnings repeat what
+            # convergence_summary reports once
             warnings.simplefilter("ignore")
             hypothetical = tangermeme_deep_lift_shap(
                 wrapper, x, target=0, batch_size=n * r, references=refs, hypothetical=True,
@@ -116,9 +137,9 @@ def _pairs_block(wrapper: TargetOutput, x: torch.Tensor, refs: torch.Tensor, dev
     if len(wrapper.outputs) != 1 or wrapper.outputs[0].shape[0] != 2 * n * r:
         raise RuntimeError("unexpected tangermeme deep_lift_shap batching: expected one forward pass over "
                            f"{n * r} sequence-reference pairs and their references")
-    out = wrapper.outputs[0][:, 0].float().cpu()
+    out = wrapper.outputs[0][:, 0].double().cpu()
     f_x, f_refs = out[:n * r].reshape(n, r), out[n * r:].reshape(n, r)  # pair i = (i // r, i % r)
-    return hypothetical.float().cpu(), f_x[:, 0] - f_refs.mean(dim=1)
+    return hypothetical.double().cpu(), f_x[:, 0] - f_refs.mean(dim=1)
 
 
 def deeplift_shap(model: nn.Module, codes: np.ndarray, *, target: str = "probability", class_index: int | None = None,
@@ -127,8 +148,8 @@ def deeplift_shap(model: nn.Module, codes: np.ndarray, *, target: str = "probabi
     """DeepLIFT/SHAP contributions of every base of every sequence (see the module docstring).
 
     Args:
-        model: a :class:`~chromtransfer.models.ChromTransferNet`; its DeepLIFT-safe copy is
-            attributed, the model itself is left as it was.
+        model: a :class:`~chromtransfer.models.ChromTransferNet`; its DeepLIFT-safe copy
+            (:func:`~.plain_network.plain_network`) is attributed, the model itself is left as it was.
         codes: ``(N, L)`` uint8 codes (A0 C1 G2 T3, other 4), kept on the CPU.
         target: ``"probability"`` or ``"logit"`` (see :func:`~.attribution.target_output`).
         class_index: output class of a multi-class model; ``None`` for binary.
@@ -142,28 +163,42 @@ def deeplift_shap(model: nn.Module, codes: np.ndarray, *, target: str = "probabi
         :class:`DeepLiftShap`: ``scores`` ``(N, L)``, ``hypothetical`` ``(N, L, 4)``, ``delta``
         and ``output_difference`` ``(N,)``, float32, in units of the target.
     """
+    place_model(model, device)
+    with eval_mode(model):
+        return contributions(plain_network(model), codes, target=target, class_index=class_index,
+                             references=references, seed=seed, batch_size=batch_size, device=device)
+
+
+def contributions(network: nn.Module, codes: np.ndarray, *, target: str = "probability",
+                  class_index: int | None = None, references: int = REFERENCES, seed: int = 0,
+                  batch_size: int = 128, device: str | torch.device | None = None) -> DeepLiftShap:
+    """:func:`deeplift_shap` on ``network`` exactly as given (no DeepLIFT-safe copy is made).
+
+    For networks already on the plain module path, and to check a network against the rules: a
+    non-linearity that escapes them shows as convergence deltas above the tolerance.
+    """
     if references < 1:
         raise ValueError("references must be at least 1")
-    codes, unit, multiclass, dev, dtype = prepare_run(model, codes, target, class_index, batch_size, device)
+    codes, unit, multiclass, dev, dtype = prepare_run(network, codes, target, class_index, batch_size, device)
     n, length = codes.shape
     scores = np.zeros((n, length), dtype=np.float32)
     hypothetical = np.zeros((n, length, 4), dtype=np.float32)
     delta = np.zeros(n, dtype=np.float32)
     difference = np.zeros(n, dtype=np.float32)
     per_pass = max(1, batch_size // references)
-    with eval_mode(model):
-        wrapper = TargetOutput(plain_network(model), target, multiclass, unit).eval()
+    with eval_mode(network):
+        wrapper = TargetOutput(network, target, multiclass, unit).eval()
         for start in range(0, n, per_pass):
             block = torch.from_numpy(np.ascontiguousarray(codes[start:start + per_pass]))
-            x = one_hot(block, torch.float32)
+            x = one_hot(block, torch.float64)
             refs = dinucleotide_references(x, references, seed)
             hyp, diff = _pairs_block(wrapper, x.to(dtype), refs.to(dtype), dev, dtype)
-            projected = (hyp * x).sum(dim=1)  # (S, L): the present base's value, 0 at N
+            projected = (hyp.double() * x).sum(dim=1)  # (S, L): the present base's value, 0 at N
             stop = start + len(block)
             scores[start:stop] = projected.numpy()
             hypothetical[start:stop] = hyp.permute(0, 2, 1).numpy()
             difference[start:stop] = diff.numpy()
-            delta[start:stop] = (projected.double().sum(dim=1) - diff.double()).numpy()
+            delta[start:stop] = (projected.sum(dim=1) - diff).numpy()
     return DeepLiftShap(scores, hypothetical, delta, difference)
 
 

@@ -240,13 +240,16 @@ class Interpret(Section):
     compare: Optional[list[str]] = Field(None, min_length=2, max_length=2,
                                          description="two cell lines compared (default: the first two interpreted)")
     method: Literal[METHODS] = Field("grad_x_input", description="attribution method")
+    references: int = Field(20, ge=1, description="deeplift_shap: dinucleotide-shuffled references per sequence "
+                                                  "(seeded by seed)")
     target: Literal[TARGETS] = Field("probability", description="attributed model output")
     pvalue: Fraction = Field(1e-5, description="motif-site p-value threshold")
     min_sites: int = Field(100, ge=1, description="TFs with fewer sites are not tested")
     fdr: Fraction = Field(0.001, description="Benjamini-Hochberg FDR of a significant TF")
     family_overlap: Fraction = Field(FAMILY_OVERLAP, description="share of a TF's sites on a better TF's sites "
                                                                  "that makes it one family")
-    batch_size: int = Field(128, ge=1, description="sequences per attribution batch")
+    batch_size: int = Field(128, ge=1, description="sequences per attribution batch (deeplift_shap: "
+                                                   "sequence-reference pairs)")
     top: int = Field(20, ge=1, description="TFs shown in the figures")
     motifs: Optional[str] = Field(None, description="motif file (default: the bundled JASPAR 2022 core vertebrates)")
     compare_regions: Literal[COMPARE_REGIONS] = Field("predicted", description="windows two cell lines are compared "

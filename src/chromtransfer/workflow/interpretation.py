@@ -31,7 +31,7 @@ COMPARE_REGIONS = ("predicted", "labelled")
 
 def _settings(study: "Study") -> dict[str, Any]:
     """The interpretation settings of the config (every default filled by the schema)."""
-    return study.config.interpret.model_dump(include={"method", "target", "pvalue", "min_sites", "fdr",
+    return study.config.interpret.model_dump(include={"method", "references", "target", "pvalue", "min_sites", "fdr",
                                                       "family_overlap", "batch_size", "top", "compare_regions",
                                                       "compare_significance"})
 
@@ -64,10 +64,14 @@ def _attribute_rows(study: "Study", model_dir: Path, inputs, settings, out: Path
     from ..modelio import load_model
 
     model = load_model(model_dir)
+    deeplift = settings["method"] == "deeplift_shap"
     result = attribute(model, inputs, method=settings["method"], target=settings["target"], select=select,
-                       batch_size=settings["batch_size"], device=study.config.device, model_path=str(model_dir))
-    result.save(out, {"model": str(model_dir), "method": settings["method"], "target": settings["target"],
-                      "select": select}, bigwig=False, overwrite=True)
+                       batch_size=settings["batch_size"], device=study.config.device, model_path=str(model_dir),
+                       references=settings["references"] if deeplift else None, seed=study.config.seed)
+    manifest = {"model": str(model_dir), "method": settings["method"], "target": settings["target"], "select": select}
+    if deeplift:
+        manifest["deeplift_shap"] = result.manifest["deeplift_shap"]
+    result.save(out, manifest, bigwig=False, overwrite=True)
     return result
 
 

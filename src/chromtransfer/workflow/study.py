@@ -156,7 +156,11 @@ class Study:
         if cfg.interpret.enabled:
             from . import interpretation
 
-            settings = cfg.flat("interpret", exclude=("interpret.enabled", "interpret.cells", "interpret.compare"))
+            unused = () if cfg.interpret.method == "deeplift_shap" else ("interpret.references",)
+            settings = cfg.flat("interpret", exclude=("interpret.enabled", "interpret.cells", "interpret.compare",
+                                                      *unused))
+            if cfg.interpret.method == "deeplift_shap":
+                settings["seed"] = cfg.seed  # seeds the references
             motifs = [cfg.resolve(cfg.interpret.motifs)] if cfg.interpret.motifs else []
             for cell in self.interpret_cells:
                 stages.append(Stage(f"interpret/{cell}", lambda c=cell: interpretation.interpret_cell(self, c),
