@@ -304,6 +304,44 @@ def test_cli_attribute_grad_selection_fasta_and_errors(tiny_inputs, capsys):
                  "--data", str(tiny_inputs["store"]), "--out", str(out2)]) == 2
 
 
+def test_cli_attribute_deeplift_shap_and_gradients_as_hypothetical(tiny_inputs, capsys):
+    from chromtransfer.interpret.attribution import input_gradients
+    from chromtransfer.interpret.deeplift import deeplift_shap
+    from chromtransfer.modelio import load_model
+
+    model = load_model(tiny_inputs["model"])
+    codes = tiny_inputs["codes"]
+    out = tiny_inputs["tmp"] / "dls"
+    rc = main(["attribute", "--model", str(tiny_inputs["model"]), "--data", str(tiny_inputs["store"]),
+               "--split", "test", "--select", "all", "--method", "deeplift_shap", "--references", "3", "--seed", "5",
+               "--target", "logit", "--device", "cpu", "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    attrs = load_attributions(out)
+    expected = deeplift_shap(model, codes[4:], target="logit", references=3, seed=5)
+    assert attrs.method == "deeplift_shap" and attrs.hypothetical.shape == (4, 64, 4) and attrs.ism is None
+    np.testing.assert_allclose(attrs.scores, expected.scores, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(attrs.hypothetical, expected.hypothetical, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(attrs.convergence_delta, expected.delta, atol=1e-6)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["deeplift_shap"]["references"] == 3 and manifest["deeplift_shap"]["seed"] == 5
+    assert manifest["deeplift_shap"]["convergence"]["share_within_tolerance"] == 1.0
+    assert "warning" not in capsys.readouterr().err
+
+    # gradient x input keeps the gradients as its hypothetical contributions
+    out2 = tiny_inputs["tmp"] / "grad_h"
+    assert main(["attribute", "--model", str(tiny_inputs["model"]), "--data", str(tiny_inputs["store"]),
+                 "--split", "all", "--select", "all", "--device", "cpu", "--out", str(out2)]) == 0
+    attrs = load_attributions(out2)
+    np.testing.assert_allclose(attrs.hypothetical, input_gradients(model, codes), rtol=1e-6, atol=1e-9)
+    picked = np.take_along_axis(attrs.hypothetical, np.minimum(codes, 3)[..., None].astype(np.int64), -1)[..., 0]
+    np.testing.assert_array_equal(attrs.scores, np.where(codes < 4, picked, 0))
+    assert attrs.scores[2, 10] == 0 and attrs.convergence_delta is None
+    capsys.readouterr()
+    assert main(["attribute", "--model", str(tiny_inputs["model"]), "--data", str(tiny_inputs["store"]),
+                 "--references", "3", "--device", "cpu", "--out", str(tiny_inputs["tmp"] / "x")]) == 2
+    assert "--references applies to --method deeplift_shap only" in capsys.readouterr().err
+
+
 def test_cli_attribute_bed_on_genome(tiny_inputs, capsys):
     rng = np.random.default_rng(9)
     genome = tiny_inputs["tmp"] / "genome.fa"

@@ -20,6 +20,7 @@ from chromtransfer.interpret.enrich import (
     run_enrichment,
     score_sites,
     signed_ks,
+    write_enrichment,
 )
 
 L = 200
@@ -325,3 +326,21 @@ def test_sites_of_one_tf_at_the_same_bases_count_once():
     assert set(result.sites["motif_id"]) == {"MA0484.2", "MA0018.4", "MA0114.4"}
     by_motif = run_enrichment(sites, attributions, min_sites=1, group_by="motif")
     assert len(by_motif.sites) == 5  # single matrices are tested as they are
+
+
+def test_deeplift_shap_attributions_are_ranked_like_gradients(tmp_path):
+    rng = np.random.default_rng(1)
+    names, scores, sites = _synthetic(rng)
+    hypothetical = np.repeat(scores[..., None], 4, axis=-1)
+    attr = Attributions(scores, names, "deeplift_shap", hypothetical=hypothetical,
+                        convergence_delta=np.zeros(len(names), np.float32))
+    assert attr.default_aggregate == "max"
+    result = run_enrichment(sites, attr, min_sites=100, fdr=0.001)
+    reference = run_enrichment(sites, Attributions(scores, names, "grad_x_input"), min_sites=100, fdr=0.001)
+    assert result.a["tf"].iloc[0] == "HIGH" and result.a["tf"].iloc[-1] == "LOW"
+    pd.testing.assert_frame_equal(result.a, reference.a)
+    attr.save(tmp_path / "dls")
+    loaded = load_attributions(tmp_path / "dls")
+    written = write_enrichment(run_enrichment(sites, loaded, min_sites=100), tmp_path / "enrichment", loaded,
+                               figures=False)
+    assert written["attributions_a"]["method"] == "deeplift_shap" and written["significant_a"] >= 2

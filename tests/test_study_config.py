@@ -71,6 +71,8 @@ def test_wrong_types_are_refused_with_line(tmp_path, text, message):
     (BASE + "folds: [0, 3]\n", "study.yaml:4: folds has fold 3, but prepare.folds is 3 (use folds 0..2)"),
     (BASE + "bootstrap: {cell: A549}\n", "study.yaml:4: bootstrap.cell 'A549' is not one of cells"),
     (BASE + "interpret: {compare: [HepG2, HepG2]}\n", "study.yaml:4: interpret.compare names the same cell line twice"),
+    (BASE + "interpret: {method: deeplift_shap, references: 0}\n",
+     "study.yaml:4: interpret.references is 0: should be greater than or equal to 1"),
     ("cells: [HepG2]\n", "study.yaml:1: inputs is missing"),
     ("inputs: {genome: g.fa, rdhs: r.bed}\ncells: [HepG2]\n", "study.yaml:1: inputs need one of labels_csv"),
 ])
@@ -104,6 +106,10 @@ def test_defaults_are_filled(tmp_path):
     assert loaded.bootstrap.enabled and loaded.bootstrap.cell == "HepG2"
     assert loaded.interpret.cells == ["HepG2", "K562"] and loaded.interpret.compare == ["HepG2", "K562"]
     assert loaded.interpret.fdr == 0.001 and loaded.interpret.target == "probability"
+    assert loaded.interpret.method == "grad_x_input" and loaded.interpret.references == 20
+    config.write_text(BASE + "interpret: {method: deeplift_shap, references: 8}\n")
+    loaded = load_config(config)
+    assert loaded.interpret.method == "deeplift_shap" and loaded.interpret.references == 8
 
 
 def test_bundled_configs_are_valid():

@@ -3,8 +3,9 @@
 The method (Salvatore et al. 2023; docs/method.md section 6):
 
 1. Each motif site gets one importance score from the per-base attribution scores of its region:
-   the **maximum** gradient x input over the site's bases, or the **minimum** per-base ISM delta
-   (``aggregate="auto"`` picks by the attribution method; ``"max"``/``"min"`` force one).
+   the **maximum** gradient x input (or DeepLIFT/SHAP contribution) over the site's bases, or the
+   **minimum** per-base ISM delta (``aggregate="auto"`` picks by the attribution method;
+   ``"max"``/``"min"`` force one).
    Sites are matched to attribution rows by region name; sites of regions without attributions
    are left out (attributions usually cover only the positive predictions).
 2. Sites are grouped by TF name (JASPAR's ``tf`` column, e.g. the two HNF4A matrices form one
@@ -60,6 +61,8 @@ __all__ = ["Attributions", "COMPARISON_SIGNIFICANCE", "EnrichmentResult", "FAMIL
 FAMILY_OVERLAP = 0.5
 #: How a comparison decides significance (module docstring, item 7).
 COMPARISON_SIGNIFICANCE = ("either", "difference")
+#: The per-base score of each attribution method, as figures name it.
+SCORE_LABELS = {"grad_x_input": "gradient x input", "ism": "ISM delta", "deeplift_shap": "DeepLIFT/SHAP contribution"}
 _SCORE_CHUNK = 1 << 19
 
 
@@ -452,7 +455,8 @@ def write_enrichment(result: EnrichmentResult, out_dir: str | os.PathLike, attri
     if figures and len(result.a):
         from . import enrich_plots as plots
 
-        aggregate = "min ISM delta" if attributions_a.method == "ism" else "max gradient x input"
+        ylabel = SCORE_LABELS.get(attributions_a.method, attributions_a.method)
+        aggregate = f"min {ylabel}" if attributions_a.method == "ism" else f"max {ylabel}"
         column_a = "site_score" if result.b is None else "score_a"
         files.append(plots.save_figure(plots.plot_d_ranking(result.a, top, label=key), out / "d_ranking.png").name)
         ranked = result.a.sort_values("D", ascending=False)
@@ -461,15 +465,14 @@ def write_enrichment(result: EnrichmentResult, out_dir: str | os.PathLike, attri
         files.append(plots.save_figure(plots.plot_ecdfs(result.sites, result.a, chosen, column_a, group_by,
                                                         xlabel=f"site score ({aggregate})"),
                                        out / "ecdf_top.png").name)
-        # Logos for the TFs that matter most: significant and positive D for gradient x input
-        # (high scores), negative D for ISM deltas (low scores); else simply the extreme ones.
+        # Logos for the TFs that matter most: significant and positive D for gradient x input and
+        # DeepLIFT/SHAP (high scores), negative D for ISM deltas (low scores); else the extreme ones.
         highest = attributions_a.method != "ism"
         wanted = ranked[(ranked["D"] > 0) if highest else (ranked["D"] < 0)]
         if wanted["significant"].any():
             wanted = wanted[wanted["significant"]]
         wanted = wanted if len(wanted) else ranked
         logo_tfs = list(wanted[key].head(n_logos)) if highest else list(wanted[key].iloc[::-1].head(n_logos))
-        ylabel = "ISM delta" if attributions_a.method == "ism" else "gradient x input"
         for stale in out.glob("logo_*.png"):  # logos of an earlier run into the same directory
             stale.unlink()
         files += [p.name for p in plots.example_logos(result.sites, attributions_a, logo_tfs, out, column_a,
