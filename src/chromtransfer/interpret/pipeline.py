@@ -310,6 +310,8 @@ def _deeplift_manifest(delta: np.ndarray, difference: np.ndarray, references: in
     """The ``deeplift_shap`` entry of the manifest; warns when a row is above the tolerance."""
     import warnings
 
+    import tangermeme
+
     from .deeplift import ConvergenceWarning, convergence_summary
 
     summary = convergence_summary(delta, difference)
@@ -320,5 +322,6 @@ def _deeplift_manifest(delta: np.ndarray, difference: np.ndarray, references: in
                       f"{summary['max_abs']:.3g}; convergence_delta in attributions.npz): a non-linearity "
                       "escapes DeepLIFT's rules", ConvergenceWarning, stacklevel=3)
     return {"references": int(references), "reference_kind": "dinucleotide shuffles (tangermeme)",
-            "seed": int(seed), "implementation": "tangermeme deep_lift_shap on the plain module path",
+            "seed": int(seed),
+            "implementation": f"tangermeme {tangermeme.__version__} deep_lift_shap on the plain module path",
             "convergence": summary}
