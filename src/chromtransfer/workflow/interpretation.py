@@ -133,6 +133,9 @@ def interpret_cell(study: "Study", cell: str) -> dict[str, Any]:
     }
     logos = sorted((out / "enrichment").glob("logo_*.png"))[:2]
     info["figures"] += [[str(p.relative_to(out)), f"{cell}: attribution logo of an example region"] for p in logos]
+    if settings["method"] == "deeplift_shap":
+        info["references"] = settings["references"]
+        info["convergence"] = result.manifest["deeplift_shap"]["convergence"]
     if truth:
         info["planted_tfs"] = planted
         info["planted_in_top5"] = planted_in_top(planted, families, 5)

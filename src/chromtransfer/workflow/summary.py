@@ -215,6 +215,8 @@ def _family_text(family: dict[str, Any], shown: int = 3) -> str:
 
 
 def _interpretation_sections(study: "Study", summary: dict[str, Any]) -> list[Section]:
+    from ..interpret.enrich import SCORE_LABELS
+
     sections = []
     for cell in study.interpret_cells:
         base = study.out / "interpret" / cell
@@ -223,11 +225,20 @@ def _interpretation_sections(study: "Study", summary: dict[str, Any]) -> list[Se
             continue
         section = Section(f"Interpretation: {cell}")
         top = info.get("top_tfs") or []
+        method = info.get("method", "grad_x_input")
+        site_score = f"{'minimum' if method == 'ism' else 'maximum'} {SCORE_LABELS.get(method, method)}"
         section.paragraphs.append(
-            "TFs ranked by the two-sample Kolmogorov-Smirnov D of their sites' maximum gradient x input "
+            f"TFs ranked by the two-sample Kolmogorov-Smirnov D of their sites' {site_score} "
             f"(of the model's {info.get('target', 'probability')}) "
             "against all other TFs' non-overlapping sites (Benjamini-Hochberg FDR). "
             f"Significant TFs, best first: {', '.join(top[:15]) or 'none'}.")
+        convergence = info.get("convergence")
+        if convergence:
+            section.paragraphs.append(
+                f"DeepLIFT/SHAP against {info.get('references')} dinucleotide shuffles per window: the "
+                f"contributions add up to the output difference within tolerance for "
+                f"{convergence['within_tolerance']} of {convergence['sequences']} windows (largest |delta| "
+                f"{convergence['max_abs']:.2g}).")
         families = info.get("top_families") or []
         if families:
             section.paragraphs.append(
