@@ -155,7 +155,7 @@ OUTPUT_KINDS: dict[str, OutputKind] = {kind.name: kind for kind in (
                 "explain"),
                lambda f: _json_format(f, "manifest.json") == "chromtransfer-variants"),
     OutputKind("study", "a study", "summary.json",
-               ("inputs", "data", "models", "evaluation", "bootstrap", "interpret", "stages", "summary.json",
+               ("inputs", "data", "models", "evaluation", "bootstrap", "interpret", "variants", "stages", "summary.json",
                 "report.html", "figures"),
                lambda f: (f / "stages").is_dir()),
 )}

@@ -341,7 +341,7 @@ class _Progress:
 
 
 def score_variants(vcf: str | os.PathLike, genome, models: Sequence[str | os.PathLike], out: str | os.PathLike, *,
-                   regions: str | os.PathLike | None = None, on_ref_mismatch: str = "error",
+                   names: Sequence[str] | None = None, regions: str | os.PathLike | None = None, on_ref_mismatch: str = "error",
                    rc_average: bool = False, null: int = 0, seed: int = 0,
                    motifs: str | os.PathLike | None = "JASPAR2022", motif_threshold: float = 1e-5,
                    explain: int = 0, length: int | None = None, batch_size: int = 256,
@@ -352,7 +352,9 @@ def score_variants(vcf: str | os.PathLike, genome, models: Sequence[str | os.Pat
     Args:
         vcf: VCF/BCF file (plain, bgzip or gzip).
         genome: genome FASTA/2bit path or :class:`~chromtransfer.genome.Genome`.
-        models: model or ``--fold all`` run directories, one per cell line.
+        models: model or ``--fold all`` run directories, one per cell line (or a list of fold
+            model directories per cell line, averaged).
+        names: the cell lines' names in the outputs (default: the model folders' names).
         out: output folder (see :mod:`chromtransfer.variants.output`).
         regions: BED of elements: variants are scored in the element that holds them.
         on_ref_mismatch: ``error``, ``skip`` or ``flip`` (see :mod:`chromtransfer.variants.vcf`).
@@ -389,7 +391,7 @@ def score_variants(vcf: str | os.PathLike, genome, models: Sequence[str | os.Pat
         torch.set_num_threads(int(threads))
     genome = open_genome(genome)
     dev = resolve_device(device)
-    cells = load_cell_models(list(models), dev, length=length)
+    cells = load_cell_models(list(models), dev, names=names, length=length)
     if len({c.length for c in cells}) > 1 and regions is None:
         raise ChromTransferError(
             "the models were trained on windows of different lengths "
