@@ -4,7 +4,8 @@
 :func:`~chromtransfer.datasets.synthetic.make_synthetic`, three classes of SNV:
 
 * ``driver``: for every element open in exactly one cell line, one of its intact planted driver
-  instances (a site of that line's driver TFs, unchanged by later plantings) is broken at its most
+  instances (a site of that line's driver TFs inside the element's interval, unchanged by later
+  plantings; elements without one get no driver SNV) is broken at its most
   informative base: the motif column ``j`` and ALT base ``b`` maximising
   ``log2 P[ref, j] - log2 P[b, j]`` in the JASPAR matrix, i.e. the single substitution that lowers
   the site's log-odds score most (on the site's strand; the genome base is its complement for a
@@ -100,7 +101,7 @@ def draw_truth_snvs(seed: int, genome: dict[str, np.ndarray], sites: Sequence[Tr
     rows: list[dict] = []
     for site in sites:
         intact = [d for d in site.drivers
-                  if np.array_equal(genome[d.chrom][d.start:d.start + d.codes.size],
+                  if site.start <= d.start and d.start + d.codes.size <= site.end and np.array_equal(genome[d.chrom][d.start:d.start + d.codes.size],
                                     (3 - d.codes)[::-1] if d.reverse else d.codes)]
         if intact:
             d = intact[int(rng.integers(len(intact)))]
