@@ -177,7 +177,10 @@ class Study:
         if cfg.variants.enabled:
             from . import variant_effects
 
-            vcf = [cfg.resolve(cfg.variants.vcf)] if cfg.variants.vcf else []
+            from ..datasets.synthetic import VARIANTS_VCF
+
+            # the synthetic VCF is written by the inputs stage, identified when this stage starts
+            vcf = [cfg.resolve(cfg.variants.vcf) if cfg.variants.vcf else self.out / "inputs" / VARIANTS_VCF]
             stages.append(Stage("variants", lambda: variant_effects.score_study_variants(self),
                                 "variant effects of the fine-tuned models",
                                 settings={**cfg.flat("variants", exclude=("variants.enabled",)),

@@ -19,7 +19,8 @@ per cell line (:func:`truth_metrics`):
   case-insensitively; JASPAR spells some in mouse case).
 
 Every line also gets ``top``: its ``variants.top`` variants with the largest ``|delta_logit|``.
-``OUT/variants/summary.json`` holds these per cell line for ``summary.json`` and the report.
+``OUT/variants/summary.json`` holds these per cell line for ``summary.json`` and the report. A
+stage killed midway resumes the scoring from its finished chunks.
 """
 from __future__ import annotations
 
@@ -84,6 +85,11 @@ def score_study_variants(study: "Study") -> dict[str, Any]:
 
     settings = study.config.variants
     out = variants_dir(study)
+    decision = study.runner.decisions.get("variants")
+    if (out / "scores").is_dir() and (decision is None or decision.action != "resume"):
+        import shutil
+
+        shutil.rmtree(out / "scores")  # the study's own folder, left by a run whose marker is gone
     out.mkdir(parents=True, exist_ok=True)
     genome = open_genome(study.inputs["genome"])
     regions = _element_windows(study, genome, out / "windows.bed") if settings.windows == "elements" else None
