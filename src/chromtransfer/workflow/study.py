@@ -175,9 +175,8 @@ class Study:
                                              *[f"train/{c}/finetune/fold{first_fold}" for c in pair]],
                                     outputs=[self.out / "interpret" / "compare"]))
         if cfg.variants.enabled:
-            from . import variant_effects
-
             from ..datasets.synthetic import VARIANTS_VCF
+            from . import variant_effects
 
             # the synthetic VCF is written by the inputs stage, identified when this stage starts
             vcf = [cfg.resolve(cfg.variants.vcf) if cfg.variants.vcf else self.out / "inputs" / VARIANTS_VCF]
