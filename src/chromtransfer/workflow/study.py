@@ -180,6 +180,7 @@ class Study:
 
             # the synthetic VCF is written by the inputs stage, identified when this stage starts
             vcf = [cfg.resolve(cfg.variants.vcf) if cfg.variants.vcf else self.out / "inputs" / VARIANTS_VCF]
+            vcf += [cfg.resolve(cfg.interpret.motifs)] if cfg.interpret.motifs else []
             stages.append(Stage("variants", lambda: variant_effects.score_study_variants(self),
                                 "variant effects of the fine-tuned models",
                                 settings={**cfg.flat("variants", exclude=("variants.enabled",)),

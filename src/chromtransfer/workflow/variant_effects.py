@@ -6,7 +6,8 @@ synthetic truth where there is one.
 :func:`~chromtransfer.variants.score_variants`, into ``OUT/variants/scores``. Windows
 (``variants.windows``): ``elements`` puts each variant in the window of ``prepare.length`` centred
 on the rDHS that holds it (``OUT/variants/windows.bed``: the windows the models were trained on;
-variants in no rDHS are reported ``outside_regions``), ``centred`` centres a window on each variant.
+variants in no rDHS are reported ``outside_regions``), ``centred`` centres a window on each variant. Motif changes are named with the study's motifs
+(``interpret.motifs``, else the bundled JASPAR 2022).
 
 With the synthetic truth (``variants_truth.tsv``, :mod:`chromtransfer.datasets.synthetic_variants`),
 per cell line (:func:`truth_metrics`):
@@ -64,6 +65,12 @@ def vcf_path(study: "Study") -> str:
     return path
 
 
+def motif_source(study: "Study") -> str:
+    """The motifs of ``motifs_lost``/``motifs_gained``: ``interpret.motifs``, else JASPAR 2022."""
+    motifs = study.config.interpret.motifs
+    return study.config.resolve(motifs) if motifs else "JASPAR2022"
+
+
 def _element_windows(study: "Study", genome, path: Path) -> Path:
     """``path``: a BED of the ``prepare.length`` windows centred on every rDHS (the training windows)."""
     from ..intervals import centred_windows, read_regions
@@ -96,7 +103,8 @@ def score_study_variants(study: "Study") -> dict[str, Any]:
     cells = list(study.config.cells)
     result = score_variants(vcf_path(study), genome, [study.finetuned(c) for c in cells], out / "scores",
                             names=cells, regions=regions, rc_average=settings.rc_average, null=settings.null_snvs,
-                            seed=study.config.seed, motif_threshold=settings.motif_threshold,
+                            seed=study.config.seed, motifs=motif_source(study),
+                            motif_threshold=settings.motif_threshold,
                             explain=settings.explain, batch_size=settings.batch_size, device=study.config.device)
     table = pd.read_csv(out / "scores" / "variants.tsv.gz", sep="\t", keep_default_na=False, na_values=["NA"],
                         dtype={"chrom": str, "motifs_lost": str, "id": str})
