@@ -272,6 +272,8 @@ class Variants(Section):
     explain: int = Field(3, ge=0, description="REF/ALT attribution figures of this many top variants")
     top: int = Field(10, ge=1, description="top variants per cell line in summary.json and the report")
     batch_size: int = Field(256, ge=1, description="windows per forward pass")
+    shared_reference: bool = Field(False, description="SNVs of one window reuse its reference pass (faster with "
+                                                      "hundreds of SNVs per window; the synthetic VCF has two)")
 
 
 OPTIONAL_SECTIONS = ("bootstrap", "interpret", "variants")

@@ -105,7 +105,8 @@ def score_study_variants(study: "Study") -> dict[str, Any]:
                             names=cells, regions=regions, rc_average=settings.rc_average, null=settings.null_snvs,
                             seed=study.config.seed, motifs=motif_source(study),
                             motif_threshold=settings.motif_threshold,
-                            explain=settings.explain, batch_size=settings.batch_size, device=study.config.device)
+                            explain=settings.explain, batch_size=settings.batch_size, device=study.config.device,
+                            shared_reference=settings.shared_reference)
     table = pd.read_csv(out / "scores" / "variants.tsv.gz", sep="\t", keep_default_na=False, na_values=["NA"],
                         dtype={"chrom": str, "motifs_lost": str, "id": str})
     truth_file = study.inputs.get("variants_truth") if not settings.vcf else None
