@@ -7,7 +7,7 @@
        f1_positive, f1_overall, f1_macro, brier, ece}, "baseline": {...}, "pretrained": {...},
        "top_tfs": [...], "top_families": [{"tf", "D", "fdr", "members"}], "planted_tfs": [...],
        "planted_in_top5": bool,
-       "variants": {"auroc_driver_vs_neutral", "n_driver", "n_neutral",
+       "variants": {"auroc_driver_vs_neutral", "n_driver", "n_neutral", "auroc_by_tf",
          "planted_tf_in_motifs_lost_share", "top": [{chrom, pos, ref, alt, delta_logit, ...}]}}},
      "multiclass": {CELL: {"auroc": x, "auprc": x, "average_precision": x}},
      "bootstrap": [{"fraction": f, "n_train": n, "f1_overall_mean": x, "f1_overall_sd": x, ...}],

@@ -15,6 +15,10 @@ per cell line (:func:`truth_metrics`):
 * ``auroc_driver_vs_neutral``: AUROC of ``|delta_logit|`` of the line's model separating the
   SNVs that break a planted driver site in the line's own elements (``n_driver``) from the SNVs at
   non-motif bases of the same elements (``n_neutral``);
+* ``auroc_by_tf``: the same AUROC for the SNVs of each planted TF against all the non-motif SNVs:
+  which drivers the model relies on (a line's drivers that other lines share, such as HNF4A of
+  HepG2 and HCT116, or FOXA2 of HepG2 and the near-identical FOXA1 of MCF7, do not tell the line's
+  elements from the other lines' ones the fine-tuned model was trained against);
 * ``planted_tf_in_motifs_lost_share``: among the ``variants.top`` driver-breaking SNVs with the
   largest ``|delta_logit|``, the share whose planted TF is among ``motifs_lost`` (names compared
   case-insensitively; JASPAR spells some in mouse case).
@@ -160,6 +164,9 @@ def truth_metrics(table: pd.DataFrame, truth: pd.DataFrame | None, cell: str, to
         labels = np.r_[np.ones(len(driver)), np.zeros(len(neutral))]
         entry["auroc_driver_vs_neutral"] = (auroc(labels, np.r_[driver["effect"], neutral["effect"]])
                                             if len(driver) and len(neutral) else None)
+        entry["auroc_by_tf"] = {
+            str(tf): auroc(np.r_[np.ones(len(g)), np.zeros(len(neutral))], np.r_[g["effect"], neutral["effect"]])
+            for tf, g in driver.groupby("tf", sort=True)} if len(neutral) else {}
         strongest = driver.nlargest(top, "effect")
         entry["planted_tf_in_motifs_lost_share"] = (
             float(np.mean([_names_tf(lost, tf) for lost, tf in zip(strongest["motifs_lost"], strongest["tf"])]))
@@ -206,8 +213,10 @@ def report_section(study: "Study", summary: dict[str, Any]):
     rows = []
     for cell, entry in info["cells"].items():
         if entry.get("auroc_driver_vs_neutral") is not None:
+            by_tf = ", ".join(f"{tf} {value:.2f}" for tf, value in entry.get("auroc_by_tf", {}).items())
             rows.append({"cell line": cell, "AUROC driver vs non-motif": entry["auroc_driver_vs_neutral"],
                          "driver SNVs": entry["n_driver"], "non-motif SNVs": entry["n_neutral"],
+                         "AUROC per planted TF": by_tf,
                          "planted TF in motifs_lost (top)": entry["planted_tf_in_motifs_lost_share"]})
     if rows:
         section.paragraphs.append(
