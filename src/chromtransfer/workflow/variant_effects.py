@@ -116,7 +116,7 @@ def score_study_variants(study: "Study") -> dict[str, Any]:
     truth_file = study.inputs.get("variants_truth") if not settings.vcf else None
     truth = read_truth(truth_file) if truth_file and Path(truth_file).is_file() else None
     per_cell = {cell: truth_metrics(table, truth, cell, settings.top) for cell in cells}
-    write_json(out / "summary.json", {"vcf": str(vcf_path(study)), "windows": settings.windows,
+    write_json(out / "summary.json", {"vcf": str(vcf_path(study)), "windows": settings.windows, "top": settings.top,
                                       "counts": result["counts"], "cells": per_cell,
                                       "figures": _figures(out / "scores", result["files"])})
     return {"variants": result["variants"], "counts": result["counts"]}
@@ -221,8 +221,9 @@ def report_section(study: "Study", summary: dict[str, Any]):
     if rows:
         section.paragraphs.append(
             "Synthetic truth: SNVs at the most informative base of a planted driver site of the line's own "
-            "elements against SNVs at non-motif bases of the same elements; AUROC of |delta_logit|, and the "
-            "share of the strongest driver SNVs whose planted TF is among motifs_lost.")
+            "elements against SNVs at non-motif bases of the same elements; AUROC of |delta_logit| (all planted "
+            f"drivers, and per TF), and the share of the {info.get('top', '')} strongest driver SNVs whose "
+            "planted TF is among motifs_lost.")
         section.tables.append(("Driver-breaking vs non-motif SNVs", pd.DataFrame(rows)))
     for cell, entry in info["cells"].items():
         if entry.get("top"):
