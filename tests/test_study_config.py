@@ -75,6 +75,9 @@ def test_wrong_types_are_refused_with_line(tmp_path, text, message):
      "study.yaml:4: interpret.references is 0: should be greater than or equal to 1"),
     ("cells: [HepG2]\n", "study.yaml:1: inputs is missing"),
     ("inputs: {genome: g.fa, rdhs: r.bed}\ncells: [HepG2]\n", "study.yaml:1: inputs need one of labels_csv"),
+    ("inputs: {genome: g.fa, rdhs: r.bed, label_matrix: m.tsv}\ncells: [HepG2]\nvariants: {null_snvs: 10}\n",
+     "study.yaml:3: variants.vcf is missing (name the VCF to score"),
+    (BASE + "variants: {windows: tiles}\n", "study.yaml:4: variants.windows is 'tiles': expected one of"),
 ])
 def test_values_out_of_range_are_refused_with_line(tmp_path, text, message):
     assert _error(tmp_path, text).startswith(message)
@@ -120,6 +123,9 @@ def test_bundled_configs_are_valid():
     assert paper.prepare.exclude_chroms == ["chrX", "chrY", "chrM"] and paper.folds == [0, 1, 2]
     assert paper.filled()["train"]["finetune"]["precision"] == "32"  # float32, as the paper trained
     assert paper.multiclass.protocol == "authors" and paper.multiclass.prepare.multiclass_set == "authors"
+    # the variants stage: on in the demo (the synthetic VCF), off in the paper's study (no VCF)
+    assert demo.variants.enabled and demo.variants.vcf is None and demo.variants.windows == "elements"
+    assert not paper.variants.enabled
 
 
 def test_training_keys_are_those_of_train_settings():

@@ -15,7 +15,8 @@ from chromtransfer.datasets.store import open_store
 from chromtransfer.datasets.synthetic import DRIVERS, make_synthetic, planted_motif_matrices
 from chromtransfer.genome import Genome
 
-FILES = ["genome.fa", "rdhs.bed", "label_matrix.tsv", "blacklist.bed", "truth.json"] + \
+FILES = ["genome.fa", "rdhs.bed", "label_matrix.tsv", "blacklist.bed", "truth.json", "variants.vcf.gz",
+         "variants_truth.tsv"] + \
     [f"open/{c}.bed" for c in CELL_LINES]
 
 
@@ -112,3 +113,57 @@ def test_cli_synth(tmp_path, capsys):
     assert main(["synth", "--out", str(tmp_path / "s"), "--seed", "3", "--size", "tiny"]) == 0
     out = capsys.readouterr().out
     assert "open sites" in out and (tmp_path / "s" / "truth.json").exists()
+
+
+def test_variant_truth_is_a_vcf_of_driver_nonmotif_and_background_snvs(tiny):
+    """cyvcf2 reads variants.vcf.gz; its classes are those of variants_truth.tsv; driver SNVs sit in
+    an element open only in their cell line and break a near-consensus site of the planted TF at its
+    most damaging base;
+    non-motif SNVs lie in the same elements' core, background SNVs far from every element."""
+    from cyvcf2 import VCF
+
+    truth = pd.read_csv(tiny.variants_truth, sep="\t", keep_default_na=False)
+    reader = VCF(str(tiny.variants))
+    assert reader.seqnames == [f"chr{i}" for i in range(1, 6)]
+    records = [(r.CHROM, r.POS, r.REF, r.ALT[0], r.INFO.get("CLASS"), r.INFO.get("CELL") or "") for r in reader]
+    assert records == list(zip(truth["chrom"], truth["pos"], truth["ref"], truth["alt"], truth["class"],
+                               truth["cell"]))
+    counts = json.loads(tiny.truth.read_text())["counts"]["variants"]
+    assert counts == truth["class"].value_counts().to_dict() and set(counts) == {"driver", "nonmotif", "background"}
+    positives = json.loads(tiny.truth.read_text())["counts"]["positives"]
+    driver = truth[truth["class"] == "driver"]
+    assert all(0.7 * positives[c] <= n <= positives[c] for c, n in driver["cell"].value_counts().items())
+    g = Genome(tiny.genome)
+    bases = ["ACGTN"[g.fetch_codes(c, p - 1, p)[0]] for c, p in zip(truth["chrom"], truth["pos"])]
+    assert bases == truth["ref"].tolist() and (truth["ref"] != truth["alt"]).all()
+    matrix = pd.read_csv(tiny.label_matrix, sep="\t").set_index("name")
+    for row in truth[truth["class"] != "background"].itertuples():
+        element = matrix.loc[row.element]
+        assert element["chrom"] == row.chrom and element["start"] < row.pos <= element["end"]
+        assert element[list(CELL_LINES)].sum() == 1 and element[row.cell] == 1
+        if row._5 == "driver":
+            assert row.tf in DRIVERS[row.cell]
+        else:
+            assert abs(row.pos - 1 - (element["start"] + element["end"]) // 2) <= 101
+    centres = (matrix["start"] + matrix["end"]) // 2
+    for row in truth[truth["class"] == "background"].itertuples():
+        assert (centres[matrix["chrom"] == row.chrom] - row.pos).abs().min() >= 700
+    matrices = planted_motif_matrices(sorted(set(driver["tf"])))
+    most_damaging = []
+    for row in driver.itertuples():
+        logp = np.log2(matrices[row.tf] / 0.25)  # log-odds against a uniform background
+        width = logp.shape[1]
+        local = g.fetch_codes(row.chrom, row.pos - width, row.pos + width - 1)  # the SNV at index width - 1
+        best = None
+        for strand_codes, at in ((local, width - 1), ((3 - local)[::-1], width - 1)):
+            for s0 in range(at - width + 1, at + 1):
+                site = strand_codes[s0:s0 + width]
+                if site.size == width and (site < 4).all():
+                    score = logp[site, np.arange(width)].sum()
+                    if best is None or score > best[0]:
+                        best = (score, site, at - s0)
+        score, site, column = best
+        drops = logp[site, np.arange(width)] - logp.min(axis=0)
+        most_damaging.append(np.isclose(drops[column], drops.max())
+                             and score > 0.6 * logp.max(axis=0).sum())
+    assert np.mean(most_damaging) > 0.9  # a near-consensus site broken at its most damaging base

@@ -77,3 +77,27 @@ def test_whole_chromosome_track(world):
     records = list(bw.records("chr2"))
     assert [(s, e) for s, e, _ in records] == [(0, 250), (250, 500), (500, 750), (750, 1000)]
     assert all(0 < v < 1 for _, _, v in records)
+
+
+def test_tracks_written_in_blocks_are_unchanged(world, tmp_path, monkeypatch):
+    """Bins streamed to the file a few at a time give the same track as one block per region."""
+    import chromtransfer.prediction_tracks as tracks
+
+    (tmp_path / "regions.bed").write_text("chr1\t0\t3000\nchr2\t100\t950\n")
+    options = dict(regions=tmp_path / "regions.bed", step=150)
+    (whole,) = track([world / "K562"], world / "genome.fa", tmp_path / "whole.bw", **options)
+    monkeypatch.setattr(tracks, "BLOCK_BINS", 3)
+    (blocks,) = track([world / "K562"], world / "genome.fa", tmp_path / "blocks.bw", **options)
+    for chrom in ("chr1", "chr2"):
+        expected = list(pybigtools.open(str(whole)).records(chrom))
+        assert len(expected) > 3  # several blocks per region
+        got = list(pybigtools.open(str(blocks)).records(chrom))
+        assert [(s, e) for s, e, _ in got] == [(s, e) for s, e, _ in expected]
+        # the same windows, predicted in other batches: equal up to float32 rounding
+        np.testing.assert_allclose([v for *_, v in got], [v for *_, v in expected], rtol=1e-4, atol=1e-7)
+    monkeypatch.setattr("chromtransfer.interpret.tracks.bigwig_available", lambda: False)
+    (graph,) = track([world / "K562"], world / "genome.fa", tmp_path / "blocks.bw", **options)
+    rows = [line.split("\t") for line in graph.read_text().splitlines()[1:]]
+    written = [(c, int(s), int(e)) for c, s, e, _ in rows]
+    assert written == [("chr1", s, e) for s, e, _ in pybigtools.open(str(whole)).records("chr1")] + \
+        [("chr2", s, e) for s, e, _ in pybigtools.open(str(whole)).records("chr2")]

@@ -43,6 +43,10 @@ interpret:
   cells: [HepG2, K562]
   min_sites: 3
   fdr: 0.5
+variants:
+  null_snvs: 20
+  explain: 1
+  top: 4
 """
 
 
@@ -109,10 +113,22 @@ def test_summary_follows_the_documented_schema(killed_and_resumed):
             assert entry[kind]["f1_overall"] == pytest.approx(f1_score(y, s > 0.5, average="weighted"), abs=1e-9)
             assert entry[kind]["f1_macro"] == pytest.approx(f1_score(y, s > 0.5, average="macro"), abs=1e-9)
         assert "top_tfs" in entry and entry["planted_tfs"]
+        variants = entry["variants"]  # the synthetic truth: driver-breaking vs non-motif SNVs of CELL
+        truth = pd.read_csv(out / "inputs" / "variants_truth.tsv", sep="\t", keep_default_na=False)
+        assert variants["n_driver"] == ((truth["class"] == "driver") & (truth["cell"] == cell)).sum() > 10
+        assert variants["n_neutral"] == ((truth["class"] == "nonmotif") & (truth["cell"] == cell)).sum() > 10
+        assert 0 <= variants["auroc_driver_vs_neutral"] <= 1
+        assert 0 <= variants["planted_tf_in_motifs_lost_share"] <= 1
+        assert len(variants["top"]) == 4 and {"chrom", "pos", "ref", "alt", "delta_logit", "null_z",
+                                               "motifs_lost", "class"} <= set(variants["top"][0])
+        effects = [abs(v["delta_logit"]) for v in variants["top"]]
+        assert effects == sorted(effects, reverse=True)
         assert 0 <= summary["multiclass"][cell]["auroc"] <= 1
     assert [row["fraction"] for row in summary["bootstrap"]] == [0.5]
     assert {"f1_overall_mean", "f1_overall_sd"} <= set(summary["bootstrap"][0])
-    assert {"prepare/pretrain", "train/pretrain", "bootstrap", "interpret/HepG2"} <= set(summary["timings"])
+    assert {"prepare/pretrain", "train/pretrain", "bootstrap", "interpret/HepG2", "variants"} <= set(summary["timings"])
+    scores = pd.read_csv(out / "variants" / "scores" / "variants.tsv.gz", sep="\t")
+    assert set(scores["model"]) == {"HepG2", "K562"} and "specificity" in scores
     # the multi-class baseline as the authors trained it: one model on every training row, last weights
     multiclass_run = json.loads((out / "models" / "multiclass" / "all" / "run.json").read_text())
     assert multiclass_run["settings"]["export"] == "last" and multiclass_run["settings"]["validation"] == "test"
@@ -141,6 +157,7 @@ def test_report_is_self_contained_with_figures(killed_and_resumed):
     out, _, _ = killed_and_resumed
     html = (out / "report.html").read_text()
     assert "<h2>Test-set performance</h2>" in html and "<h2>Learning curves</h2>" in html
+    assert "<h2>Variant effects</h2>" in html and "Driver-breaking vs non-motif SNVs" in html
     assert html.count("data:image/png;base64,") >= 5
     assert "src=\"http" not in html and "href=\"http" not in html
 

@@ -144,7 +144,8 @@ OUTPUT_KINDS: dict[str, OutputKind] = {kind.name: kind for kind in (
                 "logo_*.png"),
                lambda f: (f / "enrichment.json").is_file()),
     OutputKind("synthetic", "a synthetic data set", "truth.json",
-               ("genome.fa", "genome.fa.fai", "rdhs.bed", "label_matrix.tsv", "blacklist.bed", "open", "truth.json"),
+               ("genome.fa", "genome.fa.fai", "rdhs.bed", "label_matrix.tsv", "blacklist.bed", "open", "variants.vcf.gz",
+                "variants_truth.tsv", "truth.json"),
                lambda f: (f / "truth.json").is_file() and (f / "genome.fa").is_file()),
     OutputKind("bootstrap", "a bootstrap analysis", "bootstrap_table.tsv",
                ("f[0-9]*", "bootstrap_replicates.tsv", "bootstrap_table.tsv", "bootstrap_f1.png"),
@@ -154,7 +155,7 @@ OUTPUT_KINDS: dict[str, OutputKind] = {kind.name: kind for kind in (
                 "explain"),
                lambda f: _json_format(f, "manifest.json") == "chromtransfer-variants"),
     OutputKind("study", "a study", "summary.json",
-               ("inputs", "data", "models", "evaluation", "bootstrap", "interpret", "stages", "summary.json",
+               ("inputs", "data", "models", "evaluation", "bootstrap", "interpret", "variants", "stages", "summary.json",
                 "report.html", "figures"),
                lambda f: (f / "stages").is_dir()),
 )}

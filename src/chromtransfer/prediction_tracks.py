@@ -5,7 +5,8 @@ centres ``step`` bp apart; each window's probability is the value of the ``step`
 centre (``[c - step // 2, c - step // 2 + step)``, the convention of Basenji/gReLU prediction
 tracks), so bins never overlap and every base of a region lies in exactly one bin. Bins are cut at
 the region and chromosome ends; window bases beyond a chromosome end are N. Overlapping or touching
-regions are merged first.
+regions are merged first. Bins are predicted and written :data:`BLOCK_BINS` at a time, one
+model after the other, so memory stays bounded whatever the regions' size.
 
 One track per cell-line model (:class:`~chromtransfer.variants.scoring.CellModel`: a model, or the
 fold models of a ``--fold all`` run, averaged; ``rc_average`` averages both strands). With one
@@ -18,13 +19,17 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
 from .errors import ChromTransferError
 
-__all__ = ["tile_bins", "track"]
+__all__ = ["BLOCK_BINS", "tile_bins", "track"]
+
+#: Bins predicted and written at a time: a track of any size is written in bounded memory (each
+#: model's bins stream to its file block by block, in genome order).
+BLOCK_BINS = 8192
 
 
 def _merge(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -72,7 +77,7 @@ def track(models: Sequence[str | os.PathLike], genome, out: str | os.PathLike, *
     """
     from .devices import resolve_device
     from .genome import open_genome
-    from .interpret.tracks import TrackBlock, bigwig_available, write_bedgraph, write_bigwig
+    from .interpret.tracks import bigwig_available, write_bedgraph, write_bigwig
     from .variants.scoring import load_cell_models
 
     if step < 1:
@@ -97,22 +102,28 @@ def track(models: Sequence[str | os.PathLike], genome, out: str | os.PathLike, *
     else:
         names = [genome.resolve(c) for c in chroms] if chroms else genome.names
         spans = {c: (np.array([0], np.int64), np.array([genome.lengths[c]], np.int64)) for c in sorted(names)}
-    blocks: list[list] = [[] for _ in cells]
-    for chrom, (starts, ends) in spans.items():
-        parts = [tile_bins(int(s), int(e), step) for s, e in zip(starts, ends)]
-        bin_starts = np.concatenate([p[0] for p in parts])
-        bin_ends = np.concatenate([p[1] for p in parts])
-        centres = np.concatenate([p[2] for p in parts])
-        values = _predict_windows(cells, genome, chrom, centres - window // 2, window, rc_average, batch_size, dev)
-        for c in range(len(cells)):
-            blocks[c].append(TrackBlock(chrom, bin_starts, bin_ends, values[:, c].astype(np.float32)))
     sizes = {c: genome.lengths[c] for c in spans}
-    for cell, path, cell_blocks in zip(cells, paths, blocks):
+    for cell, path in zip(cells, paths):
+        blocks = _blocks(cell, genome, spans, step, window, rc_average, batch_size, dev)
         if bigwig:
-            write_bigwig(path, cell_blocks, sizes)
+            write_bigwig(path, blocks, sizes)
         else:
-            write_bedgraph(path, cell_blocks, name=cell.name, description=f"chromtransfer prediction, {cell.name}")
+            write_bedgraph(path, blocks, name=cell.name, description=f"chromtransfer prediction, {cell.name}")
     return paths
+
+
+def _blocks(cell, genome, spans: dict[str, tuple[np.ndarray, np.ndarray]], step: int, window: int,
+            rc_average: bool, batch_size: int, dev) -> Iterator:
+    """One model's bins, predicted and handed on :data:`BLOCK_BINS` at a time, in genome order."""
+    from .interpret.tracks import TrackBlock
+
+    for chrom, (starts, ends) in spans.items():
+        for start, end in zip(starts.tolist(), ends.tolist()):
+            for lo in range(start, end, BLOCK_BINS * step):
+                bin_starts, bin_ends, centres = tile_bins(lo, min(lo + BLOCK_BINS * step, end), step)
+                values = _predict_windows([cell], genome, chrom, centres - window // 2, window, rc_average,
+                                          batch_size, dev)
+                yield TrackBlock(chrom, bin_starts, bin_ends, values[:, 0].astype(np.float32))
 
 
 def _predict_windows(cells, genome, chrom: str, starts: np.ndarray, window: int, rc_average: bool,

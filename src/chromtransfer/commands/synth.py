@@ -18,8 +18,10 @@ from ._options import overwrite_option
 def synth_command(out: str, seed: int, size: str, strength: float, overwrite: bool) -> None:
     """Synthetic genome with planted JASPAR 2022 motifs and six pseudo cell lines.
 
-    Writes genome.fa, rdhs.bed, label_matrix.tsv, open/<CELL>.bed, blacklist.bed and truth.json
-    (the driver motifs of each cell line, the ubiquitous and the decoy motifs).
+    Writes genome.fa, rdhs.bed, label_matrix.tsv, open/<CELL>.bed, blacklist.bed, truth.json
+    (the driver motifs of each cell line, the ubiquitous and the decoy motifs), and
+    variants.vcf.gz with variants_truth.tsv: SNVs that break a planted driver site, SNVs at
+    non-motif bases of the same elements, and background SNVs.
     """
     import json
 
@@ -32,7 +34,8 @@ def synth_command(out: str, seed: int, size: str, strength: float, overwrite: bo
                f"{sum(truth['chromosomes'].values())} bp, {counts['sites']} open sites")
     click.echo("  positives: " + ", ".join(f"{c}={n}" for c, n in counts["positives"].items())
                + f"; open in none: {counts['open_in_none']}; open in several: {counts['open_in_several']}")
-    for name in ("genome", "rdhs", "label_matrix", "blacklist", "truth"):
+    click.echo("  SNVs: " + ", ".join(f"{kind}={n}" for kind, n in counts["variants"].items()))
+    for name in ("genome", "rdhs", "label_matrix", "blacklist", "truth", "variants", "variants_truth"):
         click.echo(f"  {name}: {getattr(data, name)}")
 
 

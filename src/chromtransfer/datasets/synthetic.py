@@ -9,6 +9,16 @@ What :func:`make_synthetic` writes into ``out``::
     open/<CELL>.bed      the sites open in each cell line (for ``--exclude-positives``)
     blacklist.bed        satellite arrays ("high signal regions")
     truth.json           the planted motifs per cell type, motif ids, parameters and counts
+    variants.vcf.gz      SNVs of known class (VCF 4.2, BGZF, with contigs; INFO CLASS, CELL, TF, ELEMENT)
+    variants_truth.tsv   the same SNVs, one row each: chrom, pos (1-based), ref, alt, class
+                         (driver, nonmotif, background), cell, tf, element, motif_id
+
+The SNVs (:mod:`.synthetic_variants`): per element open in exactly one cell line, a ``driver``
+SNV at the most informative base of one of its intact planted driver sites (the substitution that
+lowers the site's JASPAR log-odds most) and a ``nonmotif`` SNV at a base of the element's central
+200 bp that no planted motif instance covers; and ``background`` SNVs far from every site. They are
+the truth of the study's ``variants`` stage: a cell line's model should change its prediction more
+for the driver SNVs of its own elements than for their non-motif SNVs.
 
 The genome model:
 
@@ -39,8 +49,8 @@ The genome model:
 
 So a model of open chromatin against background learns the ubiquitous grammar and detectors of the
 drivers, but not which drivers mark which line; a model fine-tuned on one line's positives against
-the other sites must learn that line's combination of drivers. Everything is drawn from ``numpy.random.default_rng(seed)``: the same
-seed and size give byte-identical files.
+the other sites must learn that line's combination of drivers. Everything is drawn from ``numpy.random.default_rng(seed)`` (the SNVs from a stream of their own,
+so the genome does not depend on them): the same seed and size give byte-identical files.
 """
 from __future__ import annotations
 
@@ -56,6 +66,7 @@ import numpy as np
 from ..artifacts import atomic_path, claim_output_dir
 from ..encoding import ALPHABET, DECODE_TABLE
 from .labels import CELL_LINES
+from .synthetic_variants import VARIANT_CLASSES
 
 __all__ = ["DRIVERS", "DECOYS", "MOTIF_IDS", "SIZES", "SyntheticData", "UBIQUITOUS", "make_synthetic",
            "planted_motif_matrices"]
@@ -103,6 +114,8 @@ _DRIVERS_PER_SITE = (3, 6)  # instances of driver motifs per positive of one lin
 _CORE = 100  # motifs of open sites lie within this many bp of the centre
 _DECOY_EVERY = 1500
 _LINE = 60
+VARIANTS_VCF = "variants.vcf.gz"
+VARIANTS_TRUTH = "variants_truth.tsv"
 
 
 @dataclass
@@ -115,12 +128,16 @@ class SyntheticData:
     label_matrix: Path
     blacklist: Path
     truth: Path
+    variants: Path
+    variants_truth: Path
     open_beds: dict[str, Path] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {"out": str(self.out), "genome": str(self.genome), "rdhs": str(self.rdhs),
                 "label_matrix": str(self.label_matrix), "blacklist": str(self.blacklist),
-                "truth": str(self.truth), "open_beds": {k: str(v) for k, v in self.open_beds.items()}}
+                "truth": str(self.truth), "variants": str(self.variants),
+                "variants_truth": str(self.variants_truth),
+                "open_beds": {k: str(v) for k, v in self.open_beds.items()}}
 
 
 def planted_motif_matrices(names: list[str] | None = None) -> dict[str, np.ndarray]:
@@ -278,9 +295,12 @@ def make_synthetic(out: str | os.PathLike, seed: int = 0, size: str = "small", s
     # ---------------------------------------------------------------- motif placements
     placements: dict[str, list[tuple[str, int, bool]]] = {m: [] for m in motifs}
     site_rows = []
-    for (chrom, centre), open_in in zip(sites, categories):
+    # (site, cell line, motif, index in placements[motif]) of the drivers of single-line positives
+    driver_spots: list[tuple[int, str, str, int]] = []
+    for site_index, ((chrom, centre), open_in) in enumerate(zip(sites, categories)):
         occupied = np.zeros(2 * _CORE, dtype=bool)
         wanted = [str(m) for m in rng.choice(UBIQUITOUS, size=int(rng.integers(*_UBIQUITOUS_PER_SITE)), replace=True)]
+        n_other = len(wanted)
         if not open_in:
             # Open in none of the six lines but in other biosamples of the compendium (as most
             # rDHSs are): a few instances of one line's drivers, fewer than a true positive has.
@@ -292,11 +312,15 @@ def make_synthetic(out: str | os.PathLike, seed: int = 0, size: str = "small", s
             picks = list(rng.permutation(drivers)[:min(2, len(drivers))])  # at least two distinct drivers
             picks += [str(m) for m in rng.choice(drivers, size=max(k - len(picks), 0), replace=True)]
             wanted += [str(m) for m in picks]
-        for m in wanted:
+        if len(open_in) != 1:
+            n_other = len(wanted)
+        for i, m in enumerate(wanted):
             w = motifs[m].shape[1]
             s = _place(rng, occupied, w, 0, 2 * _CORE)
             if s is not None:
                 placements[m].append((chrom, centre - _CORE + s, bool(rng.random() < 0.5)))
+                if i >= n_other:
+                    driver_spots.append((site_index, open_in[0], m, len(placements[m]) - 1))
         width = int(rng.integers(150, 351))
         start = centre - width // 2
         site_rows.append((chrom, start, start + width, open_in))
@@ -310,24 +334,34 @@ def make_synthetic(out: str | os.PathLike, seed: int = 0, size: str = "small", s
         placements[DECOYS[m]].append((names[ci], int(s), bool(r)))
     # decoys go in last, over everything else (they are uniform and uninformative by design)
     plant_order = [m for m in motifs if m not in DECOYS] + DECOYS
+    instances: dict[str, np.ndarray] = {}
+    planted = {name: np.zeros(size_bp, dtype=bool) for name, size_bp in zip(names, lengths)}
     for m in plant_order:
         spots = placements[m]
         if not spots:
             continue
-        inst = _sample_instances(rng, motifs[m], len(spots), strength)
+        inst = instances[m] = _sample_instances(rng, motifs[m], len(spots), strength)
         for (chrom, s, reverse), seq in zip(spots, inst):
             codes = genome[chrom]
             if (codes[s:s + seq.size] == 4).any():
                 continue  # never write into gaps
             codes[s:s + seq.size] = (3 - seq)[::-1] if reverse else seq
+            planted[chrom][s:s + seq.size] = True
 
     # ---------------------------------------------------------------- files
     paths = SyntheticData(out=out, genome=out / "genome.fa", rdhs=out / "rdhs.bed",
                           label_matrix=out / "label_matrix.tsv", blacklist=out / "blacklist.bed",
-                          truth=out / "truth.json")
+                          truth=out / "truth.json", variants=out / VARIANTS_VCF,
+                          variants_truth=out / VARIANTS_TRUTH)
     _write_fasta(paths.genome, names, genome)
+    unsorted_rows = list(site_rows)
     site_rows.sort(key=lambda r: (names.index(r[0]), r[1]))
     ids = [f"rDHS{i + 1:06d}" for i in range(len(site_rows))]
+    truth_rows = _truth_snvs(seed, genome, sites, unsorted_rows, dict(zip(((r[0], r[1]) for r in site_rows), ids)),
+                             driver_spots, placements, instances, planted, forbidden, motifs)
+    from .synthetic_variants import write_truth_files
+
+    write_truth_files(truth_rows, dict(zip(names, lengths)), paths.variants, paths.variants_truth, seed)
     with atomic_path(paths.rdhs) as tmp:
         tmp.write_text("".join(f"{c}\t{s}\t{e}\t{i}\n" for (c, s, e, _), i in zip(site_rows, ids)))
     with atomic_path(paths.label_matrix) as tmp:
@@ -351,6 +385,7 @@ def make_synthetic(out: str | os.PathLike, seed: int = 0, size: str = "small", s
         "open_in_none": sum(1 for r in site_rows if not r[3]),
         "open_in_several": sum(1 for r in site_rows if len(r[3]) > 1),
         "instances": {m: len(v) for m, v in placements.items()},
+        "variants": {kind: sum(1 for r in truth_rows if r["class"] == kind) for kind in VARIANT_CLASSES},
     }
     from pyjaspar import jaspardb
 
@@ -369,11 +404,41 @@ def make_synthetic(out: str | os.PathLike, seed: int = 0, size: str = "small", s
         "chromosomes": dict(zip(names, lengths)),
         "counts": counts,
         "files": {"genome": "genome.fa", "rdhs": "rdhs.bed", "label_matrix": "label_matrix.tsv",
-                  "blacklist": "blacklist.bed", "open": {c: f"open/{c}.bed" for c in cells}},
+                  "blacklist": "blacklist.bed", "open": {c: f"open/{c}.bed" for c in cells},
+                  "variants": VARIANTS_VCF, "variants_truth": VARIANTS_TRUTH},
     }
     with atomic_path(paths.truth) as tmp:
         tmp.write_text(json.dumps(truth, indent=2) + "\n")
     return paths
+
+
+def _truth_snvs(seed: int, genome: dict[str, np.ndarray], sites: list[tuple[str, int]], site_rows: list[tuple],
+                ids: dict[tuple[str, int], str], driver_spots: list[tuple[int, str, str, int]],
+                placements: dict[str, list[tuple[str, int, bool]]], instances: dict[str, np.ndarray],
+                planted: dict[str, np.ndarray], forbidden: dict[str, list[tuple[int, int]]],
+                motifs: dict[str, np.ndarray]) -> list[dict]:
+    """The SNVs of ``variants.vcf.gz`` (:mod:`.synthetic_variants`) from the planted sites.
+
+    ``sites`` and ``site_rows`` are in drawing order (centre; chrom, start, end, open_in);
+    ``driver_spots`` name the driver instances of the single-line positives."""
+    from .synthetic_variants import DriverInstance, TruthSite, draw_truth_snvs
+
+    drivers: dict[int, list[DriverInstance]] = {}
+    for site_index, _, m, j in driver_spots:
+        chrom, s, reverse = placements[m][j]
+        drivers.setdefault(site_index, []).append(DriverInstance(m, chrom, s, instances[m][j], reverse))
+    truth_sites = []
+    for i, ((chrom, centre), (_, start, end, open_in)) in enumerate(zip(sites, site_rows)):
+        if len(open_in) == 1:
+            truth_sites.append(TruthSite(ids[(chrom, start)], chrom, start, end, centre - _CORE, centre + _CORE,
+                                         open_in[0], drivers.get(i, [])))
+    centres: dict[str, list[int]] = {}
+    for chrom, centre in sites:
+        centres.setdefault(chrom, []).append(centre)
+    n_background = max(10, len(truth_sites) // len(CELL_LINES))
+    return draw_truth_snvs(seed, genome, truth_sites, planted, forbidden,
+                           {c: np.sort(np.asarray(v, dtype=np.int64)) for c, v in centres.items()}, motifs,
+                           MOTIF_IDS, _SITE_SPACING, n_background)
 
 
 def _site_positions(rng: np.random.Generator, names: list[str], lengths: list[int],

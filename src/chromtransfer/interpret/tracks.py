@@ -23,7 +23,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -101,7 +101,7 @@ def merge_tracks(chrom: Sequence[str], start: Sequence[int], end: Sequence[int],
         yield TrackBlock(name, np.concatenate(starts_c), np.concatenate(ends_c), np.concatenate(values_c))
 
 
-def write_bedgraph(path: str | os.PathLike, blocks: Sequence[TrackBlock], *, name: str = "attribution",
+def write_bedgraph(path: str | os.PathLike, blocks: Iterable[TrackBlock], *, name: str = "attribution",
                    description: str = "") -> int:
     """Write merged blocks as a bedGraph file (atomically); returns the number of data lines."""
     lines = 0
@@ -127,26 +127,36 @@ def bigwig_available() -> bool:
     return importlib.util.find_spec("pybigtools") is not None
 
 
-def write_bigwig(path: str | os.PathLike, blocks: Sequence[TrackBlock], chrom_sizes: Mapping[str, int]) -> bool:
+def write_bigwig(path: str | os.PathLike, blocks: Iterable[TrackBlock], chrom_sizes: Mapping[str, int]) -> bool:
     """Write merged blocks as a bigWig through pybigtools; ``False`` (nothing written) without it.
 
-    ``chrom_sizes`` must cover every chromosome of ``blocks`` (and be at least their last end).
+    ``chrom_sizes`` must cover every chromosome of ``blocks`` (and be at least their last end). A
+    list of blocks puts only its own chromosomes in the header; any other iterable (a generator,
+    consumed once while the file is written, so blocks need not all be in memory) puts every
+    chromosome of ``chrom_sizes``; blocks come in genome order either way.
     """
     try:
         import pybigtools
     except ImportError:
         log.info("pybigtools is not installed: bigWig output skipped (pip install pybigtools)")
         return False
-    blocks = [b for b in blocks if len(b.values)]
-    sizes = {}
-    for block in blocks:
-        size = int(chrom_sizes.get(block.chrom, 0))
-        if size < int(block.ends[-1]):
-            raise ValueError(f"chromosome size of {block.chrom} ({size}) is below its last track end {block.ends[-1]}")
-        sizes[block.chrom] = size
+    if isinstance(blocks, Sequence):
+        blocks = [b for b in blocks if len(b.values)]
+        sizes = {b.chrom: int(chrom_sizes.get(b.chrom, 0)) for b in blocks}
+        for block in blocks:  # checked before anything is written
+            if sizes[block.chrom] < int(block.ends[-1]):
+                raise ValueError(f"chromosome size of {block.chrom} ({sizes[block.chrom]}) is below its last "
+                                 f"track end {block.ends[-1]}")
+    else:
+        sizes = {chrom: int(size) for chrom, size in chrom_sizes.items()}
 
     def entries():
         for block in blocks:
+            if not len(block.values):
+                continue
+            if sizes.get(block.chrom, 0) < int(block.ends[-1]):
+                raise ValueError(f"chromosome size of {block.chrom} ({sizes.get(block.chrom, 0)}) is below its "
+                                 f"last track end {block.ends[-1]}")
             for s, e, v in zip(block.starts.tolist(), block.ends.tolist(), block.values.tolist()):
                 yield block.chrom, s, e, v
 

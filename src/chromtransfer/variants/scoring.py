@@ -74,21 +74,26 @@ def _model_length(document: dict) -> int | None:
     return int(length) if length else None
 
 
-def load_cell_models(paths: Sequence[str | os.PathLike], device: torch.device, *, names: Sequence[str] | None = None,
+def load_cell_models(paths: Sequence[str | os.PathLike | Sequence[str | os.PathLike]], device: torch.device, *, names: Sequence[str] | None = None,
                      length: int | None = None) -> list[CellModel]:
     """Load every ``--model`` (fold runs as ensembles) on ``device``; binary models only.
 
-    Names are the folder names (``parent/name`` when they repeat). ``length`` overrides the window
-    length, which is otherwise the length of the data the model was trained on (600 bp when unknown).
+    An entry of ``paths`` may also be a list of model folders (the fold models of one cell line,
+    averaged like a ``--fold all`` run). Names are the folder names (``parent/name`` when they
+    repeat; the first folder's for a list). ``length`` overrides the window length, which is
+    otherwise the length of the data the model was trained on (600 bp when unknown).
     """
     from ..evaluation.evaluate import model_names
     from ..modelio import load_model
 
-    labels = list(names) if names else model_names(paths)
+    groups = [[Path(p) for p in entry] if isinstance(entry, (list, tuple)) else None for entry in paths]
+    firsts = [group[0] if group else Path(entry) for group, entry in zip(groups, paths)]
+    labels = list(names) if names else model_names(firsts)
+    if len(labels) != len(firsts):
+        raise ChromTransferError(f"{len(labels)} model names for {len(firsts)} models")
     cells = []
-    for label, path in zip(labels, paths):
-        path = Path(path)
-        members_dirs = _fold_dirs(path) or [path]
+    for label, path, group in zip(labels, firsts, groups):
+        members_dirs = group or _fold_dirs(path) or [path]
         members = [load_model(d, device=device) for d in members_dirs]
         for d, model in zip(members_dirs, members):
             if model.multiclass or int(model.config.n_outputs) != 1:

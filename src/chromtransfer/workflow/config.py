@@ -40,6 +40,7 @@ from ..interpret.pipeline import METHODS
 from ..models import HEADS
 from ..training import presets
 from .interpretation import COMPARE_REGIONS
+from .variant_effects import VARIANT_WINDOWS
 
 SCHEMA_HINT = "see 'chromtransfer run --show-schema'"
 
@@ -260,7 +261,25 @@ class Interpret(Section):
                               "(the authors'), or by the difference test")
 
 
-OPTIONAL_SECTIONS = ("bootstrap", "interpret")
+class Variants(Section):
+    enabled: bool = Field(True, description="score variants with the fine-tuned models (a config without the "
+                                            "section does not)")
+    vcf: Optional[str] = Field(None, description="VCF/BCF to score (default: the synthetic data's "
+                                                 "variants.vcf.gz; needed with input files)")
+    windows: Literal[VARIANT_WINDOWS] = Field("elements", description="elements: each variant in the window of "
+                                              "prepare.length centred on the rDHS holding it (the models' "
+                                              "training windows); centred: a window centred on the variant")
+    null_snvs: int = Field(200, ge=0, description="random SNVs of the same windows as the empirical null (0: none)")
+    rc_average: bool = Field(False, description="average each probability with the reverse complement's")
+    motif_threshold: Fraction = Field(1e-5, description="motif-site p-value threshold of motifs_lost/gained")
+    explain: int = Field(3, ge=0, description="REF/ALT attribution figures of this many top variants")
+    top: int = Field(10, ge=1, description="top variants per cell line in summary.json and the report")
+    batch_size: int = Field(256, ge=1, description="windows per forward pass")
+    shared_reference: bool = Field(False, description="SNVs of one window reuse its reference pass (faster with "
+                                                      "hundreds of SNVs per window; the synthetic VCF has two)")
+
+
+OPTIONAL_SECTIONS = ("bootstrap", "interpret", "variants")
 
 
 class StudyConfig(Section):
@@ -278,6 +297,7 @@ class StudyConfig(Section):
     multiclass: Multiclass = Field(default_factory=Multiclass, description="multi-class baseline")
     bootstrap: Bootstrap = Field(default_factory=Bootstrap, description="bootstrap of training-set size (Table 1)")
     interpret: Interpret = Field(default_factory=Interpret, description="attributions and TF ranking")
+    variants: Variants = Field(default_factory=Variants, description="variant effects of the fine-tuned models")
 
     _path: Path = PrivateAttr(default=Path("study.yaml"))
 
@@ -488,6 +508,8 @@ def _check_consistency(path: Path, root, config: StudyConfig) -> None:
     elif inputs.files():
         fail(("inputs",), f"inputs.synthetic with input files ({', '.join(inputs.files())})",
              fix="use either inputs.synthetic or your own files")
+    if config.variants.enabled and inputs.synthetic is None and not config.variants.vcf:
+        fail(("variants",), "variants.vcf is missing", fix="name the VCF to score, or set variants.enabled: false")
     if len(set(config.cells)) != len(config.cells):
         fail(("cells",), "cells names a cell line twice", fix="list each cell line once")
     for i, fold in enumerate(config.folds):

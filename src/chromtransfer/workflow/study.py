@@ -16,10 +16,12 @@ dependents, see :mod:`.stages`):
    on the cell line's test split; ``evaluate/multiclass``;
 7. ``bootstrap``: Table 1 for one cell line;
 8. ``interpret/<cell>`` and ``interpret/compare``: attributions, motif sites, KS ranking of TFs;
-9. ``report``: ``summary.json`` and ``report.html`` (always rebuilt).
+9. ``variants``: every variant of the VCF scored by each line's fine-tuned models, checked against
+   the synthetic truth (:mod:`.variant_effects`);
+10. ``report``: ``summary.json`` and ``report.html`` (always rebuilt).
 
 Directory layout under OUT: ``inputs/``, ``data/<store>``, ``models/<name>``, ``evaluation/<cell>``,
-``bootstrap/``, ``interpret/<cell>``, ``stages/`` (markers), ``summary.json``, ``report.html``.
+``bootstrap/``, ``interpret/<cell>``, ``variants/``, ``stages/`` (markers), ``summary.json``, ``report.html``.
 """
 from __future__ import annotations
 
@@ -176,6 +178,22 @@ class Study:
                                     depends=[*[f"prepare/{c}" for c in pair],
                                              *[f"train/{c}/finetune/fold{first_fold}" for c in pair]],
                                     outputs=[self.out / "interpret" / "compare"]))
+        if cfg.variants.enabled:
+            from ..datasets.synthetic import VARIANTS_VCF
+            from . import variant_effects
+
+            # the synthetic VCF is written by the inputs stage, identified when this stage starts
+            vcf = [cfg.resolve(cfg.variants.vcf) if cfg.variants.vcf else self.out / "inputs" / VARIANTS_VCF]
+            vcf += [cfg.resolve(cfg.interpret.motifs)] if cfg.interpret.motifs else []
+            stages.append(Stage("variants", lambda: variant_effects.score_study_variants(self),
+                                "variant effects of the fine-tuned models",
+                                settings={**cfg.flat("variants", exclude=("variants.enabled",)),
+                                          "prepare.length": cfg.prepare.length, "cells": list(cfg.cells),
+                                          "seed": cfg.seed},
+                                inputs=vcf,
+                                depends=["inputs", *[f"train/{c}/finetune/fold{k}" for c in cfg.cells
+                                                     for k in cfg.folds]],
+                                outputs=[self.out / "variants"]))
         return stages
 
     @property

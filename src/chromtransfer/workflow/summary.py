@@ -6,7 +6,9 @@
      "cells": {CELL: {"finetuned": {auroc, auprc, average_precision, f1_negative,
        f1_positive, f1_overall, f1_macro, brier, ece}, "baseline": {...}, "pretrained": {...},
        "top_tfs": [...], "top_families": [{"tf", "D", "fdr", "members"}], "planted_tfs": [...],
-       "planted_in_top5": bool}},
+       "planted_in_top5": bool,
+       "variants": {"auroc_driver_vs_neutral", "n_driver", "n_neutral", "auroc_by_tf",
+         "planted_tf_in_motifs_lost_share", "top": [{chrom, pos, ref, alt, delta_logit, ...}]}}},
      "multiclass": {CELL: {"auroc": x, "auprc": x, "average_precision": x}},
      "bootstrap": [{"fraction": f, "n_train": n, "f1_overall_mean": x, "f1_overall_sd": x, ...}],
      "comparison": {...}, "data": {STORE: {...counts...}}, "timings": {STAGE: seconds}}
@@ -64,6 +66,9 @@ def build_summary(study: "Study") -> dict[str, Any]:
         interpretation = _read_json(out / "interpret" / cell / "summary.json") or {}
         entry.update({k: v for k, v in interpretation.items() if k in ("top_tfs", "top_families", "planted_tfs",
                                                                                "planted_in_top5")})
+        variants = (_read_json(out / "variants" / "summary.json") or {}).get("cells", {}).get(cell)
+        if variants is not None:
+            entry["variants"] = variants
         summary["cells"][cell] = entry
     summary["multiclass"] = _read_json(out / "evaluation" / "multiclass" / "per_cell.json") or {}
     table_path = out / "bootstrap" / "bootstrap_table.tsv"
@@ -196,6 +201,11 @@ def report_sections(study: "Study", summary: dict[str, Any]) -> list[Section]:
     sections.append(boot)
 
     sections.extend(_interpretation_sections(study, summary))
+    from .variant_effects import report_section
+
+    variants = report_section(study, summary)
+    if variants is not None:
+        sections.append(variants)
 
     timings = Section("Run time")
     if summary["timings"]:
