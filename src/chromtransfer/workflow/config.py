@@ -73,27 +73,33 @@ class Synthetic(Section):
     strength: float = Field(3.0, gt=0, description="exponent on the motif probabilities when planting instances")
 
 
+#: The cell-type label inputs, of which a config names one.
+LABEL_INPUTS = ("labels_csv", "label_matrix", "cell_table", "signal_matrix")
+
+
 class Inputs(Section):
     synthetic: Optional[Synthetic] = Field(None, description="make the bundled synthetic data instead of reading files")
     genome: Optional[str] = Field(None, description="genome FASTA (plain, gzip or bgzip) or 2bit")
-    rdhs: Optional[Names] = Field(None, description="open-chromatin regions (BED) of pre-training")
+    rdhs: Optional[Names] = Field(None, description="open-chromatin regions (BED) of pre-training (default with "
+                                                    "cell_table: the table's rDHS windows)")
     exclude_positives: Optional[Names] = Field(None, description="regions removed from the pre-training positives")
     blacklist: Optional[Names] = Field(None, description="regions no background window may overlap")
     labels_csv: Optional[Names] = Field(None, description="folder (or files) of published per-cell label CSVs")
     label_matrix: Optional[str] = Field(None, description="TSV of regions x cell lines (1/0)")
+    cell_table: Optional[str] = Field(None, description="TSV of regions x cell lines holding the published label "
+                                                        "names (CELL, CELL_NEG, Negative or empty)")
     signal_matrix: Optional[str] = Field(None, description="TSV of regions x replicate signal columns")
 
     def label_source(self) -> dict[str, Any]:
         """The one cell-type label input given, as ``{key: value}``."""
-        for key in ("labels_csv", "label_matrix", "signal_matrix"):
+        for key in LABEL_INPUTS:
             if getattr(self, key):
                 return {key: getattr(self, key)}
         return {}
 
     def files(self) -> dict[str, list[str]]:
         """The user's input paths per key (as written in the config)."""
-        named = {k: getattr(self, k) for k in ("genome", "rdhs", "exclude_positives", "blacklist", "labels_csv",
-                                               "label_matrix", "signal_matrix")}
+        named = {k: getattr(self, k) for k in ("genome", "rdhs", "exclude_positives", "blacklist", *LABEL_INPUTS)}
         return {k: ([v] if isinstance(v, str) else list(v)) for k, v in named.items() if v}
 
 
@@ -115,6 +121,8 @@ class PrepareFinetune(Section):
     min_distance: Optional[int] = Field(None, ge=0, description="override of prepare.min_distance for fine-tuning")
     threshold: float = Field(1.64, description="signal-matrix z-score above which a region is open")
     pseudocount: float = Field(0.0, ge=0, description="signal-matrix pseudocount before the log")
+    gc_match: bool = Field(False, description="draw negatives and background windows with the positives' GC "
+                                              "distribution")
 
 
 def _overrides(model: type[Section], name: str, base: str) -> type[Section]:
@@ -286,7 +294,8 @@ class StudyConfig(Section):
     def resolve(self, value: str | os.PathLike) -> str:
         """A path from the config, relative to the config file's folder."""
         path = Path(os.path.expanduser(str(value)))
-        return str(path if path.is_absolute() else (self.path.parent / path).resolve())
+        # lexically, from the folder the config was named in (configs/ may be a link to the package's)
+        return str(path if path.is_absolute() else Path(os.path.normpath(self.path.parent / path)))
 
     def train_options(self, preset: str) -> dict[str, Any]:
         """The training settings the config gives for ``preset`` (``common`` then the preset's own)."""
@@ -363,11 +372,22 @@ def load_config(path: str | os.PathLike) -> StudyConfig:
         config = StudyConfig.model_validate(data)
     except ValidationError as exc:
         raise _first_problem(path, root, exc) from None
-    config._path = path.resolve()
+    config._path = Path(os.path.abspath(path))
     if config.name is None:
         config.name = path.stem
     _check_consistency(path, root, config)
     return config
+
+
+def missing_inputs(config: StudyConfig) -> None:
+    """Raise one :class:`InputError` line for the first input file of ``config`` that does not exist
+    (checked before any stage runs; a config may be loaded and validated without its data)."""
+    for key, paths in config.inputs.files().items():
+        for value in paths:
+            resolved = Path(config.resolve(value))
+            if not resolved.exists():
+                raise InputError(config.path, f"inputs.{key}: {value} not found (resolved to {resolved})",
+                                 fix="fix the path (relative to the config file's folder) or provide the data")
 
 
 def _first_problem(path: Path, root, exc: ValidationError) -> InputError:
@@ -477,11 +497,12 @@ def _check_consistency(path: Path, root, config: StudyConfig) -> None:
     inputs = config.inputs
     if inputs.synthetic is None:
         for key in ("genome", "rdhs"):
-            if not getattr(inputs, key):
+            if not getattr(inputs, key) and not (key == "rdhs" and inputs.cell_table):
                 fail(("inputs",), f"inputs.{key} is missing", fix="name the file, or use inputs.synthetic")
-        if not inputs.label_source():
-            fail(("inputs",), "inputs need one of labels_csv, label_matrix, signal_matrix",
-                 fix="name the cell-type label input")
+        given = [key for key in LABEL_INPUTS if getattr(inputs, key)]
+        if len(given) != 1:
+            fail(("inputs",), f"inputs need one of {', '.join(LABEL_INPUTS)}" + (f", not {len(given)}" if given else ""),
+                 fix="name the one cell-type label input")
     elif inputs.files():
         fail(("inputs",), f"inputs.synthetic with input files ({', '.join(inputs.files())})",
              fix="use either inputs.synthetic or your own files")

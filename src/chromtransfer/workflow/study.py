@@ -30,13 +30,15 @@ from typing import Any, Callable
 import numpy as np
 
 from ..artifacts import write_json
-from .config import StudyConfig, load_config
+from .config import LABEL_INPUTS, StudyConfig, load_config, missing_inputs
 from .stages import Stage, StageRunner
 
 log = logging.getLogger("chromtransfer.workflow")
 
 #: The windows open in any considered cell line, removed from pre-training (under OUT/inputs).
 POSITIVES_BED = "cell_type_positives.bed"
+#: The cell table's rDHS windows, the pre-training positives where no inputs.rdhs is given.
+CELL_TABLE_RDHS_BED = "cell_table_rdhs.bed"
 #: Training keys that choose where the work runs, not its result: left out of the fingerprints.
 MACHINE_ONLY_TRAIN_KEYS = ("device", "num_workers")
 
@@ -82,6 +84,7 @@ class Study:
     # -- stages ------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         """Run every stage not up to date; returns the summary (``{}`` in a dry run)."""
+        missing_inputs(self.config)
         if self.runner.dry_run:
             self.echo(f"dry run: what 'chromtransfer run' would do in {self.out} (nothing is changed)")
         for stage in self.stages():
@@ -104,7 +107,8 @@ class Study:
                         outputs=[self.out / "inputs"] if cfg.inputs.synthetic else [])]
         stages.append(Stage("prepare/pretrain", self._prepare_pretrain, "pre-training store",
                             settings=self._prepare_settings("pretrain"), depends=["inputs"],
-                            outputs=[self.store("pretrain"), self.out / "inputs" / POSITIVES_BED]))
+                            outputs=[self.store("pretrain"), self.out / "inputs" / POSITIVES_BED,
+                                     self.out / "inputs" / CELL_TABLE_RDHS_BED]))
         for cell in cfg.cells:
             stages.append(Stage(f"prepare/{cell}", lambda c=cell: self._prepare_cell(c), f"{cell} store",
                                 settings={**self._prepare_settings("finetune"), "cell": cell}, depends=["inputs"],
@@ -227,7 +231,7 @@ class Study:
         return resolved
 
     def _label_source(self) -> dict[str, Any]:
-        for key in ("labels_csv", "label_matrix", "signal_matrix"):
+        for key in LABEL_INPUTS:
             if self.inputs.get(key):
                 return {key: self.inputs[key]}
         raise KeyError("no label input")
@@ -245,7 +249,8 @@ class Study:
         exclude = self.inputs.get("exclude_positives")
         if exclude is None and self.config.prepare.exclude_cell_positives:
             exclude = self._cell_positive_regions()
-        path = prepare_pretrain(self.inputs["genome"], self.inputs["rdhs"], self.store("pretrain"),
+        positives = self.inputs.get("rdhs") or self._cell_table_regions()
+        path = prepare_pretrain(self.inputs["genome"], positives, self.store("pretrain"),
                                 exclude_positives=exclude, blacklist=self.inputs.get("blacklist"), overwrite=True,
                                 **options)
         return {"store": str(path)}
@@ -264,12 +269,29 @@ class Study:
             from ..datasets.labels import read_signal_matrix
 
             regions, opened, *_ = read_signal_matrix(source["signal_matrix"], genome)
+        elif "cell_table" in source:
+            from ..datasets.labels import read_cell_table
+
+            regions, opened, _ = read_cell_table(source["cell_table"], genome)
         else:
             return None  # published label files: their positives are excluded by inputs.exclude_positives
         keep = np.asarray(opened).any(axis=1)
         path = self.out / "inputs" / POSITIVES_BED
         path.parent.mkdir(parents=True, exist_ok=True)
         regions.loc[keep, ["chrom", "start", "end"]].to_csv(path, sep="\t", header=False, index=False)
+        return str(path)
+
+    def _cell_table_regions(self) -> str:
+        """A BED of every rDHS window of the cell table (the pre-training positives where
+        ``inputs.rdhs`` is not given; the cell lines' own positives are then removed by
+        ``prepare.exclude_cell_positives``)."""
+        from ..datasets.labels import read_cell_table
+        from ..genome import open_genome
+
+        regions, _, _ = read_cell_table(self.inputs["cell_table"], open_genome(self.inputs["genome"]))
+        path = self.out / "inputs" / CELL_TABLE_RDHS_BED
+        path.parent.mkdir(parents=True, exist_ok=True)
+        regions[["chrom", "start", "end"]].to_csv(path, sep="\t", header=False, index=False)
         return str(path)
 
     def _prepare_cell(self, cell: str) -> dict[str, Any]:
