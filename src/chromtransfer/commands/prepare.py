@@ -83,6 +83,8 @@ def _report(path, as_json: bool) -> None:
     dropped = summary["manifest"].get("dropped", {})
     if dropped:
         click.echo("  dropped/filtered: " + ", ".join(f"{k}={v}" for k, v in dropped.items()))
+    for message in summary["warnings"]:
+        click.echo(f"warning: {path}: {message}", err=True)
 
 
 @prepare_group.command("pretrain", cls=_GreedyCommand)

@@ -211,7 +211,7 @@ def prepare_pretrain(
     inputs = describe_inputs(genome=g.path, positives=positive_files, exclude_positives=as_path_list(exclude_positives),
                              blacklist=as_path_list(blacklist))
     parameters = {"kind": "pretrain", "min_distance": min_distance, "distance_from": distance_from,
-                  "neg_ratio": neg_ratio, "gc_match": gc_match,
+                  "neg_ratio": neg_ratio, "gc_match": gc_match, "gc_bins": GC_BINS if gc_match else None,
                   "use_summit": use_summit, "exclude_chroms": skip, "drop_missing_chroms": drop_missing_chroms}
     return write_window_store(out, g, rows, length=length, task="binary", classes=BINARY_CLASSES,
                               test_chroms=test_chroms, folds=folds, seed=seed, fold_scheme=fold_scheme,

@@ -81,7 +81,8 @@ def build_summary(study: "Study") -> dict[str, Any]:
         if (store_dir / "manifest.json").exists():
             s = store_summary(open_store(store_dir))
             summary["data"][store_dir.name] = {k: s[k] for k in ("task", "rows", "positives", "negatives",
-                                                                  "splits", "by_split_class", "length")}
+                                                                  "splits", "by_split_class", "length",
+                                                                  "composition")}
     summary["timings"] = study.runner.timings()
     summary["timings"]["total"] = round(sum(summary["timings"].values()), 3)
     summary["provenance"] = provenance()
