@@ -517,18 +517,19 @@ def test_info_dataset_shows_composition_and_warns_on_uneven_classes(data, tmp_pa
     out = tmp_path / "uneven"
     assert main(["prepare", "finetune", "--genome", str(data["fasta"]), "--cell", "HepG2", "--labels-csv",
                  str(folder), "--test-chroms", "none", "--out", str(out)]) == 0
-    assert "10.0 %, under 20 %" in capsys.readouterr().err  # prepare warns too
+    assert "positive rows under 20 %: all rows 1 of 10 (10.0 %)" in capsys.readouterr().err  # prepare warns too
     assert main(["info", "dataset", str(out)]) == 0
     captured = capsys.readouterr()
     assert "composition (GC fraction" in captured.out and "GC 0." in captured.out
-    assert f"warning: {out}: all rows: 1 positive of 10 rows (10.0 %, under 20 %)" in captured.err
+    assert (f"warning: {out}: positive rows under 20 %: all rows 1 of 10 (10.0 %), train 1 of 10 (10.0 %); "
+            "build a balanced set: prepare finetune --cell-table") in captured.err
     summary = json.loads(_cli_json(["info", "dataset", str(out), "--json"]))
     store = open_store(out)
     gc = gc_fraction(np.asarray(store.sequences))
     assert summary["composition"]["all"]["negative"]["n"] == 9
     assert summary["composition"]["all"]["positive"]["gc_mean"] == pytest.approx(gc[store.labels == 1].mean(), abs=1e-4)
     assert summary["composition"]["test"]["positive"]["n"] == 0
-    assert len(summary["warnings"]) == 2  # all rows and the training split
+    assert len(summary["warnings"]) == 1  # one line per under-represented class
     balanced = {"task": "binary", "classes": ["negative", "positive"],
                 "by_split_class": {"train": {"negative": 70, "positive": 30}, "test": {"negative": 0, "positive": 0}}}
     assert balance_warnings(balanced) == []

@@ -75,21 +75,24 @@ def store_composition(store: Store) -> dict[str, dict[str, dict[str, Any]]]:
 
 
 def balance_warnings(summary: dict[str, Any], threshold: float = BALANCE_THRESHOLD) -> list[str]:
-    """Messages for a binary store (a :func:`~chromtransfer.datasets.summary.store_summary`) whose
-    rows, or one split's rows, hold under ``threshold`` of either class: a model trained on it sees
-    too few rows of that class to learn it (the published CSVs of one line can be so uneven)."""
+    """One message per class of a binary store (a
+    :func:`~chromtransfer.datasets.summary.store_summary`) that holds under ``threshold`` of the
+    rows, overall or in a split: a model trained on it sees too few rows of that class (the
+    published CSVs of one line can be so uneven on a small genome)."""
     if summary["task"] != "binary":
         return []
-    messages = []
     parts = {"all rows": {c: sum(by[c] for by in summary["by_split_class"].values()) for c in summary["classes"]}}
-    parts.update({f"{split} split": by for split, by in summary["by_split_class"].items()})
-    for part, by_class in parts.items():
-        total = sum(by_class.values())
-        if not total:
-            continue
-        for cls, n in by_class.items():
-            if n / total < threshold:
-                messages.append(f"{part}: {n} {cls} of {total} rows ({100 * n / total:.1f} %, under "
-                                f"{100 * threshold:.0f} %): the classes are uneven; build a balanced set "
-                                "(prepare finetune --cell-table or --label-matrix, --neg-ratio)")
+    parts.update({f"{split}": by for split, by in summary["by_split_class"].items()})
+    kind = summary.get("manifest", {}).get("parameters", {}).get("kind")
+    fix = ("the paper's pre-training set keeps every background tile (--neg-ratio R draws R per positive)"
+           if kind == "pretrain" else "build a balanced set: prepare finetune --cell-table or --label-matrix")
+    messages = []
+    for cls in summary["classes"]:
+        low = []
+        for part, by_class in parts.items():
+            total = sum(by_class.values())
+            if total and by_class[cls] / total < threshold:
+                low.append(f"{part} {by_class[cls]} of {total} ({100 * by_class[cls] / total:.1f} %)")
+        if low:
+            messages.append(f"{cls} rows under {100 * threshold:.0f} %: {', '.join(low)}; {fix}")
     return messages
