@@ -108,6 +108,10 @@ class _Fold(click.ParamType):
                    "of few steps).")
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=None,
               help="Dropout rate (default: the published 0.1, or the --init model's).")
+@click.option("--recalibrate-bn", is_flag=True,
+              help="After training, recompute the BatchNorm moving statistics with dropout off (one pass "
+                   "over the training rows; recorded in model.json). With --resume on a finished run, "
+                   "recalibrates its model in place. Off by default, as published.")
 @click.option("--precision", type=click.Choice(["32", "bf16", "64"]), default="32", show_default=True,
               help="bf16 = bf16 autocast (GPU only; refused on the CPU); 64 = float64, slow, for "
                    "numerical checks.")
@@ -202,7 +206,7 @@ def _train_kmer(store: str, out: str, options: dict) -> None:
     from ..training import read_run
 
     defaults = {"seed": 0, "device": "auto", "devices": "1", "num_nodes": 1, "strategy": "auto",
-                "sync_batchnorm": True, "precision": "32", "train_fraction": 1.0}
+                "sync_batchnorm": True, "precision": "32", "train_fraction": 1.0, "recalibrate_bn": False}
     network_only = [name for name, value in options.items() if name not in KMER_OPTIONS
                     and value not in (None, False) and defaults.get(name, object()) != value
                     and str(defaults.get(name)) != str(value)]
