@@ -83,9 +83,13 @@ def balance_warnings(summary: dict[str, Any], threshold: float = BALANCE_THRESHO
         return []
     parts = {"all rows": {c: sum(by[c] for by in summary["by_split_class"].values()) for c in summary["classes"]}}
     parts.update({f"{split}": by for split, by in summary["by_split_class"].items()})
-    kind = summary.get("manifest", {}).get("parameters", {}).get("kind")
-    fix = ("the paper's pre-training set keeps every background tile (--neg-ratio R draws R per positive)"
-           if kind == "pretrain" else "build a balanced set: prepare finetune --cell-table or --label-matrix")
+    parameters = summary.get("manifest", {}).get("parameters", {})
+    if parameters.get("kind") == "pretrain":
+        fix = "the paper's pre-training set keeps every background tile (--neg-ratio R draws R per positive)"
+    elif parameters.get("labels_from"):  # the paper's rule already: its ratios set the balance
+        fix = "--neg-ratio and --background set the share of negatives"
+    else:
+        fix = "build a balanced set: prepare finetune --cell-table or --label-matrix"
     messages = []
     for cls in summary["classes"]:
         low = []
