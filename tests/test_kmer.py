@@ -119,6 +119,8 @@ def test_cli_train_predict_evaluate_bootstrap(capsys, store, tmp_path):
     assert code == 2 and "--lr" in err and not (tmp_path / "k2").exists()
     code, _, err = _run(capsys, "train", "--preset", "baseline", "--data", store, "--out", tmp_path / "b", "--k", "3")
     assert code == 2 and "--k" in err
+    code, out, err = _run(capsys, "info", "model", "--model", tmp_path / "k")
+    assert code == 0 and "canonical 2-mers, gapped within 4 bp" in out and "most positive:" in out, err
     fasta = tmp_path / "s.fa"
     fasta.write_text(">gc\n" + "GCGCCGGCGC" * 8 + "\n>at\n" + "ATATTAATAT" * 3 + "\n")
     code, _, err = _run(capsys, "predict", "--model", tmp_path / "k", "--fasta", fasta, "--out", tmp_path / "p.tsv")
