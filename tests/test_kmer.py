@@ -156,3 +156,18 @@ def test_refinished_run_is_kept_and_overwrite_replaces_it(run, store):
     model = load_model(run)
     x = torch.zeros((1, 4, 10))
     assert model(x).shape == (1, 1)  # all-N input: no counted position, the intercept's logit
+
+
+def test_variant_scoring_takes_the_kmer_model(run):
+    from chromtransfer.inference import predict_codes
+    from chromtransfer.variants.fastsnv import snv_probabilities
+
+    model = load_model(run)
+    windows = np.random.default_rng(5).integers(0, 4, size=(3, 60)).astype(np.uint8)
+    rows, offsets, alts = np.array([0, 2, 2]), np.array([5, 0, 59]), np.array([1, 3, 0])
+    p_windows, p_subs = snv_probabilities(model, windows, rows, offsets, alts)
+    mutated = windows[rows].copy()
+    mutated[np.arange(3), offsets] = alts
+    np.testing.assert_allclose(p_windows, predict_codes(model, windows)[:, 0], rtol=1e-6)
+    np.testing.assert_allclose(p_subs, predict_codes(model, mutated)[:, 0], rtol=1e-6)
+    assert not np.allclose(p_subs, p_windows[rows])  # a substitution changes the k-mer counts
