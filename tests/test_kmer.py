@@ -119,6 +119,8 @@ def test_cli_train_predict_evaluate_bootstrap(capsys, store, tmp_path):
     assert code == 2 and "--lr" in err and not (tmp_path / "k2").exists()
     code, _, err = _run(capsys, "train", "--preset", "baseline", "--data", store, "--out", tmp_path / "b", "--k", "3")
     assert code == 2 and "--k" in err
+    code, out, err = _run(capsys, "info", "model", "--model", tmp_path / "k")
+    assert code == 0 and "canonical 2-mers, gapped within 4 bp" in out and "most positive:" in out, err
     fasta = tmp_path / "s.fa"
     fasta.write_text(">gc\n" + "GCGCCGGCGC" * 8 + "\n>at\n" + "ATATTAATAT" * 3 + "\n")
     code, _, err = _run(capsys, "predict", "--model", tmp_path / "k", "--fasta", fasta, "--out", tmp_path / "p.tsv")
@@ -154,3 +156,18 @@ def test_refinished_run_is_kept_and_overwrite_replaces_it(run, store):
     model = load_model(run)
     x = torch.zeros((1, 4, 10))
     assert model(x).shape == (1, 1)  # all-N input: no counted position, the intercept's logit
+
+
+def test_variant_scoring_takes_the_kmer_model(run):
+    from chromtransfer.inference import predict_codes
+    from chromtransfer.variants.fastsnv import snv_probabilities
+
+    model = load_model(run)
+    windows = np.random.default_rng(5).integers(0, 4, size=(3, 60)).astype(np.uint8)
+    rows, offsets, alts = np.array([0, 2, 2]), np.array([5, 0, 59]), np.array([1, 3, 0])
+    p_windows, p_subs = snv_probabilities(model, windows, rows, offsets, alts)
+    mutated = windows[rows].copy()
+    mutated[np.arange(3), offsets] = alts
+    np.testing.assert_allclose(p_windows, predict_codes(model, windows)[:, 0], rtol=1e-6)
+    np.testing.assert_allclose(p_subs, predict_codes(model, mutated)[:, 0], rtol=1e-6)
+    assert not np.allclose(p_subs, p_windows[rows])  # a substitution changes the k-mer counts

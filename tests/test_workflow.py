@@ -98,7 +98,7 @@ def test_summary_follows_the_documented_schema(killed_and_resumed):
     summary = json.loads((out / "summary.json").read_text())
     for cell in ("HepG2", "K562"):
         entry = summary["cells"][cell]
-        for kind in ("finetuned", "baseline", "pretrained"):
+        for kind in ("finetuned", "baseline", "kmer", "pretrained"):
             assert set(entry[kind]) >= {"auroc", "auprc", "average_precision", "f1_negative", "f1_positive",
                                         "f1_overall", "f1_macro"}
             assert 0 <= entry[kind]["auroc"] <= 1
@@ -109,6 +109,8 @@ def test_summary_follows_the_documented_schema(killed_and_resumed):
             assert entry[kind]["f1_overall"] == pytest.approx(f1_score(y, s > 0.5, average="weighted"), abs=1e-9)
             assert entry[kind]["f1_macro"] == pytest.approx(f1_score(y, s > 0.5, average="macro"), abs=1e-9)
         assert "top_tfs" in entry and entry["planted_tfs"]
+        kmer = json.loads((out / "models" / cell / "kmer" / "fold0" / "model.json").read_text())
+        assert kmer["architecture"] == "chromtransfer-kmer" and kmer["training"]["settings"]["fold"] == 0
         assert 0 <= summary["multiclass"][cell]["auroc"] <= 1
     assert [row["fraction"] for row in summary["bootstrap"]] == [0.5]
     assert {"f1_overall_mean", "f1_overall_sd"} <= set(summary["bootstrap"][0])
@@ -141,6 +143,7 @@ def test_report_is_self_contained_with_figures(killed_and_resumed):
     out, _, _ = killed_and_resumed
     html = (out / "report.html").read_text()
     assert "<h2>Test-set performance</h2>" in html and "<h2>Learning curves</h2>" in html
+    assert html.count("<td>k-mer composition</td>") == 2  # one row per cell line beside the networks
     assert html.count("data:image/png;base64,") >= 5
     assert "src=\"http" not in html and "href=\"http" not in html
 

@@ -24,6 +24,10 @@ def info_model(head: str, model_dir: str | None, length: int, width: float) -> N
     from ..models import build_model, count_parameters, layer_table
 
     net = load_model(model_dir) if model_dir else build_model(head, width=width)
+    if hasattr(net, "describe"):  # the k-mer composition model has no layers to list
+        for line in net.describe():
+            click.echo(line)
+        return
     rows = layer_table(net, length)
     name_width = max(len(r["name"]) for r in rows)
     click.echo(f"{'layer':<{name_width}}  {'type':<12} {'output':<10} {'parameters':>10}  detail")

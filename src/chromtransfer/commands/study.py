@@ -60,7 +60,7 @@ def demo_command(out: str, config: str | None) -> None:
 def _print_headline(summary: dict) -> None:
     for cell, entry in summary.get("cells", {}).items():
         parts = []
-        for kind in ("finetuned", "baseline", "pretrained"):
+        for kind in ("finetuned", "baseline", "kmer", "pretrained"):
             m = entry.get(kind) or {}
             if m.get("auroc") is not None:
                 parts.append(f"{kind} AUROC {m['auroc']:.3f} F1 {m.get('f1_overall') or float('nan'):.3f}")

@@ -102,6 +102,18 @@ class KmerModel(nn.Module):
         z = (self.features(x) - self.mean) / self.scale
         return (z @ self.coef + self.intercept).unsqueeze(1).to(x.dtype)
 
+    def describe(self) -> list[str]:
+        """Lines for ``chromtransfer info model``: the features, C and the strongest k-mers."""
+        c = self.config
+        gaps = f", gapped within {c.span} bp" if c.span else ""
+        lines = [f"k-mer composition model: canonical {c.k}-mers{gaps}, {c.n_features} features, "
+                 f"L2 logistic regression C {c.C:g}"]
+        top = getattr(self, "document", {}).get("training", {}).get("result", {}).get("top_features", {})
+        for side in ("positive", "negative"):
+            if top.get(side):
+                lines.append(f"most {side}: " + ", ".join(f"{name} {w:+.3g}" for name, w in top[side][:5]))
+        return lines
+
     def state_tensors(self) -> dict[str, torch.Tensor]:
         """The tensors saved in ``model.safetensors``."""
         return {name: getattr(self, name).detach().cpu().contiguous() for name in TENSORS}

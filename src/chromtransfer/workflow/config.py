@@ -37,6 +37,8 @@ from ..evaluation.metrics import DEFAULT_F1_AVERAGE, F1_AVERAGES
 from ..interpret.attribution import TARGETS
 from ..interpret.enrich import COMPARISON_SIGNIFICANCE, FAMILY_OVERLAP
 from ..interpret.pipeline import METHODS
+from ..kmer import DEFAULT_K
+from ..kmer.features import MAX_K, KmerSpec
 from ..models import HEADS
 from ..training import presets
 from .interpretation import COMPARE_REGIONS
@@ -242,6 +244,19 @@ class Bootstrap(Section):
     replicates: int = Field(10, ge=1, description="subsamples per fraction")
 
 
+#: Models trained beside the fine-tuned one for every cell line: the network from scratch and the
+#: k-mer composition model.
+BASELINES = ("binary", "kmer")
+
+
+class Kmer(Section):
+    k: int = Field(DEFAULT_K, ge=1, le=MAX_K, description="k-mer length of the composition baseline")
+    gapped: Optional[int] = Field(None, ge=1, description="gapped k-mers: k informative bases within at most this "
+                                                          "span (default: contiguous k-mers)")
+    class_weights: Literal[presets.CLASS_WEIGHTS] = Field("balanced", description="class weights of the logistic "
+                                                          "regression, as the networks'")
+
+
 class Interpret(Section):
     enabled: bool = Field(True, description="run the interpretation (a config without the section does not)")
     cells: Optional[list[str]] = Field(None, description="cell lines to interpret (default: all of cells)")
@@ -279,6 +294,10 @@ class StudyConfig(Section):
     cells: list[str] = Field(min_length=1, description="cell lines fine-tuned and evaluated")
     folds: list[Annotated[int, Field(ge=0)]] = Field([0], min_length=1, description="cross-validation folds trained")
     train: Train = Field(default_factory=Train, description="training settings per preset")
+    baselines: list[Literal[BASELINES]] = Field(list(BASELINES), description="models trained and evaluated beside "
+                                                "the fine-tuned one per cell: binary (the network from scratch), "
+                                                "kmer (composition)")
+    kmer: Kmer = Field(default_factory=Kmer, description="the k-mer composition baseline")
     evaluate: Evaluate = Field(default_factory=Evaluate, description="evaluation")
     multiclass: Multiclass = Field(default_factory=Multiclass, description="multi-class baseline")
     bootstrap: Bootstrap = Field(default_factory=Bootstrap, description="bootstrap of training-set size (Table 1)")
@@ -508,6 +527,12 @@ def _check_consistency(path: Path, root, config: StudyConfig) -> None:
              fix="use either inputs.synthetic or your own files")
     if len(set(config.cells)) != len(config.cells):
         fail(("cells",), "cells names a cell line twice", fix="list each cell line once")
+    if len(set(config.baselines)) != len(config.baselines):
+        fail(("baselines",), "baselines names a model twice", fix="list each of binary, kmer once")
+    try:
+        KmerSpec(config.kmer.k, config.kmer.gapped)
+    except ValueError as exc:
+        fail(("kmer",), f"kmer: {exc}")
     for i, fold in enumerate(config.folds):
         if fold >= config.prepare.folds:
             fail(("folds", i), f"folds has fold {fold}, but prepare.folds is {config.prepare.folds}",

@@ -4,7 +4,8 @@
 
     {"name": ..., "config": PATH, "settings": {the config, every default filled},
      "cells": {CELL: {"finetuned": {auroc, auprc, average_precision, f1_negative,
-       f1_positive, f1_overall, f1_macro, brier, ece}, "baseline": {...}, "pretrained": {...},
+       f1_positive, f1_overall, f1_macro, brier, ece}, "baseline": {...}, "kmer": {...},
+       "pretrained": {...},
        "top_tfs": [...], "top_families": [{"tf", "D", "fdr", "members"}], "planted_tfs": [...],
        "planted_in_top5": bool}},
      "multiclass": {CELL: {"auroc": x, "auprc": x, "average_precision": x}},
@@ -26,7 +27,8 @@ from ..report import Section, write_report
 if TYPE_CHECKING:
     from .study import Study
 
-MODEL_KINDS = (("finetuned", "fine-tuned"), ("baseline", "binary baseline"), ("pretrained", "pre-trained only"))
+MODEL_KINDS = (("finetuned", "fine-tuned"), ("baseline", "binary baseline"), ("kmer", "k-mer composition"),
+               ("pretrained", "pre-trained only"))
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -132,8 +134,9 @@ def report_sections(study: "Study", summary: dict[str, Any]) -> list[Section]:
             csvs, figures / "learning_pretrain.png", title="Pre-trained model",
             kept_epochs=_kept_epochs({"pre-training": study.pretrained}))))
     for cell in study.config.cells:
-        runs = {"fine-tuned": study.finetuned(cell)[0] / "learning_curve.csv",
-                "baseline": study.baselines(cell)[0] / "learning_curve.csv"}
+        runs = {"fine-tuned": study.finetuned(cell)[0] / "learning_curve.csv"}
+        if study.baselines(cell):
+            runs["baseline"] = study.baselines(cell)[0] / "learning_curve.csv"
         runs = {k: v for k, v in runs.items() if v.exists()}
         if runs:
             kept = _kept_epochs({k: v.parent for k, v in runs.items()})
