@@ -474,6 +474,8 @@ def test_finetune_cell_table_is_the_label_matrix_of_its_names(data, tmp_path):
     regions, read, names = read_cell_table(cells)
     assert names == ["A", "B", "C"] and (read == opened.astype(bool)).all()
     assert regions.attrs["dropped"]["cell_table_background"] == 1
+    _, two, _ = read_cell_table(cells, cells=["a", "B"])  # C's own windows stay, open in none of A, B
+    assert two.shape == (len(opened), 2) and (two == opened[:, :2].astype(bool)).all()
     options = dict(cell="A", neg_ratio=1.0, background=5, seed=2)
     from_table = open_store(prepare_finetune(data["fasta"], tmp_path / "t", cell_table=cells, **options))
     from_matrix = open_store(prepare_finetune(data["fasta"], tmp_path / "m", label_matrix=matrix, **options))

@@ -240,25 +240,27 @@ def read_cell_table(path: str | os.PathLike, genome=None, cells: Sequence[str] |
     if not text_columns:
         raise InputError(path, "no cell-line columns holding label names after the region columns",
                          fix="one column per cell line holding CELL, CELL_NEG, Negative or nothing")
-    names, groups = _cell_columns(path, table[["chrom", "start", "end", "line", *text_columns]], cells,
-                                  signal=False)
-    values = {cell: table[groups[cell][0]].fillna("").astype(str).str.strip() for cell in names}
+    region_columns = table[["chrom", "start", "end", "line", *text_columns]]
+    every_line, _ = _cell_columns(path, region_columns, None, signal=False)
+    names, groups = _cell_columns(path, region_columns, cells, signal=False)
     opened = np.zeros((len(table), len(names)), dtype=bool)
-    labelled = np.zeros(len(table), dtype=bool)
+    labelled = np.zeros(len(table), dtype=bool)  # an rDHS of any line's set, considered or not
     background = np.zeros(len(table), dtype=bool)
-    for j, cell in enumerate(names):
-        column = groups[cell][0]
-        lower = values[cell].str.lower()
+    for column in every_line:
+        value = table[column].fillna("").astype(str).str.strip()
+        lower = value.str.lower()
         is_pos = (lower == column.lower()).to_numpy()
         is_neg = (lower == f"{column.lower()}_neg").to_numpy()
         is_background = (lower == NEGATIVE_LABEL.lower()).to_numpy()
         bad = ~(is_pos | is_neg | is_background | (lower == "").to_numpy())
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise InputError(path, f"column {column!r} holds {values[cell].iloc[i]!r}", line=int(table["line"].iloc[i]),
+            raise InputError(path, f"column {column!r} holds {value.iloc[i]!r}", line=int(table["line"].iloc[i]),
                              fix=f"a cell table's {column} column holds {column} (positive), {column}_NEG, "
                                  f"{NEGATIVE_LABEL} or nothing")
-        opened[:, j] = is_pos
+        for j, cell in enumerate(names):
+            if groups[cell][0] == column:
+                opened[:, j] = is_pos
         labelled |= is_pos | is_neg
         background |= is_background
     keep = labelled
