@@ -8,8 +8,10 @@ import pandas as pd
 import pytest
 
 from chromtransfer.cli import main
+from chromtransfer.datasets.build import GC_BINS, gc_matched_sample
+from chromtransfer.datasets.composition import balance_warnings, cpg_per_100bp, gc_fraction
 from chromtransfer.datasets.finetune import prepare_finetune
-from chromtransfer.datasets.labels import exclusive_positives, open_from_signal, read_signal_matrix
+from chromtransfer.datasets.labels import exclusive_positives, open_from_signal, read_cell_table, read_signal_matrix
 from chromtransfer.datasets.pretrain import prepare_pretrain
 from chromtransfer.datasets.splits import assign_folds, assign_split
 from chromtransfer.datasets.store import open_store
@@ -390,3 +392,146 @@ def test_cli_prepare_and_info(data, tmp_path, capsys):
     err = capsys.readouterr().err
     assert status == 2 and err.startswith("error: ") and f"{bad}:1" in err and err.count("\n") == 1
     assert not (tmp_path / "x").exists()
+
+
+# --------------------------------------------------------------------------- GC matching, composition
+def test_gc_matched_sample_follows_the_target_distribution():
+    rng = np.random.default_rng(0)
+    target = np.clip(rng.normal(0.55, 0.03, 2000), 0, 1)
+    pool = rng.uniform(0.30, 0.70, 20_000)
+    picked = pool[gc_matched_sample(np.random.default_rng(1), target, pool, 1000)]
+    uniform = pool[rng.choice(pool.size, 1000, replace=False)]
+    edges = np.linspace(0, 1, GC_BINS + 1)
+    share = lambda x: np.histogram(x, edges)[0] / x.size  # noqa: E731
+    assert np.abs(share(picked) - share(target)).sum() < 0.15  # total variation over 2 % bins
+    assert np.abs(share(uniform) - share(target)).sum() > 1.0
+    assert abs(picked.mean() - target.mean()) < 0.005 and len(set(picked)) == 1000
+
+
+@pytest.fixture(scope="module")
+def patchy_gc(tmp_path_factory):
+    """A genome of 1.2 kb segments of GC 0.30-0.65 with rDHSs in its GC-rich segments, and their
+    label matrix (lines A and B, every third region open in none)."""
+    root = tmp_path_factory.mktemp("gc")
+    rng = np.random.default_rng(5)
+    regions, lines = [], []
+    for chrom in ("chr1", "chr2"):
+        gc = np.repeat(rng.uniform(0.30, 0.65, 80), 1200)
+        u = rng.random(gc.size)
+        codes = np.where(u < (1 - gc) / 2, 0, np.where(u < 0.5, 1, np.where(u < 0.5 + gc / 2, 2, 3)))
+        lines.append(f">{chrom}\n" + "".join("ACGT"[c] for c in codes) + "\n")
+        for segment in np.flatnonzero(gc[::1200] > 0.5):
+            regions.append((chrom, int(segment * 1200 + 200), int(segment * 1200 + 400)))
+    fasta = root / "genome.fa"
+    fasta.write_text("".join(lines))
+    table = pd.DataFrame(regions, columns=["chrom", "start", "end"])
+    table["A"] = (np.arange(len(table)) % 3 == 0).astype(int)
+    table["B"] = (np.arange(len(table)) % 3 == 1).astype(int)
+    matrix = root / "matrix.tsv"
+    table.to_csv(matrix, sep="\t", index=False)
+    return fasta, matrix
+
+
+def test_finetune_gc_match_draws_background_with_the_positives_gc(patchy_gc, data, tmp_path):
+    fasta, matrix = patchy_gc
+
+    def background_gc_gap(store):
+        gc = gc_fraction(np.asarray(store.sequences))
+        background = (store.regions["label_name"] == "Negative").to_numpy()
+        return abs(gc[background].mean() - gc[store.labels == 1].mean())
+
+    options = dict(cell="A", label_matrix=matrix, neg_ratio=1.0, background=30, min_distance=0, test_chroms="chr2",
+                   seed=2)
+    plain = open_store(prepare_finetune(fasta, tmp_path / "plain", **options))
+    matched = open_store(prepare_finetune(fasta, tmp_path / "gc", gc_match=True, **options))
+    assert matched.manifest["parameters"]["gc_match"] is True and matched.manifest["parameters"]["gc_bins"] == GC_BINS
+    assert plain.manifest["parameters"]["gc_match"] is False
+    assert (matched.regions["label_name"] == "Negative").sum() == 30
+    assert background_gc_gap(plain) > 0.05 and background_gc_gap(matched) < 0.02
+    folder = tmp_path / "csv"
+    folder.mkdir()
+    _csv(folder / "A.csv", [(r.chrom, r.start - 200, r.start + 400, "A") for r in data["regions"][:3].itertuples()])
+    with pytest.raises(InputError, match="--background"):  # published files are used as given
+        prepare_finetune(data["fasta"], tmp_path / "x", cell="A", labels_csv=folder, gc_match=True)
+
+
+def _cell_table(data, tmp_path, opened, extra_rows=()):
+    """The label matrix of :func:`_matrix` written as a cell table (published label names)."""
+    rows = []
+    for r, row in zip(data["regions"].itertuples(index=False), opened):
+        labels = [cell if is_open else f"{cell}_NEG" for cell, is_open in zip("ABC", row)]
+        rows.append([r.chrom, r.start, r.end, r.start + 7, r.end + 7, *labels])
+    rows.extend(extra_rows)
+    path = tmp_path / "cells.tsv"
+    pd.DataFrame(rows, columns=["#chrom", "start", "end", "start_GRCh38", "end_GRCh38", "A", "B", "C"]).to_csv(
+        path, sep="\t", index=False)
+    return path
+
+
+def test_finetune_cell_table_is_the_label_matrix_of_its_names(data, tmp_path):
+    matrix, table, opened = _matrix(data, tmp_path)
+    cells = _cell_table(data, tmp_path, opened, extra_rows=[["chr4", 20_000, 20_600, 1, 601, "Negative", "", ""]])
+    regions, read, names = read_cell_table(cells)
+    assert names == ["A", "B", "C"] and (read == opened.astype(bool)).all()
+    assert regions.attrs["dropped"]["cell_table_background"] == 1
+    _, two, _ = read_cell_table(cells, cells=["a", "B"])  # C's own windows stay, open in none of A, B
+    assert two.shape == (len(opened), 2) and (two == opened[:, :2].astype(bool)).all()
+    options = dict(cell="A", neg_ratio=1.0, background=5, seed=2)
+    from_table = open_store(prepare_finetune(data["fasta"], tmp_path / "t", cell_table=cells, **options))
+    from_matrix = open_store(prepare_finetune(data["fasta"], tmp_path / "m", label_matrix=matrix, **options))
+    rows = lambda s: sorted(zip(s.regions["chrom"], s.regions["start"], s.labels.tolist(),  # noqa: E731
+                                s.regions["label_name"]))
+    assert rows(from_table) == rows(from_matrix)
+    assert from_table.manifest["parameters"]["labels_from"] == "cell table"
+    assert from_table.manifest["inputs"]["cell_table"][0]["path"] == str(cells)
+
+
+def test_cell_table_errors_name_file_line_and_fix(data, tmp_path, capsys):
+    _, _, opened = _matrix(data, tmp_path)
+    cells = _cell_table(data, tmp_path, opened)
+    text = cells.read_text().splitlines()
+    fields = text[3].split("\t")
+    fields[5] = "K562"  # a label of another line in column A
+    text[3] = "\t".join(fields)
+    cells.write_text("\n".join(text) + "\n")
+    status = main(["prepare", "finetune", "--genome", str(data["fasta"]), "--cell", "A", "--cell-table", str(cells),
+                   "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1
+    assert f"{cells}:4" in err and "column 'A' holds 'K562'" in err and "A_NEG" in err
+    cells.write_text("#chrom\tstart\tend\nchr1\t100\t700\n")
+    with pytest.raises(InputError, match="no cell-line columns"):
+        read_cell_table(cells)
+
+
+def test_composition_measures():
+    codes = np.array([[1, 2, 1, 2, 0, 3, 4, 4],   # C G C G A T N N: GC 4/6, CpG 2 per 6 bases
+                      [0, 0, 3, 3, 0, 3, 0, 3]])
+    np.testing.assert_allclose(gc_fraction(codes), [4 / 6, 0.0])
+    np.testing.assert_allclose(cpg_per_100bp(codes), [200 / 6, 0.0])
+
+
+def test_info_dataset_shows_composition_and_warns_on_uneven_classes(data, tmp_path, capsys):
+    folder = tmp_path / "csv"
+    folder.mkdir()
+    w = [(r.chrom, r.start - 200, r.start + 400) for r in data["regions"].itertuples(index=False)]
+    _csv(folder / "HEPG2.csv", [(*w[0], "HEPG2")] + [(*w[i], "HEPG2_NEG") for i in range(1, 10)])
+    out = tmp_path / "uneven"
+    assert main(["prepare", "finetune", "--genome", str(data["fasta"]), "--cell", "HepG2", "--labels-csv",
+                 str(folder), "--test-chroms", "none", "--out", str(out)]) == 0
+    assert "positive rows under 20 %: all rows 1 of 10 (10.0 %)" in capsys.readouterr().err  # prepare warns too
+    assert main(["info", "dataset", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "composition (GC fraction" in captured.out and "GC 0." in captured.out
+    assert (f"warning: {out}: positive rows under 20 %: all rows 1 of 10 (10.0 %), train 1 of 10 (10.0 %); "
+            "build a balanced set: prepare finetune --cell-table") in captured.err
+    summary = json.loads(_cli_json(["info", "dataset", str(out), "--json"]))
+    store = open_store(out)
+    gc = gc_fraction(np.asarray(store.sequences))
+    assert summary["composition"]["all"]["negative"]["n"] == 9
+    assert summary["composition"]["all"]["positive"]["gc_mean"] == pytest.approx(gc[store.labels == 1].mean(), abs=1e-4)
+    assert summary["composition"]["test"]["positive"]["n"] == 0
+    assert len(summary["warnings"]) == 1  # one line per under-represented class
+    balanced = {"task": "binary", "classes": ["negative", "positive"],
+                "by_split_class": {"train": {"negative": 70, "positive": 30}, "test": {"negative": 0, "positive": 0}}}
+    assert balance_warnings(balanced) == []

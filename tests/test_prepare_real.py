@@ -89,3 +89,51 @@ def test_finetune_store_from_published_csv(real, tmp_path, cell):
     g = Genome(real["genome"])
     r = store.regions.iloc[-1]
     np.testing.assert_array_equal(store.sequences[-1], g.fetch_codes(r["chrom"], r["start"], r["end"]))
+
+
+def test_cell_table_gives_the_papers_balanced_sets(real, tmp_path):
+    from chromtransfer.datasets.labels import read_cell_table
+
+    regions, opened, names = read_cell_table(real["cells"])
+    assert names == CSV_NAMES
+    assert regions.attrs["dropped"]["cell_table_background"] == 7  # windows labelled only Negative
+    table = pd.read_csv(real["cells"], sep="\t", dtype=str, keep_default_na=False)
+    for j, name in enumerate(CSV_NAMES):  # open in a line = labelled with its name
+        assert opened[:, j].sum() == (table[name] == name).sum()
+    hepg2 = opened[:, CSV_NAMES.index("HEPG2")]
+    assert hepg2.sum() == 1213 and (opened.sum(axis=1) <= 1).all()  # the published positives are exclusive
+    # a balanced set on a subsample of the table: every positive, three negatives per positive and split
+    subset = tmp_path / "cells.tsv"
+    table.iloc[::6].to_csv(subset, sep="\t", index=False)
+    store = open_store(prepare_finetune(real["genome"], tmp_path / "hep", cell="HepG2", cell_table=subset,
+                                        test_chroms="chr22", background=0, seed=0))
+    positives = int((table.iloc[::6]["HEPG2"] == "HEPG2").sum())
+    assert int(store.labels.sum()) == positives
+    rdhs = (store.regions["label_name"] != "Negative").to_numpy()
+    for code in (0, 1):
+        in_split = rdhs & (store.split == code)
+        assert (store.labels[in_split] == 0).sum() == 3 * (store.labels[in_split] == 1).sum()
+    assert set(store.regions.loc[rdhs & (store.labels == 0), "label_name"]) == {"HEPG2_NEG"}
+
+
+def test_real_study_config_loads_and_plans(shared_data, tmp_path, capsys):
+    from pathlib import Path
+
+    from chromtransfer.cli import main
+    from chromtransfer.workflow.config import load_config, missing_inputs
+
+    config_path = Path(__file__).resolve().parents[1] / "configs" / "real_grch37.yaml"
+    config = load_config(config_path)
+    missing_inputs(config)  # every input resolves to the shared data next to the repository
+    assert config.inputs.cell_table and config.inputs.rdhs is None
+    assert config.prepare.test_chroms == ["chr22"] and config.interpret.cells == ["HepG2", "K562"]
+    assert main(["run", str(config_path), "--out", str(tmp_path / "study"), "--dry-run"]) == 0
+    planned = capsys.readouterr().out
+    for stage in ("prepare/pretrain", "train/HepG2/finetune/fold0", "train/K562/baseline/fold0", "interpret/K562"):
+        assert f"[run ] {stage}" in planned
+    moved = tmp_path / "elsewhere" / "real.yaml"
+    moved.parent.mkdir()
+    moved.write_text(config_path.read_text())
+    assert main(["run", str(moved), "--out", str(tmp_path / "s2"), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "inputs.genome: ../../shared/data/real/genome/GRCh37_dev.fa.gz not found" in err

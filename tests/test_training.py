@@ -449,3 +449,37 @@ def test_resume_refuses_changed_settings_and_corrupt_checkpoints(pretrained, sto
     assert main(["train", "--preset", "pretrain", "--data", str(store), "-o", str(tmp_path / "b"), "--precision", "bf16",
                  "--device", "cpu"]) == 2
     assert "needs a CUDA GPU" in capsys.readouterr().err
+
+
+def test_recalibrate_bn_recomputes_the_moving_statistics_with_dropout_off(pretrained, store, tmp_path, capsys):
+    from chromtransfer.training.recalibrate import batchnorm_modules, recalibrate_batchnorm
+
+    # one batch: the first BatchNorm's moving mean is the plain mean of its input over the rows
+    model = build_model("finetune", width=0.25)
+    data = open_store(store)
+    rows = data.indices("train")[:50]
+    seen = []
+    first = batchnorm_modules(model)[0]
+    hook = first.register_forward_hook(lambda _m, inputs, _out: seen.append(inputs[0].detach()))
+    record = recalibrate_batchnorm(model, data.sequences, rows, batch_size=len(rows))
+    hook.remove()
+    assert (record["rows"], record["batches"], record["dropout"]) == (50, 1, "off")
+    assert not model.training and first.momentum == pytest.approx(0.01)  # the published momentum restored
+    torch.testing.assert_close(first.running_mean, seen[0].mean(dim=(0, 2)), rtol=1e-5, atol=1e-6)
+
+    # on a finished run: train --resume --recalibrate-bn changes only the BatchNorm buffers, once
+    run = tmp_path / "pre"
+    shutil.copytree(pretrained, run)
+    before = weights(run)
+    code = main(["train", "--preset", "pretrain", "--data", str(store), "--out", str(run), "--resume",
+                 "--recalibrate-bn", "-q"])
+    assert code == 0, capsys.readouterr().err
+    after = weights(run)
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved and all(k.endswith(("running_mean", "running_var")) for k in moved)
+    document = json.loads((run / "model.json").read_text())
+    assert document["training"]["result"]["recalibrate_bn"]["rows"] == read_run(run)["n_train"]
+    assert document["training"]["settings"]["recalibrate_bn"] is True
+    assert main(["train", "--preset", "pretrain", "--data", str(store), "--out", str(run), "--resume",
+                 "--recalibrate-bn", "-q"]) == 0
+    assert same_tensors(after, weights(run))

@@ -102,7 +102,7 @@ def test_summary_follows_the_documented_schema(killed_and_resumed):
     summary = json.loads((out / "summary.json").read_text())
     for cell in ("HepG2", "K562"):
         entry = summary["cells"][cell]
-        for kind in ("finetuned", "baseline", "pretrained"):
+        for kind in ("finetuned", "baseline", "kmer", "pretrained"):
             assert set(entry[kind]) >= {"auroc", "auprc", "average_precision", "f1_negative", "f1_positive",
                                         "f1_overall", "f1_macro"}
             assert 0 <= entry[kind]["auroc"] <= 1
@@ -123,6 +123,8 @@ def test_summary_follows_the_documented_schema(killed_and_resumed):
                                                "motifs_lost", "class"} <= set(variants["top"][0])
         effects = [abs(v["delta_logit"]) for v in variants["top"]]
         assert effects == sorted(effects, reverse=True)
+        kmer = json.loads((out / "models" / cell / "kmer" / "fold0" / "model.json").read_text())
+        assert kmer["architecture"] == "chromtransfer-kmer" and kmer["training"]["settings"]["fold"] == 0
         assert 0 <= summary["multiclass"][cell]["auroc"] <= 1
     assert [row["fraction"] for row in summary["bootstrap"]] == [0.5]
     assert {"f1_overall_mean", "f1_overall_sd"} <= set(summary["bootstrap"][0])
@@ -158,6 +160,7 @@ def test_report_is_self_contained_with_figures(killed_and_resumed):
     html = (out / "report.html").read_text()
     assert "<h2>Test-set performance</h2>" in html and "<h2>Learning curves</h2>" in html
     assert "<h2>Variant effects</h2>" in html and "Driver-breaking vs non-motif SNVs" in html
+    assert html.count("<td>k-mer composition</td>") == 2  # one row per cell line beside the networks
     assert html.count("data:image/png;base64,") >= 5
     assert "src=\"http" not in html and "href=\"http" not in html
 

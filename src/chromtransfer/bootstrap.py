@@ -52,9 +52,10 @@ def replicate_seed(seed: int, fraction: float, replicate: int) -> int:
 
 def run_bootstrap(
     store_path: str | os.PathLike,
-    init: str | os.PathLike,
+    init: str | os.PathLike | None,
     out: str | os.PathLike,
     *,
+    preset: str = "finetune",
     fractions: Sequence[float] = PAPER_FRACTIONS,
     replicates: int = 10,
     seed: int = 0,
@@ -70,7 +71,10 @@ def run_bootstrap(
 
     Args:
         store_path: binary fine-tuning store of one cell line.
-        init: the pre-trained model (run or model directory).
+        init: the pre-trained model (run or model directory); ``None`` for ``preset="kmer"``.
+        preset: ``finetune`` (the paper's) or ``kmer``: the composition baseline
+            (:func:`chromtransfer.kmer.train_kmer`, ``train_options`` its keyword arguments) on
+            the same subsamples, to see how much data each needs.
         fractions: shares of the whole training set, each in (0, 1].
         replicates: subsamples per fraction.
         fold: the validation fold of every subsample (early stopping).
@@ -87,6 +91,7 @@ def run_bootstrap(
     training.
     """
     from .inference import predict_codes
+    from .kmer import train_kmer
     from .modelio import load_model
     from .training import train_model
     from .training.rundir import is_complete, read_run
@@ -99,6 +104,11 @@ def run_bootstrap(
     if int(replicates) != replicates or replicates < 1:
         raise InputError("--replicates", f"must be a whole number of at least 1, not {replicates}",
                          fix="e.g. --replicates 10, as in the paper")
+    if preset not in ("finetune", "kmer"):
+        raise InputError("--preset", f"the bootstrap trains finetune or kmer models, not {preset}",
+                         fix="give --preset finetune (with --init) or --preset kmer")
+    if preset == "finetune" and init is None:
+        raise InputError("--init", "fine-tuning needs the pre-trained model", fix="give --init RUN")
     check_output_dir(out, BOOTSTRAP_KIND, resume=True)
     store = open_store(store_path)
     if store.task != "binary":
@@ -125,7 +135,11 @@ def run_bootstrap(
 
             raise ArtifactError(f"{run_dir}: a replicate trained on a share of the fold's training rows only "
                                 "(an earlier version of the analysis); use a new --out")
-        if not is_complete(run_dir):
+        if not is_complete(run_dir) and preset == "kmer":
+            run_seed = replicate_seed(seed, fraction, replicate)
+            train_kmer(store_path, run_dir, fold=fold, seed=run_seed, train_fraction=fraction,
+                       subsample_seed=run_seed, **dict(train_options or {}))
+        elif not is_complete(run_dir):
             options = dict(train_options or {})
             options.setdefault("quiet", True)
             run_seed = replicate_seed(seed, fraction, replicate)

@@ -24,6 +24,10 @@ def info_model(head: str, model_dir: str | None, length: int, width: float) -> N
     from ..models import build_model, count_parameters, layer_table
 
     net = load_model(model_dir) if model_dir else build_model(head, width=width)
+    if hasattr(net, "describe"):  # the k-mer composition model has no layers to list
+        for line in net.describe():
+            click.echo(line)
+        return
     rows = layer_table(net, length)
     name_width = max(len(r["name"]) for r in rows)
     click.echo(f"{'layer':<{name_width}}  {'type':<12} {'output':<10} {'parameters':>10}  detail")
@@ -59,6 +63,16 @@ def info_dataset(store: str, as_json: bool) -> None:
     for fold, n in summary["folds"].items():
         click.echo(f"  fold {fold}: {n} validation rows")
     click.echo("labels: " + ", ".join(f"{k}={v}" for k, v in summary["labels"].items()))
+    click.echo("composition (GC fraction mean +- sd, CpG per 100 bp):")
+    for part, by_class in summary["composition"].items():
+        click.echo(f"  {part:<6} " + "  ".join(
+            f"{c}: n={v['n']} GC {v['gc_mean']:.3f}+-{v['gc_sd']:.3f} CpG {v['cpg_per_100bp']:.2f}" if v["n"]
+            else f"{c}: n=0" for c, v in by_class.items()))
+    sampling = {k: summary["manifest"].get("parameters", {}).get(k) for k in ("gc_match", "gc_bins")}
+    if sampling["gc_match"]:
+        click.echo(f"GC-matched negatives: yes ({sampling['gc_bins']} bins)")
+    for message in summary["warnings"]:
+        click.echo(f"warning: {store}: {message}", err=True)
     click.echo("manifest:")
     click.echo(json.dumps(summary["manifest"], indent=2))
 

@@ -83,6 +83,8 @@ def _report(path, as_json: bool) -> None:
     dropped = summary["manifest"].get("dropped", {})
     if dropped:
         click.echo("  dropped/filtered: " + ", ".join(f"{k}={v}" for k, v in dropped.items()))
+    for message in summary["warnings"]:
+        click.echo(f"warning: {path}: {message}", err=True)
 
 
 @prepare_group.command("pretrain", cls=_GreedyCommand)
@@ -130,6 +132,9 @@ def prepare_pretrain_command(genome, positives, exclude_positives, blacklist, le
 @click.option("--labels-csv", multiple=True, type=click.Path(),
               help="Published label files (chrN:start-end,LABEL), a folder of <CELL>.csv or the files.")
 @click.option("--label-matrix", type=click.Path(), default=None, help="TSV: regions x cell lines, 1 = open.")
+@click.option("--cell-table", type=click.Path(), default=None,
+              help="TSV: regions x cell lines holding the published labels (CELL, CELL_NEG, Negative or empty), "
+                   "read as a label matrix: the paper's balanced sets.")
 @click.option("--signal-matrix", type=click.Path(), default=None,
               help="TSV: regions x replicate signal columns (<CELL>_rep1 ...): log10, global z, open if z > 1.64.")
 @click.option("--cells", default=None, help="Cell lines considered, comma-separated (default: all in the input).")
@@ -142,14 +147,16 @@ def prepare_pretrain_command(genome, positives, exclude_positives, blacklist, le
 @click.option("--background", default=None, type=click.IntRange(0),
               help="Genomic background windows to add (default: matrices a tenth of the rDHS rows, at most 1000; published files 0).")
 @click.option("--blacklist", multiple=True, type=click.Path(), help="Regions background windows must not overlap.")
+@click.option("--gc-match", is_flag=True,
+              help="Draw negatives and background windows with the positives' GC distribution (bins of 2 %).")
 @_common_split_options
 @click.option("--threshold", default=1.64, show_default=True, help="Signal matrix: z-score threshold.")
 @click.option("--pseudocount", default=0.0, show_default=True, help="Signal matrix: added before log10.")
 @click.option("--out", required=True, type=click.Path(), help="Output store directory.")
 @overwrite_option("a complete store")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def prepare_finetune_command(genome, cell, labels_csv, label_matrix, signal_matrix, cells, task, multiclass_set,
-                             neg_ratio, background, blacklist, length, min_distance, test_chroms, exclude_chroms,
+def prepare_finetune_command(genome, cell, labels_csv, label_matrix, cell_table, signal_matrix, cells, task,
+                             multiclass_set, neg_ratio, background, blacklist, gc_match, length, min_distance, test_chroms, exclude_chroms,
                              folds, seed, fold_scheme, max_n_fraction, threshold, pseudocount, out, overwrite,
                              as_json) -> None:
     """Fine-tuning set of one cell line (or the multi-class set of all lines).
@@ -161,7 +168,7 @@ def prepare_finetune_command(genome, cell, labels_csv, label_matrix, signal_matr
     from ..datasets.finetune import prepare_finetune
 
     path = prepare_finetune(genome, out, cell=cell, labels_csv=list(labels_csv) or None, label_matrix=label_matrix,
-                            signal_matrix=signal_matrix, cells=cells, task=task, neg_ratio=neg_ratio,
+                            cell_table=cell_table, signal_matrix=signal_matrix, gc_match=gc_match, cells=cells, task=task, neg_ratio=neg_ratio,
                             background=background, blacklist=list(blacklist), length=length,
                             min_distance=min_distance, test_chroms=test_chroms, folds=folds, seed=seed,
                             max_n_fraction=max_n_fraction, fold_scheme=fold_scheme, exclude_chroms=exclude_chroms,

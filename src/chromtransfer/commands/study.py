@@ -60,7 +60,7 @@ def demo_command(out: str, config: str | None) -> None:
 def _print_headline(summary: dict) -> None:
     for cell, entry in summary.get("cells", {}).items():
         parts = []
-        for kind in ("finetuned", "baseline", "pretrained"):
+        for kind in ("finetuned", "baseline", "kmer", "pretrained"):
             m = entry.get(kind) or {}
             if m.get("auroc") is not None:
                 parts.append(f"{kind} AUROC {m['auroc']:.3f} F1 {m.get('f1_overall') or float('nan'):.3f}")
@@ -69,7 +69,11 @@ def _print_headline(summary: dict) -> None:
 
 @click.command("bootstrap")
 @click.option("--data", "store", required=True, type=click.Path(), help="Binary fine-tuning store.")
-@click.option("--init", required=True, type=click.Path(), help="Pre-trained run or model directory.")
+@click.option("--init", type=click.Path(), default=None,
+              help="Pre-trained run or model directory (needed by --preset finetune).")
+@click.option("--preset", type=click.Choice(["finetune", "kmer"]), default="finetune", show_default=True,
+              help="What each subsample trains: the fine-tuned network (the paper's) or the k-mer "
+                   "composition baseline (seconds per replicate).")
 @click.option("--fractions", default="0.01,0.05,0.1,0.15,0.2,0.25,0.5,0.75", show_default=True,
               help="Comma-separated shares of the whole training set (drawn label-stratified).")
 @click.option("--replicates", default=10, show_default=True, help="Subsamples per fraction (at least 1).")
@@ -85,7 +89,7 @@ def _print_headline(summary: dict) -> None:
               help="How f1_overall combines the two per-class F1 (the paper's overall F1 is 'weighted').")
 @click.option("--out", required=True, type=click.Path(), help="Output folder (resumable).")
 @threads_option
-def bootstrap_command(store, init, fractions, replicates, fold, seed, device, max_epochs, lr, batch_size,
+def bootstrap_command(store, init, preset, fractions, replicates, fold, seed, device, max_epochs, lr, batch_size,
                       include_full, f1_average, out, threads) -> None:
     """Fine-tune on subsamples of the training set: the paper's Table 1 (resumable)."""
     from ..bootstrap import run_bootstrap
@@ -98,7 +102,10 @@ def bootstrap_command(store, init, fractions, replicates, fold, seed, device, ma
     except ValueError as exc:
         raise InputError("--fractions", f"not a list of numbers: {fractions!r}", fix="e.g. 0.05,0.1,0.5") from exc
     options = {k: v for k, v in (("max_epochs", max_epochs), ("lr", lr), ("batch_size", batch_size)) if v is not None}
-    table = run_bootstrap(store, init, out, fractions=values, replicates=replicates, seed=seed, fold=fold,
+    if preset == "kmer" and options:
+        raise click.UsageError(f"--{next(iter(options)).replace('_', '-')} sets up a network; "
+                               "the kmer preset does not take it")
+    table = run_bootstrap(store, init, out, preset=preset, fractions=values, replicates=replicates, seed=seed, fold=fold,
                           include_full=include_full, train_options=options, device=device,
                           f1_average=f1_average, echo=click.echo)
     click.echo(table.to_csv(sep="\t", index=False, float_format="%.4f"), nl=False)

@@ -5,7 +5,9 @@ import click
 
 from ._options import threads_option
 
-PRESET_CHOICES = ["pretrain", "finetune", "baseline", "multiclass"]
+PRESET_CHOICES = ["pretrain", "finetune", "baseline", "multiclass", "kmer"]
+#: The options the kmer preset takes (the others set up a network and are refused with it).
+KMER_OPTIONS = ("k", "gapped", "fold", "seed", "class_weights", "resume", "overwrite", "threads", "quiet")
 HEAD_CHOICES = ["pretrain", "finetune", "finetune-bn", "multiclass", "multiclass-1024"]
 
 
@@ -106,6 +108,10 @@ class _Fold(click.ParamType):
                    "of few steps).")
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=None,
               help="Dropout rate (default: the published 0.1, or the --init model's).")
+@click.option("--recalibrate-bn", is_flag=True,
+              help="After training, recompute the BatchNorm moving statistics with dropout off (one pass "
+                   "over the training rows; recorded in model.json). With --resume on a finished run, "
+                   "recalibrates its model in place. Off by default, as published.")
 @click.option("--precision", type=click.Choice(["32", "bf16", "64"]), default="32", show_default=True,
               help="bf16 = bf16 autocast (GPU only; refused on the CPU); 64 = float64, slow, for "
                    "numerical checks.")
@@ -126,6 +132,11 @@ class _Fold(click.ParamType):
 @click.option("--export", type=click.Choice(["best", "last"]), default=None,
               help="Which epoch's weights become the model: lowest val loss, or the last one "
                    "(default: last for the multiclass preset, best for the others).")
+@click.option("--k", "k", type=click.IntRange(1, 6), default=None,
+              help="kmer preset: k-mer length, 1-6 (default 4: 136 canonical 4-mers).")
+@click.option("--gapped", type=click.IntRange(1, 12), default=None, metavar="SPAN",
+              help="kmer preset: gapped k-mers, k informative bases within at most SPAN bases "
+                   "(gkm-SVM's l = SPAN); default: contiguous k-mers.")
 @click.option("--resume", is_flag=True,
               help="Continue the run in RUN from its last checkpoint (same settings); a finished run is left as is.")
 @click.option("--overwrite", is_flag=True,
@@ -145,6 +156,9 @@ def train_command(preset: str, store: str, out: str, **options) -> None:
                   balanced class weights
       multiclass  head multiclass (one output per store class), lr 1e-3,
                   batch 256, 50 epochs, softmax cross-entropy
+      kmer        composition baseline: L2 logistic regression (scikit-learn) on
+                  canonical k-mer frequencies (--k, --gapped), balanced class
+                  weights, C chosen on the validation rows; seconds to train
     Max epochs 100 unless stated. RUN gets run.json, checkpoints/, learning_curve.csv and,
     once training is complete, the best epoch's model (model.safetensors + model.json).
 
@@ -161,6 +175,13 @@ def train_command(preset: str, store: str, out: str, **options) -> None:
     from ..training.distributed import is_primary
 
     set_cpu_defaults(options.pop("threads"))
+    kmer_options = {k: options.pop(k) for k in ("k", "gapped")}
+    if preset == "kmer":
+        _train_kmer(store, out, {**options, **kmer_options})
+        return
+    given = [k for k, v in kmer_options.items() if v is not None]
+    if given:
+        raise click.UsageError(f"--{given[0]} applies to --preset kmer only")
 
     try:
         run_dir = train_model(preset=preset, store=store, out=out, **options)
@@ -177,6 +198,29 @@ def train_command(preset: str, store: str, out: str, **options) -> None:
             f"model: {directory}  best epoch {result.get('best_epoch')} of {result.get('epochs')}  "
             f"val_loss {result.get('best_val_loss', float('nan')):.4f}  "
             f"val_auroc {result.get('best_val_auroc', float('nan')):.4f}")
+
+
+def _train_kmer(store: str, out: str, options: dict) -> None:
+    """``--preset kmer``: refuse the network's options, fit the composition model, report it."""
+    from ..kmer import DEFAULT_K, train_kmer
+    from ..training import read_run
+
+    defaults = {"seed": 0, "device": "auto", "devices": "1", "num_nodes": 1, "strategy": "auto",
+                "sync_batchnorm": True, "precision": "32", "train_fraction": 1.0, "recalibrate_bn": False}
+    network_only = [name for name, value in options.items() if name not in KMER_OPTIONS
+                    and value not in (None, False) and defaults.get(name, object()) != value
+                    and str(defaults.get(name)) != str(value)]
+    if network_only:
+        raise click.UsageError(f"--{network_only[0].replace('_', '-')} sets up a network; "
+                               "the kmer preset does not take it")
+    run_dir = train_kmer(store, out, k=options["k"] or DEFAULT_K, span=options["gapped"], fold=options["fold"],
+                         seed=options["seed"], class_weights=options["class_weights"] or "balanced",
+                         overwrite=options["overwrite"], resume=options["resume"])
+    result = read_run(run_dir).get("result", {})
+    click.echo(f"model: {run_dir}  k-mer logistic regression, {result.get('n_features')} features, "
+               f"C {result.get('C'):g}  val_loss {result.get('best_val_loss', float('nan')):.4f}  "
+               f"val_auroc {result.get('best_val_auroc', float('nan')):.4f}  "
+               f"({result.get('train_seconds', float('nan')):.1f} s)")
 
 
 def register(app: click.Group) -> None:

@@ -233,7 +233,11 @@ def weighted_sample(rng: np.random.Generator, n_items: int, k: int, weights: np.
     return np.sort(np.argpartition(-keys, k - 1)[:k])
 
 
-def gc_matched_weights(target_gc: np.ndarray, pool_gc: np.ndarray, bins: int = 20) -> np.ndarray:
+#: GC-matching bins: 50 equal bins of 2 % GC on [0, 1].
+GC_BINS = 50
+
+
+def gc_matched_weights(target_gc: np.ndarray, pool_gc: np.ndarray, bins: int = GC_BINS) -> np.ndarray:
     """Sampling weights that give the pool the GC distribution of the target.
 
     GC fractions are binned in ``bins`` equal bins on [0, 1]; a pool item's weight is the target's
@@ -246,6 +250,17 @@ def gc_matched_weights(target_gc: np.ndarray, pool_gc: np.ndarray, bins: int = 2
     p_share = np.bincount(p_bin, minlength=bins) / max(len(pool_gc), 1)
     ratio = np.divide(t_share, p_share, out=np.zeros(bins), where=p_share > 0)
     return ratio[p_bin]
+
+
+def gc_matched_sample(rng: np.random.Generator, target_gc: np.ndarray, pool_gc: np.ndarray, k: int) -> np.ndarray:
+    """``k`` distinct indices into the pool (sorted) drawn so that their GC distribution follows
+    the target's (:func:`gc_matched_weights`, Efraimidis-Spirakis keys). Where fewer than ``k``
+    pool items share a bin with the target, the rest is filled from the other bins at random.
+    """
+    weights = gc_matched_weights(np.asarray(target_gc, dtype=np.float64), np.asarray(pool_gc, dtype=np.float64))
+    if (weights > 0).sum() < min(int(k), weights.size):
+        weights = np.where(weights > 0, weights, 1e-6)
+    return weighted_sample(rng, weights.size, k, weights)
 
 
 def write_window_store(

@@ -4,8 +4,9 @@ Inputs (exactly one):
 
 * **published label files** (``labels_csv``): labels are used as given: ``<CELL>`` -> 1, every
   other label (``<CELL>_NEG``, ``Negative``) -> 0. Duplicated windows are removed and counted.
-* **label matrix** / **signal matrix** (``label_matrix`` / ``signal_matrix``, see
-  :mod:`.labels`): for the chosen line C among the lines considered (``cells``, default all
+* **label matrix** / **cell table** / **signal matrix** (``label_matrix`` / ``cell_table`` /
+  ``signal_matrix``, see :mod:`.labels`; a cell table is read as the label matrix of its label
+  names): for the chosen line C among the lines considered (``cells``, default all
   columns), positives are the regions open in C and in no other line; negatives are drawn at random
   (seed and cell name) from the positives of the other lines together with the regions open in
   none, ``round(neg_ratio * positives)`` of them separately for the training and test chromosomes;
@@ -16,6 +17,13 @@ Inputs (exactly one):
   order of the tiles drawn with the seed alone, so the cell lines of one seed share their
   background windows (a smaller set is a subset of a larger one).
   label_name is ``C`` for positives, ``C_NEG`` for negatives.
+
+``gc_match`` (an addition to the paper, a control that a model learns more than GC content): the
+negatives drawn from the rDHS pool and the background windows are drawn so that their GC
+distribution follows the set's positives (per split; bins of 2 %, :func:`.build.gc_matched_sample`),
+the background from every candidate tile. Published label files are used as given, so there it
+applies to the ``background`` windows added to them only. The manifest records it under
+``parameters.gc_match``; ``chromtransfer info dataset`` shows GC and CpG per class.
 
 ``task="multiclass"`` builds the 7-class set from the same inputs, class = the line a window is a
 positive of, else ``background`` (the last class); label_name is the line's name for positives,
@@ -46,14 +54,17 @@ from ..genome import Genome, open_genome
 from ..interval_sets import IntervalSet
 from ..intervals import centred_windows, region_names, validate_regions
 from .build import (
+    GC_BINS,
     as_path_list,
     candidate_tiles,
     check_chrom_option,
     check_output_store,
     describe_inputs,
+    gc_matched_sample,
     read_many,
     resolve_chroms,
     weighted_sample,
+    window_stats,
     write_window_store,
 )
 from .labels import (
@@ -62,6 +73,7 @@ from .labels import (
     exclusive_positives,
     find_label_files,
     match_cell,
+    read_cell_table,
     read_label_matrix,
     read_published_labels,
     read_signal_matrix,
@@ -98,6 +110,7 @@ def prepare_finetune(
     labels_csv: PathLike | Sequence[PathLike] | None = None,
     label_matrix: PathLike | None = None,
     signal_matrix: PathLike | None = None,
+    cell_table: PathLike | None = None,
     cells: str | Sequence[str] | None = None,
     task: str = "binary",
     neg_ratio: float = 3.0,
@@ -115,6 +128,7 @@ def prepare_finetune(
     pseudocount: float = 0.0,
     overwrite: bool = False,
     multiclass_set: str = "authors",
+    gc_match: bool = False,
 ) -> Path:
     """Build a fine-tuning store (see the module docstring).
 
@@ -125,6 +139,8 @@ def prepare_finetune(
         labels_csv: folder of published ``<CELL>.csv`` files, or the files.
         label_matrix: TSV of regions x cell lines (1/0).
         signal_matrix: TSV of regions x replicate signal columns.
+        cell_table: TSV of regions x cell lines holding the published label names
+            (:func:`.labels.read_cell_table`).
         cells: cell lines considered (list or comma-separated; default: all in the input).
         task: ``"binary"`` or ``"multiclass"``.
         neg_ratio: negatives per positive for matrix inputs (the paper: 2.5 to 3.5).
@@ -140,15 +156,20 @@ def prepare_finetune(
         threshold, pseudocount: the signal-matrix rule (:func:`.labels.open_from_signal`).
         multiclass_set: the rows of a multi-class set, ``"authors"`` or ``"union"`` (module
             docstring).
+        gc_match: draw negatives and background with the positives' GC distribution (module
+            docstring).
         overwrite: replace a complete store at ``out`` (only the store's own files).
 
     Returns:
         The store path.
     """
-    sources = [x for x in (labels_csv, label_matrix, signal_matrix) if x is not None and x != []]
+    sources = [x for x in (labels_csv, label_matrix, signal_matrix, cell_table) if x is not None and x != []]
     if len(sources) != 1:
-        raise InputError("prepare finetune", "give exactly one of --labels-csv, --label-matrix, --signal-matrix",
-                         fix="choose the label input you have")
+        raise InputError("prepare finetune", "give exactly one of --labels-csv, --label-matrix, --cell-table, "
+                         "--signal-matrix", fix="choose the label input you have")
+    if gc_match and labels_csv is not None and not background:
+        raise InputError("--gc-match", "published label files are used as given, so GC matching needs --background",
+                         fix="add --background N (genomic windows drawn GC-matched), or use --cell-table")
     if task not in TASKS:
         raise InputError("--task", f"unknown task {task!r}", fix="use binary or multiclass")
     if task == "binary" and not cell:
@@ -167,7 +188,9 @@ def prepare_finetune(
     dropped: dict[str, int] = {}
     skip = resolve_chroms(g, parse_chrom_list(exclude_chroms) if exclude_chroms else [])
     parameters = {"kind": "finetune", "task": task, "cell": cell, "cells": cell_list, "neg_ratio": neg_ratio,
-                  "min_distance": min_distance, "exclude_chroms": skip}
+                  "min_distance": min_distance, "exclude_chroms": skip, "gc_match": gc_match}
+    if gc_match:
+        parameters["gc_bins"] = GC_BINS
     if task == "multiclass":
         parameters["multiclass_set"] = multiclass_set
     if labels_csv is not None:
@@ -175,19 +198,23 @@ def prepare_finetune(
         rows, classes, considered = _from_published(g, files, cell, task, length, dropped, multiclass_set)
         inputs = describe_inputs(genome=g.path, labels_csv=list(files.values()), blacklist=as_path_list(blacklist))
     else:
-        matrix_path = label_matrix if label_matrix is not None else signal_matrix
+        matrix_key = next(k for k, v in (("label_matrix", label_matrix), ("cell_table", cell_table),
+                                         ("signal_matrix", signal_matrix)) if v is not None)
+        matrix_path = {"label_matrix": label_matrix, "cell_table": cell_table, "signal_matrix": signal_matrix}[matrix_key]
         if label_matrix is not None:
             regions, opened, names = read_label_matrix(matrix_path, g, cell_list)
             parameters["labels_from"] = "label matrix"
+        elif cell_table is not None:
+            regions, opened, names = read_cell_table(matrix_path, g, cell_list)
+            parameters["labels_from"] = "cell table"
         else:
             regions, opened, names, stats = read_signal_matrix(matrix_path, g, cell_list, threshold, pseudocount)
             parameters["labels_from"] = "signal matrix"
             parameters["signal"] = stats
         dropped.update({f"regions_{k}": v for k, v in regions.attrs.get("dropped", {}).items()})
         rows, classes, considered = _from_matrix(g, regions, opened, names, cell, task, neg_ratio, length,
-                                                 test_chroms, seed, dropped)
-        inputs = describe_inputs(genome=g.path, **{"label_matrix" if label_matrix is not None else "signal_matrix":
-                                                   matrix_path}, blacklist=as_path_list(blacklist))
+                                                 test_chroms, seed, dropped, gc_match=gc_match)
+        inputs = describe_inputs(genome=g.path, **{matrix_key: matrix_path}, blacklist=as_path_list(blacklist))
     parameters["cells_considered"] = considered
     if background is None:
         # published files carry their own background; for matrices, as in the published sets, a
@@ -199,7 +226,9 @@ def prepare_finetune(
     background_rows = None
     if n_background > 0:
         background_rows = _background_rows(g, rows, n_background, length, blacklist, min_distance, skip, seed,
-                                           label=len(classes) - 1 if task == "multiclass" else 0, dropped=dropped)
+                                           label=len(classes) - 1 if task == "multiclass" else 0, dropped=dropped,
+                                           gc_match=gc_match, test_chroms=test_chroms,
+                                           background_class=len(classes) - 1 if task == "multiclass" else 0)
     if authors_set:
         if labels_csv is None:  # published files: done while reading them
             rdhs = (rows["label_name"] == RDHS_LABEL).to_numpy()
@@ -300,7 +329,8 @@ def _from_published(genome: Genome, files: dict[str, Path], cell: str | None, ta
 
 # --------------------------------------------------------------------------- matrices
 def _sample_negatives(rng: np.random.Generator, pool: np.ndarray, split: np.ndarray, positives: np.ndarray,
-                      neg_ratio: float, cell: str) -> np.ndarray:
+                      neg_ratio: float, cell: str, gc: np.ndarray | None = None) -> np.ndarray:
+    """Negatives of one line per split, uniformly or (``gc``: every window's GC fraction) GC-matched."""
     chosen = []
     for code in (TRAIN, TEST):
         candidates = pool[split[pool] == code]
@@ -308,13 +338,17 @@ def _sample_negatives(rng: np.random.Generator, pool: np.ndarray, split: np.ndar
         if want > candidates.size:
             log.warning("%s: only %d negatives available for %d wanted (%s split)", cell, candidates.size, want,
                         "train" if code == TRAIN else "test")
-        chosen.append(candidates[weighted_sample(rng, candidates.size, want)])
+        if gc is None:
+            chosen.append(candidates[weighted_sample(rng, candidates.size, want)])
+        else:
+            target = positives[split[positives] == code]
+            chosen.append(candidates[gc_matched_sample(rng, gc[target], gc[candidates], want)])
     return np.sort(np.concatenate(chosen))
 
 
 def _from_matrix(genome: Genome, regions: pd.DataFrame, opened: np.ndarray, names: list[str], cell: str | None,
-                 task: str, neg_ratio: float, length: int, test_chroms, seed: int, dropped: dict[str, int]
-                 ) -> tuple[pd.DataFrame, list[str], list[str]]:
+                 task: str, neg_ratio: float, length: int, test_chroms, seed: int, dropped: dict[str, int],
+                 gc_match: bool = False) -> tuple[pd.DataFrame, list[str], list[str]]:
     windows = centred_windows(regions, length, genome, on_off_end="drop")
     if len(windows) != len(regions):
         # keep the matrix rows aligned with the windows that remain
@@ -324,6 +358,9 @@ def _from_matrix(genome: Genome, regions: pd.DataFrame, opened: np.ndarray, name
     exclusive = exclusive_positives(opened)
     dropped["regions_open_in_several"] = int((exclusive == -2).sum())
     split = assign_split(windows["chrom"].to_numpy(dtype=object), test_chroms)
+    gc = None
+    if gc_match:
+        gc = window_stats(genome, windows["chrom"].to_numpy(dtype=object), windows["start"].to_numpy(), length)[1]
     names_out = [canonical_cell(n) for n in names]
     targets = [match_cell(cell, names)] if task == "binary" else list(names)
     label_name = np.full(len(windows), RDHS_LABEL, dtype=object)
@@ -333,7 +370,7 @@ def _from_matrix(genome: Genome, regions: pd.DataFrame, opened: np.ndarray, name
         c = names.index(target)
         positives = np.flatnonzero(exclusive == c)
         pool = np.flatnonzero((exclusive == -1) | ((exclusive >= 0) & (exclusive != c)))
-        negatives = _sample_negatives(_cell_rng(seed, target), pool, split, positives, neg_ratio, target)
+        negatives = _sample_negatives(_cell_rng(seed, target), pool, split, positives, neg_ratio, target, gc)
         if not positives.size:
             raise InputError(regions.attrs.get("source", "matrix"), f"no region is open only in {target}",
                              fix="check the cell columns and --cells")
@@ -363,8 +400,11 @@ def _from_matrix(genome: Genome, regions: pd.DataFrame, opened: np.ndarray, name
 
 
 def _background_rows(genome: Genome, rows: pd.DataFrame, n: int, length: int, blacklist, min_distance: int,
-                     skip: list[str], seed: int, label: int, dropped: dict[str, int]) -> pd.DataFrame:
-    """``n`` genomic background windows (label_name ``Negative``), shared by every cell line of a seed."""
+                     skip: list[str], seed: int, label: int, dropped: dict[str, int], gc_match: bool = False,
+                     test_chroms=None, background_class: int = 0) -> pd.DataFrame:
+    """``n`` genomic background windows (label_name ``Negative``), shared by every cell line of a seed;
+    with ``gc_match``, drawn per split (in the tiles' proportions) with the GC distribution of
+    the rows not of ``background_class``."""
     black = read_many(as_path_list(blacklist), genome, on_missing="drop", on_off_end="clip")
     reference = rows.attrs.get("all_regions", rows)
     avoid = [reference[["chrom", "start", "end"]]]
@@ -377,8 +417,11 @@ def _background_rows(genome: Genome, rows: pd.DataFrame, n: int, length: int, bl
     exclude.append((IntervalSet.concat(avoid), min_distance))
     chroms = [c for c in genome.names if c not in skip]
     counts: dict[str, int] = {}
-    tiles = candidate_tiles(genome, length, chroms, exclude=exclude, dropped=counts)
-    pick = np.sort(_background_rng(seed).permutation(len(tiles))[:n])
+    tiles = candidate_tiles(genome, length, chroms, exclude=exclude, dropped=counts, with_gc=gc_match)
+    if gc_match:
+        pick = _gc_matched_background(genome, rows, tiles, n, length, test_chroms, seed, background_class)
+    else:
+        pick = np.sort(_background_rng(seed).permutation(len(tiles))[:n])
     if pick.size < n:
         log.warning("only %d background windows available for %d wanted", pick.size, n)
         dropped["background_short"] = int(n - pick.size)
@@ -386,3 +429,24 @@ def _background_rows(genome: Genome, rows: pd.DataFrame, n: int, length: int, bl
     return pd.DataFrame({"chrom": tiles["chrom"].to_numpy(dtype=object), "start": tiles["start"].to_numpy(),
                          "end": tiles["end"].to_numpy(), "name": region_names(tiles).to_numpy(dtype=object),
                          "label": label, "label_name": NEGATIVE_LABEL})
+
+
+def _gc_matched_background(genome: Genome, rows: pd.DataFrame, tiles: pd.DataFrame, n: int, length: int,
+                           test_chroms, seed: int, background_class: int) -> np.ndarray:
+    """Indices of ``n`` tiles (sorted): per split, the split's share of the tiles, GC-matched to
+    that split's positive rows (every class but ``background_class``)."""
+    positive = rows["label"].to_numpy() != background_class
+    pos_gc = window_stats(genome, rows["chrom"].to_numpy(dtype=object)[positive], rows["start"].to_numpy()[positive],
+                          length)[1]
+    pos_split = assign_split(rows["chrom"].to_numpy(dtype=object)[positive], test_chroms)
+    tile_split = assign_split(tiles["chrom"].to_numpy(dtype=object), test_chroms)
+    rng = _background_rng(seed)
+    chosen = []
+    for code in (TRAIN, TEST):
+        pool = np.flatnonzero(tile_split == code)
+        want = int(round(n * pool.size / max(len(tiles), 1)))
+        target = pos_gc[pos_split == code]
+        if not target.size:
+            target = pos_gc
+        chosen.append(pool[gc_matched_sample(rng, target, tiles["gc"].to_numpy()[pool], want)])
+    return np.sort(np.concatenate(chosen))

@@ -9,6 +9,13 @@ Three inputs, one result (which rDHS is open in which cell line):
 * **Label matrix** (:func:`read_label_matrix`): a TSV with a header, region columns (``chrom``,
   ``start``, ``end`` [``name``] or one ``region`` column of ``chr:start-end``) and one column per
   cell line holding 1/0 (also ``true``/``false``, ``yes``/``no``, ``open``/``closed``).
+* **Cell table** (:func:`read_cell_table`): a TSV with a header, region columns and one column per
+  cell line holding that line's published label for the window: the line's name (positive: open
+  only in that line), ``<CELL>_NEG`` (a negative rDHS), ``Negative`` (genomic background) or empty
+  (the window is not in that line's set), as ``labels/chromtransfer_cells_GRCh37.tsv.gz`` of the
+  real development data. It is read as a label matrix (open in a line = labelled with its name),
+  so the paper's rule for fine-tuning sets applies to it; windows labelled only ``Negative`` are
+  background, not rDHSs, and are left out (counted).
 * **Signal matrix** (:func:`read_signal_matrix`): the same region columns plus one column per
   replicate, named ``<CELL>`` or ``<CELL><sep><replicate>`` with ``sep`` one of ``_ . - :`` (e.g.
   ``HepG2_rep1``, ``HepG2_rep2``). :func:`open_from_signal` applies the paper's rule: log10 of
@@ -40,6 +47,7 @@ __all__ = [
     "find_label_files",
     "match_cell",
     "open_from_signal",
+    "read_cell_table",
     "read_label_matrix",
     "read_published_labels",
     "read_signal_matrix",
@@ -209,6 +217,62 @@ def read_label_matrix(path: str | os.PathLike, genome=None, cells: Sequence[str]
     regions = table[[c for c in ("chrom", "start", "end", "name", "line") if c in table]].copy()
     regions.attrs = dict(table.attrs)
     return regions, matrix, names
+
+
+def read_cell_table(path: str | os.PathLike, genome=None, cells: Sequence[str] | None = None
+                    ) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
+    """Read a per-window cell table (published label names per cell line) as a label matrix.
+
+    The cell columns are the columns after the region columns that hold text (numeric columns,
+    such as other coordinates, are kept out). Every value of column ``C`` must be ``C`` (open in
+    C), ``C_NEG``, ``Negative`` or empty, ignoring case. Windows open in no line and labelled only
+    ``Negative`` (genomic background) or nothing are dropped and counted in
+    ``regions.attrs["dropped"]`` (``cell_table_background``, ``cell_table_unlabelled``).
+
+    Returns:
+        ``(regions, open, cells)`` as :func:`read_label_matrix`: ``open`` is ``(n_regions,
+        n_cells)`` bool, True where the window carries the line's own name.
+    """
+    path = Path(path)
+    table = read_region_table(path, genome)
+    skip = {"chrom", "start", "end", "name", "line"}
+    text_columns = [c for c in table.columns if c not in skip and not pd.api.types.is_numeric_dtype(table[c])]
+    if not text_columns:
+        raise InputError(path, "no cell-line columns holding label names after the region columns",
+                         fix="one column per cell line holding CELL, CELL_NEG, Negative or nothing")
+    region_columns = table[["chrom", "start", "end", "line", *text_columns]]
+    every_line, _ = _cell_columns(path, region_columns, None, signal=False)
+    names, groups = _cell_columns(path, region_columns, cells, signal=False)
+    opened = np.zeros((len(table), len(names)), dtype=bool)
+    labelled = np.zeros(len(table), dtype=bool)  # an rDHS of any line's set, considered or not
+    background = np.zeros(len(table), dtype=bool)
+    for column in every_line:
+        value = table[column].fillna("").astype(str).str.strip()
+        lower = value.str.lower()
+        is_pos = (lower == column.lower()).to_numpy()
+        is_neg = (lower == f"{column.lower()}_neg").to_numpy()
+        is_background = (lower == NEGATIVE_LABEL.lower()).to_numpy()
+        bad = ~(is_pos | is_neg | is_background | (lower == "").to_numpy())
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise InputError(path, f"column {column!r} holds {value.iloc[i]!r}", line=int(table["line"].iloc[i]),
+                             fix=f"a cell table's {column} column holds {column} (positive), {column}_NEG, "
+                                 f"{NEGATIVE_LABEL} or nothing")
+        for j, cell in enumerate(names):
+            if groups[cell][0] == column:
+                opened[:, j] = is_pos
+        labelled |= is_pos | is_neg
+        background |= is_background
+    keep = labelled
+    dropped = dict(table.attrs.get("dropped", {}))
+    dropped["cell_table_background"] = int((~labelled & background).sum())
+    dropped["cell_table_unlabelled"] = int((~labelled & ~background).sum())
+    if not keep.any():
+        raise InputError(path, "no window is labelled with a cell line or <CELL>_NEG",
+                         fix="check the cell columns (CELL, CELL_NEG, Negative or empty)")
+    regions = table.loc[keep, [c for c in ("chrom", "start", "end", "name", "line") if c in table]].reset_index(drop=True)
+    regions.attrs = {**table.attrs, "dropped": dropped}
+    return regions, opened[keep], names
 
 
 def open_from_signal(values: np.ndarray, replicate_cell: np.ndarray, n_cells: int, threshold: float = 1.64,

@@ -17,7 +17,7 @@ Recipe (the paper's, docs/method.md section 2):
    are drawn at random (seeded) separately for the training and the test chromosomes, so both
    splits keep the ratio. With ``gc_match`` (an addition to the paper) the draw is weighted so
    that the negatives' GC distribution follows the positives' of the same split: GC fractions are
-   binned in 20 bins on [0, 1] and a tile's weight is (positives' share of its bin) / (tiles' share
+   binned in 50 bins of 2 % on [0, 1] and a tile's weight is (positives' share of its bin) / (tiles' share
    of its bin); weighted sampling without replacement uses Efraimidis-Spirakis keys.
 4. Split by chromosome (``test_chroms``) and validation folds (:mod:`.splits`).
 
@@ -38,12 +38,13 @@ from ..genome import Genome, open_genome
 from ..interval_sets import IntervalSet
 from ..intervals import centred_windows, region_names
 from .build import (
+    GC_BINS,
     as_path_list,
     candidate_tiles,
     check_chrom_option,
     check_output_store,
     describe_inputs,
-    gc_matched_weights,
+    gc_matched_sample,
     read_many,
     resolve_chroms,
     weighted_sample,
@@ -178,6 +179,8 @@ def prepare_pretrain(
                          fix="check chromosome names, --exclude-positives and --max-n-fraction")
 
     sampling = {"neg_ratio": neg_ratio, "gc_match": gc_match, "candidates": int(len(tiles))}
+    if gc_match:
+        sampling["gc_bins"] = GC_BINS
     if neg_ratio is not None:
         rng = np.random.default_rng(seed)
         pos_split = assign_split(windows["chrom"].to_numpy(dtype=object), test_chroms)
@@ -190,10 +193,10 @@ def prepare_pretrain(
                 log.warning("only %d candidate negatives for %d wanted (%s split)", pool.size, want,
                             "train" if code == TRAIN else "test")
                 sampling[f"short_{'train' if code == TRAIN else 'test'}"] = int(want - pool.size)
-            weights = gc_matched_weights(gc[pos_split == code], tiles["gc"].to_numpy()[pool]) if gc_match else None
-            if weights is not None and (weights > 0).sum() < min(want, pool.size):
-                weights = np.where(weights > 0, weights, 1e-6)  # too few GC-matched tiles: fill up
-            chosen.append(pool[weighted_sample(rng, pool.size, want, weights)])
+            if gc_match:
+                chosen.append(pool[gc_matched_sample(rng, gc[pos_split == code], tiles["gc"].to_numpy()[pool], want)])
+            else:
+                chosen.append(pool[weighted_sample(rng, pool.size, want)])
         tiles = tiles.iloc[np.sort(np.concatenate(chosen))].reset_index(drop=True)
 
     rows = pd.concat([
@@ -208,7 +211,7 @@ def prepare_pretrain(
     inputs = describe_inputs(genome=g.path, positives=positive_files, exclude_positives=as_path_list(exclude_positives),
                              blacklist=as_path_list(blacklist))
     parameters = {"kind": "pretrain", "min_distance": min_distance, "distance_from": distance_from,
-                  "neg_ratio": neg_ratio, "gc_match": gc_match,
+                  "neg_ratio": neg_ratio, "gc_match": gc_match, "gc_bins": GC_BINS if gc_match else None,
                   "use_summit": use_summit, "exclude_chroms": skip, "drop_missing_chroms": drop_missing_chroms}
     return write_window_store(out, g, rows, length=length, task="binary", classes=BINARY_CLASSES,
                               test_chroms=test_chroms, folds=folds, seed=seed, fold_scheme=fold_scheme,

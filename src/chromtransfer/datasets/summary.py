@@ -5,11 +5,13 @@ from typing import Any
 
 import numpy as np
 
+from .composition import balance_warnings, store_composition
 from .store import SPLIT_NAMES, TRAIN, Store
 
 
 def store_summary(store: Store) -> dict[str, Any]:
-    """Rows, positives/negatives, per-split, per-fold and per-label counts, plus the manifest.
+    """Rows, positives/negatives, per-split, per-fold and per-label counts, GC and CpG per class
+    (:func:`.composition.store_composition`), warnings about uneven classes, plus the manifest.
 
     For a multi-class store, ``positives`` counts rows of every class but the background
     (the last class) and ``negatives`` the background rows.
@@ -24,7 +26,7 @@ def store_summary(store: Store) -> dict[str, Any]:
         for code in SPLIT_NAMES
     }
     train = split == TRAIN
-    return {
+    summary = {
         "path": str(store.path),
         "task": store.task,
         "classes": classes,
@@ -36,5 +38,8 @@ def store_summary(store: Store) -> dict[str, Any]:
         "by_split_class": by_split_class,
         "folds": {str(k): int((train & (fold == k)).sum()) for k in range(store.n_folds)},
         "labels": dict(store.manifest.get("counts", {}).get("label_names", {})),
+        "composition": store_composition(store),
         "manifest": store.manifest,
     }
+    summary["warnings"] = balance_warnings(summary)
+    return summary

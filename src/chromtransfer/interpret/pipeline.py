@@ -190,8 +190,13 @@ def output_unit(model, class_name: str | int | None) -> tuple[int | None, str]:
     """The attributed output: ``(class_index, label)``; a binary model gives ``(None, "positive")``.
 
     ``class_name`` selects a multi-class model's class by name (``model.config.classes``) or by
-    index; a binary model has one output unit and takes no class.
+    index; a binary model has one output unit and takes no class. A model without gradients
+    (the k-mer composition model) is refused here, before any input is read.
     """
+    if not getattr(model, "supports_gradients", True):
+        raise ChromTransferError("the k-mer composition model has no gradients or convolutions to attribute: "
+                                 "attribute a network (the k-mer weights are in its model.json, "
+                                 "training.result.top_features)")
     classes = [str(c) for c in getattr(model.config, "classes", [])]
     if not getattr(model, "multiclass", False):
         if class_name not in (None, ""):

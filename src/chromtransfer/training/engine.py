@@ -283,9 +283,29 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _training_rows(store: Store, s: ResolvedSettings) -> tuple[np.ndarray, np.ndarray, int]:
+    """The run's training and validation rows, and the number of training rows before subsampling."""
+    from .data import split_rows, stratified_subsample, subsample_rows
+
+    train_rows, val_rows = split_rows(store, s.fold, s.seed, s.validation)
+    n_train_all = len(train_rows)
+    if s.subsample_scope == "all" and s.train_fraction < 1:
+        everything = store.indices("train")
+        kept = stratified_subsample(everything, np.asarray(store.labels[everything]), s.train_fraction,
+                                    s.subsample_seed)
+        train_rows = train_rows[np.isin(train_rows, kept)]
+        if s.validation != "test":
+            val_rows = val_rows[np.isin(val_rows, kept)]
+    else:
+        train_rows = subsample_rows(train_rows, s.train_fraction, s.subsample_seed)
+    return train_rows, val_rows, n_train_all
+
+
 def _train_one(settings: TrainSettings) -> Path:
     plan = _plan(settings)
     if isinstance(plan, Path):
+        if settings.recalibrate_bn and is_primary():
+            recalibrate_run(plan, settings.store)
         return plan
     s, run_dir = plan.settings, plan.run_dir
     if is_primary():
@@ -293,21 +313,11 @@ def _train_one(settings: TrainSettings) -> Path:
         if settings.overwrite:  # a killed retraining must not look finished with the old model
             for name in (RUN_FILE, "model.json", "model.safetensors"):
                 (run_dir / name).unlink(missing_ok=True)
-    from .data import balanced_class_weights, split_rows, stratified_subsample, subsample_rows
+    from .data import balanced_class_weights
 
     seed_everything(s.seed)
     model = _build_model(plan)
-    train_rows, val_rows = split_rows(plan.store, s.fold, s.seed, s.validation)
-    n_train_all = len(train_rows)
-    if s.subsample_scope == "all" and s.train_fraction < 1:
-        everything = plan.store.indices("train")
-        kept = stratified_subsample(everything, np.asarray(plan.store.labels[everything]), s.train_fraction,
-                                    s.subsample_seed)
-        train_rows = train_rows[np.isin(train_rows, kept)]
-        if s.validation != "test":
-            val_rows = val_rows[np.isin(val_rows, kept)]
-    else:
-        train_rows = subsample_rows(train_rows, s.train_fraction, s.subsample_seed)
+    train_rows, val_rows, n_train_all = _training_rows(plan.store, s)
     train_labels = np.asarray(plan.store.labels[train_rows])
     n_classes = len(plan.store.classes)
     if len(np.unique(train_labels)) < 2:
@@ -366,7 +376,7 @@ def _train_one(settings: TrainSettings) -> Path:
         document["sessions"][-1]["fit_finished_utc"] = utc_now()
         write_json(run_dir / RUN_FILE, document)
     if primary:
-        _export(plan, model, document)
+        _export(plan, model, document, train_rows)
     return run_dir
 
 
@@ -458,7 +468,7 @@ def _fit(plan: _Plan, model, weights, train_rows: np.ndarray, val_rows: np.ndarr
         raise KeyboardInterrupt
 
 
-def _export(plan: _Plan, model, document: dict[str, Any]) -> None:
+def _export(plan: _Plan, model, document: dict[str, Any], train_rows: np.ndarray) -> None:
     from ..modelio import save_model
 
     s, run_dir = plan.settings, plan.run_dir
@@ -475,6 +485,11 @@ def _export(plan: _Plan, model, document: dict[str, Any]) -> None:
     summary = curve_summary(run_dir)
     summary["exported"] = {"checkpoint": source.name, "epoch": int(checkpoint.get("epoch", -1)) + 1}
     summary["stopped_early"] = bool(summary.get("epochs", 0) < s.max_epochs)
+    if s.recalibrate_bn:
+        from .recalibrate import recalibrate_batchnorm
+
+        summary["recalibrate_bn"] = recalibrate_batchnorm(model, plan.store.sequences, train_rows,
+                                                          batch_size=s.batch_size, device=s.device)
     document["result"] = summary
     training = {
         "run": str(run_dir.resolve()),
@@ -489,3 +504,40 @@ def _export(plan: _Plan, model, document: dict[str, Any]) -> None:
     document["status"] = "complete"
     document["finished_utc"] = utc_now()
     write_json(run_dir / RUN_FILE, document)
+
+
+def recalibrate_run(run_dir: str | Path, store: str | Path | None = None) -> dict[str, Any]:
+    """Recalibrate the BatchNorm statistics of a finished run's model in place (``train --resume
+    --recalibrate-bn``); returns the record written into ``model.json`` (``training.result.
+    recalibrate_bn``) and ``run.json``. A model already recalibrated is left as is.
+
+    ``store`` is the run's store (default: the path in ``run.json``); it must be the very store
+    the run trained on (same manifest checksum), whose training rows the pass reads.
+    """
+    from ..modelio import load_model, read_model_document, save_model
+    from .recalibrate import recalibrate_batchnorm
+
+    run_dir = Path(run_dir)
+    model_document = read_model_document(run_dir)
+    result = model_document.get("training", {}).get("result", {})
+    if result.get("recalibrate_bn"):
+        return result["recalibrate_bn"]
+    document = read_run(run_dir)
+    data = open_store(store or document["store"]["path"])
+    if file_sha256(data.path / "manifest.json") != document.get("store", {}).get("manifest_sha256"):
+        raise ArtifactError(f"{run_dir}: trained on another dataset store ({document['store']['path']}); "
+                            "recalibrate it with that store")
+    known = {f.name for f in dataclasses.fields(ResolvedSettings)}
+    settings = ResolvedSettings(**{k: v for k, v in document["settings"].items() if k in known})
+    train_rows, _, _ = _training_rows(data, settings)
+    model = load_model(run_dir)
+    record = recalibrate_batchnorm(model, data.sequences, train_rows, batch_size=settings.batch_size)
+    result["recalibrate_bn"] = record
+    model_document.get("training", {}).get("settings", {})["recalibrate_bn"] = True
+    metadata = {k: v for k, v in model_document.items()
+                if k not in ("format", "format_version", "architecture", "config")}
+    save_model(model.cpu(), run_dir, **metadata)
+    document.setdefault("result", {})["recalibrate_bn"] = record
+    document["settings"]["recalibrate_bn"] = True
+    write_json(run_dir / RUN_FILE, document)
+    return record

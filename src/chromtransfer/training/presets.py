@@ -157,6 +157,10 @@ class TrainSettings:
             of the whole training set (``round(fraction * n)`` rows of each label, validation
             fold included), then split into training and validation rows as the whole set is
             (the paper's bootstrap: 1 % of HepG2's 74,673 rows = 257 + 490 = 747).
+        recalibrate_bn: once training is done, recompute the BatchNorm moving statistics with
+            dropout off in one pass over the training rows (chromtransfer.training.recalibrate; recorded in
+            model.json). The paper's models keep the statistics of training (the default). With
+            ``resume`` on a finished run, recalibrates its model in place.
         resume: continue the run in ``out`` from its last checkpoint.
         overwrite: start afresh in ``out`` even where it holds a run (finished or not): the run's
             own files are replaced, no other file in ``out`` is touched.
@@ -196,6 +200,7 @@ class TrainSettings:
     sync_batchnorm: bool = True
     dropout: float | None = None
     bn_momentum: float | None = None
+    recalibrate_bn: bool = False
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> "TrainSettings":
@@ -246,6 +251,7 @@ class ResolvedSettings:
     dropout: float | None = None
     bn_momentum: float | None = None
     validation: str = "fold"
+    recalibrate_bn: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -254,7 +260,7 @@ class ResolvedSettings:
     #: Settings that may differ when a run is resumed (they do not change the numbers on one
     #: device; a different number of processes changes only the dropout masks and rounding).
     RESUMABLE_CHANGES = ("out", "quiet", "resume", "num_workers", "max_epochs", "store", "init",
-                         "device", "devices", "num_nodes", "strategy", "world_size", "extra")
+                         "device", "devices", "num_nodes", "strategy", "world_size", "extra", "recalibrate_bn")
 
 
 def resolve(settings: TrainSettings, fold: int | None = None, width: float | None = None,
@@ -347,6 +353,7 @@ def resolve(settings: TrainSettings, fold: int | None = None, width: float | Non
         dropout=float(settings.dropout) if settings.dropout is not None else None,
         bn_momentum=float(settings.bn_momentum) if settings.bn_momentum is not None else None,
         validation=validation,
+        recalibrate_bn=bool(settings.recalibrate_bn),
     )
     for name in ("lr", "l2"):
         if getattr(resolved, name) < 0 or (name == "lr" and resolved.lr == 0):

@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..encoding import N_CODE, one_hot
-from ..inference import model_dtype
+from ..inference import model_dtype, predict_codes
 from ..interpret import ism as _ism
 from ..models import probabilities
 
@@ -53,7 +53,12 @@ def snv_probabilities(model: nn.Module, windows: np.ndarray, rows: np.ndarray, o
 
     Returns:
         ``(p_windows (W,), p_substitutions (n,))`` float64 probabilities of the model's output unit.
+
+    A model without a convolutional body (the k-mer composition model) scores each mutated window
+    whole.
     """
+    if not hasattr(model, "body"):
+        return _whole_windows(model, windows, rows, offsets, alts, batch_size=batch_size, device=device)
     body = model.body
     _ism._check_body(body)
     dev = torch.device(device)
@@ -108,3 +113,16 @@ def snv_probabilities(model: nn.Module, windows: np.ndarray, rows: np.ndarray, o
     finally:
         model.train(was_training)
     return p_windows, p_subs
+
+
+def _whole_windows(model: nn.Module, windows: np.ndarray, rows: np.ndarray, offsets: np.ndarray,
+                   alts: np.ndarray, *, batch_size: int, device) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`snv_probabilities` by plain prediction of the reference and every mutated window."""
+    windows = np.ascontiguousarray(windows, dtype=np.uint8)
+    rows, offsets, alts = (np.asarray(a, dtype=np.int64) for a in (rows, offsets, alts))
+    mutated = windows[rows].copy()
+    mutated[np.arange(rows.shape[0]), offsets] = alts
+    p_windows = predict_codes(model, windows, batch_size=batch_size, device=device)[:, 0]
+    p_subs = predict_codes(model, mutated, batch_size=batch_size, device=device)[:, 0] if len(rows) else \
+        np.zeros(0, dtype=np.float32)
+    return p_windows.astype(np.float64), p_subs.astype(np.float64)

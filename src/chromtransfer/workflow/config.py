@@ -37,6 +37,8 @@ from ..evaluation.metrics import DEFAULT_F1_AVERAGE, F1_AVERAGES
 from ..interpret.attribution import TARGETS
 from ..interpret.enrich import COMPARISON_SIGNIFICANCE, FAMILY_OVERLAP
 from ..interpret.pipeline import METHODS
+from ..kmer import DEFAULT_K
+from ..kmer.features import MAX_K, KmerSpec
 from ..models import HEADS
 from ..training import presets
 from .interpretation import COMPARE_REGIONS
@@ -74,27 +76,33 @@ class Synthetic(Section):
     strength: float = Field(3.0, gt=0, description="exponent on the motif probabilities when planting instances")
 
 
+#: The cell-type label inputs, of which a config names one.
+LABEL_INPUTS = ("labels_csv", "label_matrix", "cell_table", "signal_matrix")
+
+
 class Inputs(Section):
     synthetic: Optional[Synthetic] = Field(None, description="make the bundled synthetic data instead of reading files")
     genome: Optional[str] = Field(None, description="genome FASTA (plain, gzip or bgzip) or 2bit")
-    rdhs: Optional[Names] = Field(None, description="open-chromatin regions (BED) of pre-training")
+    rdhs: Optional[Names] = Field(None, description="open-chromatin regions (BED) of pre-training (default with "
+                                                    "cell_table: the table's rDHS windows)")
     exclude_positives: Optional[Names] = Field(None, description="regions removed from the pre-training positives")
     blacklist: Optional[Names] = Field(None, description="regions no background window may overlap")
     labels_csv: Optional[Names] = Field(None, description="folder (or files) of published per-cell label CSVs")
     label_matrix: Optional[str] = Field(None, description="TSV of regions x cell lines (1/0)")
+    cell_table: Optional[str] = Field(None, description="TSV of regions x cell lines holding the published label "
+                                                        "names (CELL, CELL_NEG, Negative or empty)")
     signal_matrix: Optional[str] = Field(None, description="TSV of regions x replicate signal columns")
 
     def label_source(self) -> dict[str, Any]:
         """The one cell-type label input given, as ``{key: value}``."""
-        for key in ("labels_csv", "label_matrix", "signal_matrix"):
+        for key in LABEL_INPUTS:
             if getattr(self, key):
                 return {key: getattr(self, key)}
         return {}
 
     def files(self) -> dict[str, list[str]]:
         """The user's input paths per key (as written in the config)."""
-        named = {k: getattr(self, k) for k in ("genome", "rdhs", "exclude_positives", "blacklist", "labels_csv",
-                                               "label_matrix", "signal_matrix")}
+        named = {k: getattr(self, k) for k in ("genome", "rdhs", "exclude_positives", "blacklist", *LABEL_INPUTS)}
         return {k: ([v] if isinstance(v, str) else list(v)) for k, v in named.items() if v}
 
 
@@ -116,6 +124,8 @@ class PrepareFinetune(Section):
     min_distance: Optional[int] = Field(None, ge=0, description="override of prepare.min_distance for fine-tuning")
     threshold: float = Field(1.64, description="signal-matrix z-score above which a region is open")
     pseudocount: float = Field(0.0, ge=0, description="signal-matrix pseudocount before the log")
+    gc_match: bool = Field(False, description="draw negatives and background windows with the positives' GC "
+                                              "distribution")
 
 
 def _overrides(model: type[Section], name: str, base: str) -> type[Section]:
@@ -235,6 +245,19 @@ class Bootstrap(Section):
     replicates: int = Field(10, ge=1, description="subsamples per fraction")
 
 
+#: Models trained beside the fine-tuned one for every cell line: the network from scratch and the
+#: k-mer composition model.
+BASELINES = ("binary", "kmer")
+
+
+class Kmer(Section):
+    k: int = Field(DEFAULT_K, ge=1, le=MAX_K, description="k-mer length of the composition baseline")
+    gapped: Optional[int] = Field(None, ge=1, description="gapped k-mers: k informative bases within at most this "
+                                                          "span (default: contiguous k-mers)")
+    class_weights: Literal[presets.CLASS_WEIGHTS] = Field("balanced", description="class weights of the logistic "
+                                                          "regression, as the networks'")
+
+
 class Interpret(Section):
     enabled: bool = Field(True, description="run the interpretation (a config without the section does not)")
     cells: Optional[list[str]] = Field(None, description="cell lines to interpret (default: all of cells)")
@@ -293,6 +316,10 @@ class StudyConfig(Section):
     cells: list[str] = Field(min_length=1, description="cell lines fine-tuned and evaluated")
     folds: list[Annotated[int, Field(ge=0)]] = Field([0], min_length=1, description="cross-validation folds trained")
     train: Train = Field(default_factory=Train, description="training settings per preset")
+    baselines: list[Literal[BASELINES]] = Field(list(BASELINES), description="models trained and evaluated beside "
+                                                "the fine-tuned one per cell: binary (the network from scratch), "
+                                                "kmer (composition)")
+    kmer: Kmer = Field(default_factory=Kmer, description="the k-mer composition baseline")
     evaluate: Evaluate = Field(default_factory=Evaluate, description="evaluation")
     multiclass: Multiclass = Field(default_factory=Multiclass, description="multi-class baseline")
     bootstrap: Bootstrap = Field(default_factory=Bootstrap, description="bootstrap of training-set size (Table 1)")
@@ -309,7 +336,8 @@ class StudyConfig(Section):
     def resolve(self, value: str | os.PathLike) -> str:
         """A path from the config, relative to the config file's folder."""
         path = Path(os.path.expanduser(str(value)))
-        return str(path if path.is_absolute() else (self.path.parent / path).resolve())
+        # lexically, from the folder the config was named in (configs/ may be a link to the package's)
+        return str(path if path.is_absolute() else Path(os.path.normpath(self.path.parent / path)))
 
     def train_options(self, preset: str) -> dict[str, Any]:
         """The training settings the config gives for ``preset`` (``common`` then the preset's own)."""
@@ -386,11 +414,22 @@ def load_config(path: str | os.PathLike) -> StudyConfig:
         config = StudyConfig.model_validate(data)
     except ValidationError as exc:
         raise _first_problem(path, root, exc) from None
-    config._path = path.resolve()
+    config._path = Path(os.path.abspath(path))
     if config.name is None:
         config.name = path.stem
     _check_consistency(path, root, config)
     return config
+
+
+def missing_inputs(config: StudyConfig) -> None:
+    """Raise one :class:`InputError` line for the first input file of ``config`` that does not exist
+    (checked before any stage runs; a config may be loaded and validated without its data)."""
+    for key, paths in config.inputs.files().items():
+        for value in paths:
+            resolved = Path(config.resolve(value))
+            if not resolved.exists():
+                raise InputError(config.path, f"inputs.{key}: {value} not found (resolved to {resolved})",
+                                 fix="fix the path (relative to the config file's folder) or provide the data")
 
 
 def _first_problem(path: Path, root, exc: ValidationError) -> InputError:
@@ -500,11 +539,12 @@ def _check_consistency(path: Path, root, config: StudyConfig) -> None:
     inputs = config.inputs
     if inputs.synthetic is None:
         for key in ("genome", "rdhs"):
-            if not getattr(inputs, key):
+            if not getattr(inputs, key) and not (key == "rdhs" and inputs.cell_table):
                 fail(("inputs",), f"inputs.{key} is missing", fix="name the file, or use inputs.synthetic")
-        if not inputs.label_source():
-            fail(("inputs",), "inputs need one of labels_csv, label_matrix, signal_matrix",
-                 fix="name the cell-type label input")
+        given = [key for key in LABEL_INPUTS if getattr(inputs, key)]
+        if len(given) != 1:
+            fail(("inputs",), f"inputs need one of {', '.join(LABEL_INPUTS)}" + (f", not {len(given)}" if given else ""),
+                 fix="name the one cell-type label input")
     elif inputs.files():
         fail(("inputs",), f"inputs.synthetic with input files ({', '.join(inputs.files())})",
              fix="use either inputs.synthetic or your own files")
@@ -512,6 +552,12 @@ def _check_consistency(path: Path, root, config: StudyConfig) -> None:
         fail(("variants",), "variants.vcf is missing", fix="name the VCF to score, or set variants.enabled: false")
     if len(set(config.cells)) != len(config.cells):
         fail(("cells",), "cells names a cell line twice", fix="list each cell line once")
+    if len(set(config.baselines)) != len(config.baselines):
+        fail(("baselines",), "baselines names a model twice", fix="list each of binary, kmer once")
+    try:
+        KmerSpec(config.kmer.k, config.kmer.gapped)
+    except ValueError as exc:
+        fail(("kmer",), f"kmer: {exc}")
     for i, fold in enumerate(config.folds):
         if fold >= config.prepare.folds:
             fail(("folds", i), f"folds has fold {fold}, but prepare.folds is {config.prepare.folds}",

@@ -7,12 +7,14 @@ dependents, see :mod:`.stages`):
 1. ``inputs``: the synthetic genome and labels (``inputs.synthetic``) or the user's files;
 2. ``prepare/pretrain``, ``prepare/<cell>``, ``prepare/multiclass``: dataset stores;
 3. ``train/pretrain``: the cell-type agnostic model;
-4. ``train/<cell>/finetune/fold<k>`` and ``train/<cell>/baseline/fold<k>``: fine-tuned from the
-   pre-trained body, and the same network from scratch, for every cell line and fold;
+4. ``train/<cell>/finetune/fold<k>``, ``train/<cell>/baseline/fold<k>`` and
+   ``train/<cell>/kmer/fold<k>``: fine-tuned from the pre-trained body, the same network from
+   scratch and the k-mer composition model (``baselines: [binary, kmer]``, the default), for every
+   cell line and fold;
 5. ``train/multiclass``: the multi-class baseline, as the authors trained it (one model on every
    training row, 50 epochs, the last weights; ``multiclass.protocol: authors``, the default), or
    ``train/multiclass/fold<k>``, one model per fold like the binary models (``protocol: folds``);
-6. ``evaluate/<cell>``: fine-tuned (ensemble of folds), binary baseline and pre-trained-only models
+6. ``evaluate/<cell>``: fine-tuned (ensemble of folds), binary baseline, k-mer and pre-trained-only models
    on the cell line's test split; ``evaluate/multiclass``;
 7. ``bootstrap``: Table 1 for one cell line;
 8. ``interpret/<cell>`` and ``interpret/compare``: attributions, motif sites, KS ranking of TFs;
@@ -32,13 +34,15 @@ from typing import Any, Callable
 import numpy as np
 
 from ..artifacts import write_json
-from .config import StudyConfig, load_config
+from .config import LABEL_INPUTS, StudyConfig, load_config, missing_inputs
 from .stages import Stage, StageRunner
 
 log = logging.getLogger("chromtransfer.workflow")
 
 #: The windows open in any considered cell line, removed from pre-training (under OUT/inputs).
 POSITIVES_BED = "cell_type_positives.bed"
+#: The cell table's rDHS windows, the pre-training positives where no inputs.rdhs is given.
+CELL_TABLE_RDHS_BED = "cell_table_rdhs.bed"
 #: Training keys that choose where the work runs, not its result: left out of the fingerprints.
 MACHINE_ONLY_TRAIN_KEYS = ("device", "num_workers")
 
@@ -65,7 +69,22 @@ class Study:
         return [self.model(cell, "finetune", f"fold{k}") for k in self.config.folds]
 
     def baselines(self, cell: str) -> list[Path]:
+        """The binary baseline's fold runs (``[]`` when ``baselines`` leaves out ``binary``)."""
+        if "binary" not in self.config.baselines:
+            return []
         return [self.model(cell, "baseline", f"fold{k}") for k in self.config.folds]
+
+    def kmer_models(self, cell: str) -> list[Path]:
+        """The k-mer composition model's fold runs (``[]`` when ``baselines`` leaves out ``kmer``)."""
+        if "kmer" not in self.config.baselines:
+            return []
+        return [self.model(cell, "kmer", f"fold{k}") for k in self.config.folds]
+
+    def compared_models(self, cell: str) -> dict[str, list[Path]]:
+        """Summary kind (:data:`~.summary.MODEL_KINDS`) -> the runs evaluated on the cell line's test rows."""
+        kinds = {"finetuned": self.finetuned(cell), "baseline": self.baselines(cell),
+                 "kmer": self.kmer_models(cell), "pretrained": [self.pretrained]}
+        return {kind: runs for kind, runs in kinds.items() if runs}
 
     @property
     def pretrained(self) -> Path:
@@ -84,6 +103,7 @@ class Study:
     # -- stages ------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         """Run every stage not up to date; returns the summary (``{}`` in a dry run)."""
+        missing_inputs(self.config)
         if self.runner.dry_run:
             self.echo(f"dry run: what 'chromtransfer run' would do in {self.out} (nothing is changed)")
         for stage in self.stages():
@@ -106,7 +126,8 @@ class Study:
                         outputs=[self.out / "inputs"] if cfg.inputs.synthetic else [])]
         stages.append(Stage("prepare/pretrain", self._prepare_pretrain, "pre-training store",
                             settings=self._prepare_settings("pretrain"), depends=["inputs"],
-                            outputs=[self.store("pretrain"), self.out / "inputs" / POSITIVES_BED]))
+                            outputs=[self.store("pretrain"), self.out / "inputs" / POSITIVES_BED,
+                                     self.out / "inputs" / CELL_TABLE_RDHS_BED]))
         for cell in cfg.cells:
             stages.append(Stage(f"prepare/{cell}", lambda c=cell: self._prepare_cell(c), f"{cell} store",
                                 settings={**self._prepare_settings("finetune"), "cell": cell}, depends=["inputs"],
@@ -130,6 +151,12 @@ class Study:
                                     f"binary baseline {cell}, fold {fold}",
                                     settings=self._train_settings("baseline", fold), depends=[f"prepare/{cell}"],
                                     outputs=[run_dir]))
+            for fold, run_dir in zip(cfg.folds, self.kmer_models(cell)):
+                stages.append(Stage(f"train/{cell}/kmer/fold{fold}",
+                                    lambda c=cell, k=fold, d=run_dir: self._train_kmer(c, k, d),
+                                    f"k-mer baseline {cell}, fold {fold}",
+                                    settings={**cfg.flat("kmer"), "seed": cfg.seed, "fold": fold},
+                                    depends=[f"prepare/{cell}"], outputs=[run_dir]))
         multiclass_runs = self.multiclass_runs() if self.multiclass_enabled else {}
         for name, (run_dir, fold) in multiclass_runs.items():
             stages.append(Stage(name, lambda d=run_dir, k=fold: self._train_multiclass(d, k),
@@ -138,7 +165,8 @@ class Study:
                                           "multiclass.protocol": cfg.multiclass.protocol},
                                 depends=["prepare/multiclass"], outputs=[run_dir]))
         for cell in cfg.cells:
-            trained = [f"train/{cell}/{kind}/fold{k}" for kind in ("finetune", "baseline") for k in cfg.folds]
+            trained = [f"train/{cell}/{kind}/fold{k}" for kind in ("finetune", *self._baseline_stages)
+                       for k in cfg.folds]
             stages.append(Stage(f"evaluate/{cell}", lambda c=cell: self._evaluate_cell(c), f"evaluate {cell}",
                                 settings=cfg.flat("evaluate"), depends=[f"prepare/{cell}", "train/pretrain", *trained],
                                 outputs=[self.out / "evaluation" / cell]))
@@ -197,6 +225,11 @@ class Study:
         return stages
 
     @property
+    def _baseline_stages(self) -> list[str]:
+        """The training-stage names of the baselines the config asks for."""
+        return [{"binary": "baseline", "kmer": "kmer"}[name] for name in self.config.baselines]
+
+    @property
     def interpret_cells(self) -> list[str]:
         return list(self.config.interpret.cells or [])
 
@@ -249,7 +282,7 @@ class Study:
         return resolved
 
     def _label_source(self) -> dict[str, Any]:
-        for key in ("labels_csv", "label_matrix", "signal_matrix"):
+        for key in LABEL_INPUTS:
             if self.inputs.get(key):
                 return {key: self.inputs[key]}
         raise KeyError("no label input")
@@ -267,7 +300,8 @@ class Study:
         exclude = self.inputs.get("exclude_positives")
         if exclude is None and self.config.prepare.exclude_cell_positives:
             exclude = self._cell_positive_regions()
-        path = prepare_pretrain(self.inputs["genome"], self.inputs["rdhs"], self.store("pretrain"),
+        positives = self.inputs.get("rdhs") or self._cell_table_regions()
+        path = prepare_pretrain(self.inputs["genome"], positives, self.store("pretrain"),
                                 exclude_positives=exclude, blacklist=self.inputs.get("blacklist"), overwrite=True,
                                 **options)
         return {"store": str(path)}
@@ -286,12 +320,29 @@ class Study:
             from ..datasets.labels import read_signal_matrix
 
             regions, opened, *_ = read_signal_matrix(source["signal_matrix"], genome)
+        elif "cell_table" in source:
+            from ..datasets.labels import read_cell_table
+
+            regions, opened, _ = read_cell_table(source["cell_table"], genome)
         else:
             return None  # published label files: their positives are excluded by inputs.exclude_positives
         keep = np.asarray(opened).any(axis=1)
         path = self.out / "inputs" / POSITIVES_BED
         path.parent.mkdir(parents=True, exist_ok=True)
         regions.loc[keep, ["chrom", "start", "end"]].to_csv(path, sep="\t", header=False, index=False)
+        return str(path)
+
+    def _cell_table_regions(self) -> str:
+        """A BED of every rDHS window of the cell table (the pre-training positives where
+        ``inputs.rdhs`` is not given; the cell lines' own positives are then removed by
+        ``prepare.exclude_cell_positives``)."""
+        from ..datasets.labels import read_cell_table
+        from ..genome import open_genome
+
+        regions, _, _ = read_cell_table(self.inputs["cell_table"], open_genome(self.inputs["genome"]))
+        path = self.out / "inputs" / CELL_TABLE_RDHS_BED
+        path.parent.mkdir(parents=True, exist_ok=True)
+        regions[["chrom", "start", "end"]].to_csv(path, sep="\t", header=False, index=False)
         return str(path)
 
     def _prepare_cell(self, cell: str) -> dict[str, Any]:
@@ -347,6 +398,14 @@ class Study:
         init = self.pretrained if preset == "finetune" else None
         return self._train(preset, self.store(cell), run_dir, fold, init)
 
+    def _train_kmer(self, cell: str, fold: int, run_dir: Path) -> dict[str, Any]:
+        from ..kmer import train_kmer
+
+        k = self.config.kmer
+        run = train_kmer(self.store(cell), run_dir, k=k.k, span=k.gapped, fold=fold, seed=self.config.seed,
+                         class_weights=k.class_weights, resume=True)
+        return {"run": str(run)}
+
     def _train_multiclass(self, run_dir: Path, fold: int | str) -> dict[str, Any]:
         # per fold: the binary models' protocol (best validation epoch) unless the config says otherwise
         extra = {} if fold == "none" else {"export": "best"}
@@ -364,8 +423,7 @@ class Study:
 
         base = self.out / "evaluation" / cell
         results = {}
-        for kind, models in (("finetuned", self.finetuned(cell)), ("baseline", self.baselines(cell)),
-                             ("pretrained", [self.pretrained])):
+        for kind, models in self.compared_models(cell).items():
             metrics = evaluate_models(models, self.store(cell), "test", base / kind, overwrite=True,
                                       **self._evaluate_options())
             results[kind] = _headline(metrics)

@@ -4,7 +4,8 @@
 
     {"name": ..., "config": PATH, "settings": {the config, every default filled},
      "cells": {CELL: {"finetuned": {auroc, auprc, average_precision, f1_negative,
-       f1_positive, f1_overall, f1_macro, brier, ece}, "baseline": {...}, "pretrained": {...},
+       f1_positive, f1_overall, f1_macro, brier, ece}, "baseline": {...}, "kmer": {...},
+       "pretrained": {...},
        "top_tfs": [...], "top_families": [{"tf", "D", "fdr", "members"}], "planted_tfs": [...],
        "planted_in_top5": bool,
        "variants": {"auroc_driver_vs_neutral", "n_driver", "n_neutral", "auroc_by_tf",
@@ -28,7 +29,8 @@ from ..report import Section, write_report
 if TYPE_CHECKING:
     from .study import Study
 
-MODEL_KINDS = (("finetuned", "fine-tuned"), ("baseline", "binary baseline"), ("pretrained", "pre-trained only"))
+MODEL_KINDS = (("finetuned", "fine-tuned"), ("baseline", "binary baseline"), ("kmer", "k-mer composition"),
+               ("pretrained", "pre-trained only"))
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -86,7 +88,8 @@ def build_summary(study: "Study") -> dict[str, Any]:
         if (store_dir / "manifest.json").exists():
             s = store_summary(open_store(store_dir))
             summary["data"][store_dir.name] = {k: s[k] for k in ("task", "rows", "positives", "negatives",
-                                                                  "splits", "by_split_class", "length")}
+                                                                  "splits", "by_split_class", "length",
+                                                                  "composition")}
     summary["timings"] = study.runner.timings()
     summary["timings"]["total"] = round(sum(summary["timings"].values()), 3)
     summary["provenance"] = provenance()
@@ -136,8 +139,9 @@ def report_sections(study: "Study", summary: dict[str, Any]) -> list[Section]:
             csvs, figures / "learning_pretrain.png", title="Pre-trained model",
             kept_epochs=_kept_epochs({"pre-training": study.pretrained}))))
     for cell in study.config.cells:
-        runs = {"fine-tuned": study.finetuned(cell)[0] / "learning_curve.csv",
-                "baseline": study.baselines(cell)[0] / "learning_curve.csv"}
+        runs = {"fine-tuned": study.finetuned(cell)[0] / "learning_curve.csv"}
+        if study.baselines(cell):
+            runs["baseline"] = study.baselines(cell)[0] / "learning_curve.csv"
         runs = {k: v for k, v in runs.items() if v.exists()}
         if runs:
             kept = _kept_epochs({k: v.parent for k, v in runs.items()})
