@@ -165,7 +165,10 @@ def report_sections(study: "Study", summary: dict[str, Any]) -> list[Section]:
                                   "(overall, as the paper reports it) and their plain mean (macro); AUROC, "
                                   "AUPRC (area under the interpolated precision-recall curve, as R's PRROC "
                                   "computes it), Brier score and expected calibration error (10 equal-width "
-                                  "bins). Fine-tuned rows are the average of the fold models."])
+                                  "bins). Fine-tuned rows are the average of the fold models. The k-mer "
+                                  "composition row is a logistic regression on canonical k-mer frequencies "
+                                  "(README: the composition baseline): a network that does not beat it has "
+                                  "learnt no more than composition."])
     if rows:
         metrics.tables.append(("Every model side by side", pd.DataFrame(rows)))
     sections.append(metrics)
