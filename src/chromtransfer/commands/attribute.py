@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from ._options import overwrite_option, quiet_option, threads_option
+from ._options import overwrite_option, precision_option, quiet_option, threads_option
 
 
 @click.command("attribute")
@@ -42,12 +42,13 @@ from ._options import overwrite_option, quiet_option, threads_option
 @click.option("--max-n-fraction", default=0.5, show_default=True, type=click.FloatRange(0, 1),
               help="Sequences with a larger share of N bases are attributed but flagged (n_fraction in "
                    "attributions.npz, and a warning).")
+@precision_option
 @threads_option
 @quiet_option
 def attribute_command(model_dir: str, store: str | None, split: str, bed: str | None, genome: str | None,
                       window: int, fasta: str | None, selection: str, threshold: float, method: str, target: str,
                       class_name: str | None, batch_size: int | None, device: str, no_bigwig: bool,
-                      out_dir: str, overwrite: bool, max_n_fraction: float, threads: int | None,
+                      out_dir: str, overwrite: bool, max_n_fraction: float, precision: str, threads: int | None,
                       quiet: bool) -> None:
     """Per-base attribution scores of a model for sequences of a store, a BED file or a FASTA file.
 
@@ -59,6 +60,9 @@ def attribute_command(model_dir: str, store: str | None, split: str, bed: str | 
     from ..artifacts import check_output_dir
     from ..errors import ChromTransferError
     from ..interpret.attributions import ATTRIBUTIONS_KIND
+    from ..precision import resolve_precision
+
+    precision = resolve_precision(precision)
 
     given = [name for name, value in (("--data", store), ("--bed", bed), ("--fasta", fasta)) if value]
     if len(given) != 1:
@@ -94,7 +98,7 @@ def attribute_command(model_dir: str, store: str | None, split: str, bed: str | 
     with progress_bar(None, method, quiet=quiet) as progress:
         result = pipeline.attribute(model, inputs, method=method, target=target, class_index=class_index,
                                     select=selection, threshold=threshold, batch_size=batch_size,
-                                    device=dev, progress=progress,
+                                    device=dev, progress=progress, precision=precision,
                                     model_path=str(Path(model_dir).resolve()))
     if len(result) == 0:
         raise ChromTransferError(
@@ -117,6 +121,7 @@ def attribute_command(model_dir: str, store: str | None, split: str, bed: str | 
         "inputs": inputs.source,
         "batch_size": batch_size,
         "device": str(dev),
+        "precision": precision,
         "max_n_fraction": max_n_fraction,
         "flagged_n_fraction": flagged,
     }

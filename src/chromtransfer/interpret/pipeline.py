@@ -213,7 +213,7 @@ def output_unit(model, class_name: str | int | None) -> tuple[int | None, str]:
 
 
 def predict_unit(model, inputs: AttributionInputs, class_index: int | None, *, batch_size: int, device,
-                 chunk: int = 65536) -> np.ndarray:
+                 chunk: int = 65536, precision: str | None = None) -> np.ndarray:
     """Probabilities of the attributed output unit, ``(N,)`` float32 (read in blocks of ``chunk`` rows)."""
     from ..inference import predict_codes
 
@@ -221,14 +221,16 @@ def predict_unit(model, inputs: AttributionInputs, class_index: int | None, *, b
     column = class_index or 0
     for begin in range(0, len(inputs), chunk):
         block = inputs.block(begin, begin + chunk)
-        out[begin:begin + len(block)] = predict_codes(model, block, batch_size=batch_size, device=device)[:, column]
+        out[begin:begin + len(block)] = predict_codes(model, block, batch_size=batch_size, device=device,
+                                                      precision=precision)[:, column]
     return out
 
 
 def attribute(model, inputs: AttributionInputs, *, method: str = "grad_x_input", target: str = "probability",
               class_index: int | None = None, select: str = "predicted-positive", threshold: float = 0.5,
               batch_size: int = 128, device="auto", chunk: int | None = None,
-              progress: Callable[[int], None] | None = None, model_path: str | None = None) -> Attributions:
+              progress: Callable[[int], None] | None = None, model_path: str | None = None,
+              precision: str | None = None) -> Attributions:
     """Select rows and attribute them; returns the selected rows' :class:`~.attributions.Attributions`
     (``n_candidates``: ``len(inputs)``).
 
@@ -243,8 +245,13 @@ def attribute(model, inputs: AttributionInputs, *, method: str = "grad_x_input",
         chunk: sequences attributed between two ``progress(n)`` calls (``n`` sequences more;
             default 256 for gradient x input, 8 for ISM).
         model_path: recorded as ``model`` of the result.
+        precision: ``float32`` (default) or ``bf16``: the selection's predictions as
+            :func:`~chromtransfer.inference.predict_codes` makes them, the attributions under
+            bf16 autocast (:func:`chromtransfer.precision.autocast`; float32 results).
     """
+    from ..devices import resolve_device
     from ..inference import n_fractions
+    from ..precision import autocast, resolve_precision
     from .attribution import grad_x_input
     from .ism import ism, ism_scores
 
@@ -252,7 +259,10 @@ def attribute(model, inputs: AttributionInputs, *, method: str = "grad_x_input",
         raise ValueError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
     if select not in SELECTIONS:
         raise ValueError(f"unknown selection {select!r}: use one of {', '.join(SELECTIONS)}")
-    prediction = predict_unit(model, inputs, class_index, batch_size=max(batch_size, 256), device=device)
+    precision = resolve_precision(precision)
+    prediction = predict_unit(model, inputs, class_index, batch_size=max(batch_size, 256), device=device,
+                              precision=precision)
+    place = resolve_device(device) if device is not None else next(model.parameters()).device
     rows = np.flatnonzero(prediction > threshold) if select == "predicted-positive" else np.arange(len(inputs))
     chosen = inputs.subset(rows)
     n, length = chosen.codes.shape
@@ -261,13 +271,18 @@ def attribute(model, inputs: AttributionInputs, *, method: str = "grad_x_input",
     deltas = np.zeros((n, length, 4), dtype=np.float32) if method == "ism" else None
     for begin in range(0, n, chunk):
         block = chosen.codes[begin:begin + chunk]
+        with autocast(place, precision):
+            if method == "ism":
+                d = ism(model, block, target=target, class_index=class_index, batch_size=batch_size,
+                        device=device)
+            else:
+                g = grad_x_input(model, block, target=target, class_index=class_index, batch_size=batch_size,
+                                 device=device)
         if method == "ism":
-            d = ism(model, block, target=target, class_index=class_index, batch_size=batch_size, device=device)
             deltas[begin:begin + len(block)] = d
             scores[begin:begin + len(block)] = ism_scores(d, block)
         else:
-            scores[begin:begin + len(block)] = grad_x_input(model, block, target=target, class_index=class_index,
-                                                            batch_size=batch_size, device=device)
+            scores[begin:begin + len(block)] = g
         if progress is not None:
             progress(len(block))
     return Attributions(scores, chosen.names, method, codes=chosen.codes.astype(np.uint8), ism=deltas, target=target,

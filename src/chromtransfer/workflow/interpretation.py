@@ -65,7 +65,8 @@ def _attribute_rows(study: "Study", model_dir: Path, inputs, settings, out: Path
 
     model = load_model(model_dir)
     result = attribute(model, inputs, method=settings["method"], target=settings["target"], select=select,
-                       batch_size=settings["batch_size"], device=study.config.device, model_path=str(model_dir))
+                       batch_size=settings["batch_size"], device=study.config.device, model_path=str(model_dir),
+                       precision=study.config.precision)
     result.save(out, {"model": str(model_dir), "method": settings["method"], "target": settings["target"],
                       "select": select}, bigwig=False, overwrite=True)
     return result
@@ -188,7 +189,7 @@ def compare_cells(study: "Study", cell_a: str, cell_b: str) -> dict[str, Any]:
         if settings["compare_regions"] == "predicted":
             model = load_model(study.finetuned(cell)[0])
             probability = predict_unit(model, inputs, None, batch_size=max(settings["batch_size"], 256),
-                                       device=study.config.device)
+                                       device=study.config.device, precision=study.config.precision)
             chosen = np.flatnonzero(probability > 0.5)
         else:
             chosen = np.flatnonzero(np.asarray(open_store(study.store(cell)).labels) == 1)
