@@ -7,7 +7,8 @@ correlation >= 0.99. Keys: ``bf16_max_abs_dp`` (the fused CPU path, the one ``pr
 ``bf16_auroc_delta`` (|AUROC bf16 - AUROC float32|), ``bf16_ism_rank_correlation`` (Spearman
 correlation of the per-base ISM scores, the smallest over the sequences; the median too).
 
-Model: ``--model DIR`` (e.g. a fine-tuned model of examples/real_interpret.sh), else a binary
+Model: ``--model DIR`` (e.g. a fine-tuned model of examples/real_interpret.sh; ``--store`` the
+store whose test split is scored), else a binary
 model trained here (``--width``, ``--epochs``, ``--train-rows``; kept in ``--work`` and reused)
 on the real open-chromatin windows of shared/data (Ensembl regulatory build open chromatin vs
 matched non-open windows, 600 bp, GRCh37): training on chr20 and chrX, test on chr22.
@@ -59,6 +60,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work", default=str(ROOT / ".bench-precision"), help="store and trained model (reused)")
     parser.add_argument("--model", default=None, help="a model directory to use instead of training one")
+    parser.add_argument("--store", default=None, help="with --model: the store whose test split is scored "
+                                                      "(default: the open-chromatin store built here)")
     parser.add_argument("--width", type=float, default=0.5)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--train-rows", type=int, default=2000)
@@ -82,7 +85,7 @@ def main() -> None:
     set_cpu_defaults(args.threads)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    store_path = build_store(work, args.train_rows, args.seed)
+    store_path = Path(args.store) if args.store else build_store(work, args.train_rows, args.seed)
     result: dict = {"store": str(store_path), "cpu_native_bf16": cpu_has_native_bf16()}
     if args.model:
         model_dir = Path(args.model)
