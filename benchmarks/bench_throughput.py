@@ -77,6 +77,13 @@ OPTIMISED = {
     "infer": {"impl": "fused", "chunk": 32, "workers": None, "fuse": {}},
     "env": {"OMP_WAIT_POLICY": "PASSIVE"},
 }
+#: The package at --precision bf16: bf16-mixed training (CPU autocast, float32 weights and Adam
+#: state) and the fused inference model with a bf16 body.
+BF16 = {
+    "train": {**OPTIMISED["train"], "precision": "bf16"},
+    "infer": {**OPTIMISED["infer"], "precision": "bf16"},
+    "env": dict(OPTIMISED["env"]),
+}
 PLAIN = {
     "train": {"path": "plain", "adam": "default", "dropout": "module", "compile": False},
     "infer": {"impl": "plain", "chunk": None, "workers": 1, "fuse": {}},
@@ -171,6 +178,7 @@ class TorchBench:
         self.module_dropout = tcfg["dropout"] == "module"
         adam_kwargs = {"default": {}, "fused": {"fused": True}, "foreach": {"foreach": True},
                        "single": {"foreach": False}}[tcfg["adam"]]
+        self.train_precision = tcfg.get("precision", "float32")
         self.train_net = self.model
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3, **adam_kwargs)
         if tcfg.get("compile"):
@@ -188,7 +196,9 @@ class TorchBench:
 
                 inductor_config.freezing = True
                 options = FuseOptions(**{**icfg.get("fuse", {}), "pointwise": False})
-            self.fused = fuse_for_inference(eval_copy, options)
+            from chromtransfer.precision import compute_dtype
+
+            self.fused = fuse_for_inference(eval_copy, options, body_dtype=compute_dtype(icfg.get("precision")))
         self.eval_model = eval_copy
         self.infer_fn = self._make_infer_fn()
         self.info = self._info()
@@ -293,7 +303,7 @@ class TorchBench:
             if self.fused is not None:
                 from chromtransfer.accel.fast import one_hot_nlc
 
-                fused_features = self.fused.body(one_hot_nlc(codes))
+                fused_features = self.fused.body(one_hot_nlc(codes, self.fused.body_dtype))
                 result["features"] = float((fused_features - features).abs().max())
         model64 = copy.deepcopy(self.eval_model).double()
         with torch.no_grad():
@@ -303,10 +313,13 @@ class TorchBench:
 
     # -- timed calls ----------------------------------------------------------------------------
     def _train_step(self) -> None:
-        torch, F = self.torch, self.F
-        logits = self.train_net(self.one_hot(self.train_codes))
-        loss = F.binary_cross_entropy_with_logits(logits, self.train_labels) \
-            + self.models.l2_penalty(self.model, 1e-4)
+        from chromtransfer.precision import autocast
+
+        F = self.F
+        with autocast("cpu", self.train_precision):  # bf16-mixed as Lightning runs it
+            logits = self.train_net(self.one_hot(self.train_codes))
+            loss = F.binary_cross_entropy_with_logits(logits, self.train_labels) \
+                + self.models.l2_penalty(self.model, 1e-4)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -528,6 +541,8 @@ def run(args) -> dict:
                 print(f"note: {args.bench_python} not found (run benchmarks/setup_bench_env.sh); "
                       "Keras is left out", file=sys.stderr)
         starters += [torch_starter("pytorch_plain", PLAIN), torch_starter("chromtransfer", OPTIMISED)]
+        if not args.no_bf16:
+            starters.append(torch_starter("chromtransfer_bf16", BF16))
         result["configs"] = _phase(starters, args, "main", errors)
         if "chromtransfer" not in result["configs"]:
             raise RuntimeError(f"the chromtransfer worker failed:\n{errors.get('chromtransfer')}")
@@ -567,6 +582,18 @@ def run(args) -> dict:
                                                         / keras[f"{op}_median_per_cpu_s"])
         if "pytorch_plain" in configs:
             result[f"{op}_ratio_vs_pytorch_plain"] = _paired(ours, configs["pytorch_plain"], op)
+        if "chromtransfer_bf16" in configs:
+            bf16 = configs["chromtransfer_bf16"]
+            result[f"{op}_bf16_ratio_vs_float32"] = _paired(bf16, ours, op)
+            if "keras" in configs:
+                result[f"{op}_bf16_ratio_vs_keras"] = _paired(bf16, configs["keras"], op)
+                result[f"{op}_bf16_ratio_vs_keras_per_cpu_s"] = (bf16[f"{op}_median_per_cpu_s"]
+                                                                 / configs["keras"][f"{op}_median_per_cpu_s"])
+    if "chromtransfer_bf16" in configs:
+        from chromtransfer.precision import cpu_has_native_bf16
+
+        result["bf16_vs_float32_on_random_network"] = configs["chromtransfer_bf16"]["info"]["vs_unoptimised"]
+        result["cpu_native_bf16"] = cpu_has_native_bf16()
     result["settings"] = {
         "rounds": args.rounds, "threads": args.threads, "length": args.length,
         "train_batch": args.train_batch, "infer_batch": args.infer_batch,
@@ -600,6 +627,11 @@ def print_table(result: dict) -> None:
         r = result.get(f"{op}_ratio_vs_pytorch_plain")
         if r is not None:
             print(f"{op}_ratio_vs_pytorch_plain = {r:.2f}")
+        r = result.get(f"{op}_bf16_ratio_vs_keras")
+        if r is not None:
+            print(f"{op}_bf16_ratio_vs_keras = {r:.2f}  (per CPU second "
+                  f"{result[f'{op}_bf16_ratio_vs_keras_per_cpu_s']:.2f}; bf16 / float32 chromtransfer "
+                  f"{result[f'{op}_bf16_ratio_vs_float32']:.2f}; native bf16 on this CPU: {result['cpu_native_bf16']})")
     diff = configs["chromtransfer"]["info"]["vs_unoptimised"]
     print("chromtransfer inference vs the unoptimised model (64 sequences, max |difference|): "
           f"features {diff.get('features', float('nan')):.1e}, probabilities {diff['probabilities']:.1e}, "
@@ -632,6 +664,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group", type=int, default=4,
                         help="levers timed together with one chromtransfer worker (memory bound)")
     parser.add_argument("--no-keras", action="store_true")
+    parser.add_argument("--no-bf16", action="store_true", help="leave out the --precision bf16 configuration")
     parser.add_argument("--bench-python", default=str(BENCH_PYTHON))
     parser.add_argument("--json", default=None, help="write the results (with machine info) here")
     # worker mode (internal)

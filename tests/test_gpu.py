@@ -151,6 +151,30 @@ def test_tf32_and_bf16_inference_within_tolerance(model, codes):
     assert np.abs(bf16 - reference).max() > 0  # bf16 really ran in reduced precision
 
 
+def test_precision_bf16_paths_on_gpu(model, codes):
+    """The package's --precision bf16 (predict_codes and the attribution pipeline, bf16 autocast on
+    CUDA) against float32 on the CPU: probabilities within the contract, ISM ranks kept."""
+    from scipy.stats import spearmanr
+
+    from chromtransfer.interpret.ism import ism_scores
+    from chromtransfer.interpret.pipeline import AttributionInputs, attribute
+
+    reference = predict_codes(model, codes, device="cpu")
+    bf16 = predict_codes(model, codes, device="cuda", precision="bf16")
+    assert 0 < np.abs(bf16 - reference).max() < 1e-2
+    short = codes[:2, :300]
+    n = len(short)
+    inputs = AttributionInputs(codes=short, names=np.array(["a", "b"]), chrom=np.full(n, ""),
+                               start=np.full(n, -1), end=np.full(n, -1), strand=np.full(n, "+"),
+                               source={"kind": "test", "rows": n})
+    cpu = ism(model, short, device="cpu")
+    gpu = attribute(model, inputs, method="ism", select="all", device="cuda", precision="bf16")
+    model.cpu()
+    assert gpu.ism.dtype == np.float32
+    rho = spearmanr(ism_scores(cpu, short).ravel(), gpu.scores.ravel()).statistic
+    assert rho >= 0.95
+
+
 def test_attribution_gpu_equals_cpu(model, codes):
     cpu = grad_x_input(model, codes[:8], device="cpu")
     gpu = grad_x_input(model, codes[:8], device="cuda")

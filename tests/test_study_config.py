@@ -55,6 +55,7 @@ def test_unknown_keys_are_refused_with_line_and_suggestion(tmp_path, text, messa
     ("inputs: {synthetic: {size: tiny}}\ncells: HepG2\n", "study.yaml:2: cells is 'HepG2': expected a list"),
     (BASE + "interpret: {target: logits}\n", "study.yaml:4: interpret.target is 'logits': expected one of 'probability' or 'logit'"),
     (BASE + "train: {common: {precision: 16}}\n", "study.yaml:4: train.common.precision is '16': expected one of"),
+    (BASE + "precision: half\n", "study.yaml:4: precision is 'half': expected one of 'float32' or 'bf16'"),
 ])
 def test_wrong_types_are_refused_with_line(tmp_path, text, message):
     assert _error(tmp_path, text).startswith(message)

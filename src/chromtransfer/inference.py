@@ -31,6 +31,11 @@ def model_dtype(model: torch.nn.Module) -> torch.dtype:
     return torch.float32
 
 
+def _widened(logits: torch.Tensor) -> torch.Tensor:
+    """Logits of a 16-bit computation as float32 (sigmoid/softmax run in float32); others as given."""
+    return logits.float() if logits.dtype in (torch.bfloat16, torch.float16) else logits
+
+
 def _reverse_complement(codes: torch.Tensor) -> torch.Tensor:
     """Reverse complement of a ``(N, L)`` code batch on its own device (N stays N)."""
     table = _COMPLEMENT.to(codes.device)
@@ -39,7 +44,8 @@ def _reverse_complement(codes: torch.Tensor) -> torch.Tensor:
 
 def predict_codes(model: torch.nn.Module, codes: np.ndarray, *, batch_size: int = 1024,
                   device: str | torch.device = "auto", rc_average: bool = False,
-                  fast: bool = True, progress: Callable[[int], None] | None = None) -> np.ndarray:
+                  fast: bool = True, progress: Callable[[int], None] | None = None,
+                  precision: str | None = None) -> np.ndarray:
     """Probabilities for equal-length sequences.
 
     Args:
@@ -55,11 +61,17 @@ def predict_codes(model: torch.nn.Module, codes: np.ndarray, *, batch_size: int 
             (:func:`chromtransfer.accel.fast.codes_runner`: the same probabilities to float32 rounding,
             several times faster); ``False`` runs the model itself.
         progress: called with the number of sequences of each finished batch.
+        precision: ``"float32"`` (``None``, the default) or ``"bf16"``
+            (:mod:`chromtransfer.precision`: on the CPU the fused model with a bf16 body, elsewhere
+            bf16 autocast; the sigmoid/softmax always in float32).
 
     Returns:
         ``float32`` array ``(N, n_outputs)``: sigmoid probabilities (binary heads, n_outputs = 1)
         or softmax probabilities (multi-class head).
     """
+    from .precision import autocast, resolve_precision
+
+    precision = resolve_precision(precision)
     if not isinstance(codes, np.ndarray):
         codes = np.asarray(codes)
     if codes.ndim != 2:
@@ -81,8 +93,13 @@ def predict_codes(model: torch.nn.Module, codes: np.ndarray, *, batch_size: int 
     if fast:
         from .accel.fast import codes_runner
 
-        runner = codes_runner(model, dev)
-    forward = runner or (lambda b: model(one_hot(b, dtype)))
+        runner = codes_runner(model, dev, precision=precision)
+    if runner is None:
+        def forward(b: torch.Tensor) -> torch.Tensor:
+            with autocast(dev, precision):
+                return _widened(model(one_hot(b, dtype)))
+    else:
+        forward = runner
     try:
         with torch.inference_mode():
             for start in range(0, codes.shape[0], batch_size):
@@ -102,7 +119,8 @@ def predict_codes(model: torch.nn.Module, codes: np.ndarray, *, batch_size: int 
 
 def predict_sequences(model: torch.nn.Module, sequences: Sequence[np.ndarray], *,
                       batch_size: int = 1024, device: str | torch.device = "auto",
-                      rc_average: bool = False, progress: Callable[[int], None] | None = None) -> np.ndarray:
+                      rc_average: bool = False, progress: Callable[[int], None] | None = None,
+                      precision: str | None = None) -> np.ndarray:
     """Probabilities for sequences of any lengths, in input order.
 
     Sequences are grouped by length and each group goes through :func:`predict_codes`; the
@@ -110,7 +128,7 @@ def predict_sequences(model: torch.nn.Module, sequences: Sequence[np.ndarray], *
 
     Args:
         sequences: ``(L_i,)`` uint8 code vectors (lengths may differ; each at least 1).
-        batch_size, device, rc_average, progress: as for :func:`predict_codes`.
+        batch_size, device, rc_average, progress, precision: as for :func:`predict_codes`.
 
     Returns:
         ``float32`` array ``(len(sequences), n_outputs)``.
@@ -129,7 +147,7 @@ def predict_sequences(model: torch.nn.Module, sequences: Sequence[np.ndarray], *
         for row, i in enumerate(members):
             block[row] = sequences[i]
         result[members] = predict_codes(model, block, batch_size=batch_size, device=device,
-                                        rc_average=rc_average, progress=progress)
+                                        rc_average=rc_average, progress=progress, precision=precision)
     return result
 
 
@@ -179,7 +197,7 @@ def prediction_table(names: Sequence[str], probs: np.ndarray, model: torch.nn.Mo
 
 def predict_fasta(model: torch.nn.Module, path, *, batch_size: int = 1024,
                   device: str | torch.device = "auto", rc_average: bool = False,
-                  progress: Callable[[int], None] | None = None):
+                  progress: Callable[[int], None] | None = None, precision: str | None = None):
     """Predict every record of a FASTA file (any lengths); returns :func:`prediction_table`'s frame
     with the record names and their ``n_fraction``."""
     from .fasta import read_fasta
@@ -191,13 +209,13 @@ def predict_fasta(model: torch.nn.Module, path, *, batch_size: int = 1024,
         raise InputError(path, "no FASTA records found", fix="give a FASTA file with '>name' lines")
     codes = [r.codes for r in records]
     probs = predict_sequences(model, codes, batch_size=batch_size, device=device,
-                              rc_average=rc_average, progress=progress)
+                              rc_average=rc_average, progress=progress, precision=precision)
     return prediction_table([r.name for r in records], probs, model, n_fractions(codes))
 
 
 def predict_regions(model: torch.nn.Module, regions_path, genome_path, *, window: int | None = None,
                     batch_size: int = 1024, device: str | torch.device = "auto", rc_average: bool = False,
-                    progress: Callable[[int], None] | None = None):
+                    progress: Callable[[int], None] | None = None, precision: str | None = None):
     """Predict the regions of a BED (or region TSV) file on a genome.
 
     Each region is scored as given (any lengths), or, with ``window``, on the ``window`` bp centred
@@ -222,7 +240,7 @@ def predict_regions(model: torch.nn.Module, regions_path, genome_path, *, window
         codes = genome.fetch_many(chroms[rows], starts[rows], ends[rows])
         n_frac[rows] = n_fractions(codes)
         probs[rows] = predict_codes(model, codes, batch_size=batch_size, device=device, rc_average=rc_average,
-                                    progress=progress)
+                                    progress=progress, precision=precision)
     return prediction_table(names, probs, model, n_frac)
 
 

@@ -25,9 +25,12 @@ def cpu_fast_path(x: torch.Tensor, module: nn.Module) -> bool:
     keep the plain ``(N, C, L)`` kernel: its float32 rounding is smaller (mean absolute error per
     pre-activation about 4e-7 against 8e-7, measured against float64), and the gradient of a ReLU
     network at a few positions depends on which ReLUs sit within rounding distance of zero.
+    Under CPU autocast (``bf16-mixed`` training, bf16 attributions) the plain modules run, so that
+    autocast gives every convolution oneDNN's bf16 kernel (these float32 kernels would bypass it).
     """
     return (x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 3
-            and (module.training or not torch.is_grad_enabled()))
+            and (module.training or not torch.is_grad_enabled())
+            and not torch.is_autocast_enabled("cpu"))
 
 
 def hooked(module: nn.Module) -> bool:

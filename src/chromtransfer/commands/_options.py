@@ -21,3 +21,11 @@ def quiet_option(func):
     """``-q/--quiet``: no progress bar (it is also off when standard error is not a terminal)."""
     return click.option("-q", "--quiet", is_flag=True,
                         help="No progress bar (none is shown when standard error is not a terminal).")(func)
+
+
+def precision_option(func):
+    """``--precision float32|bf16``: inference arithmetic (:mod:`chromtransfer.precision`)."""
+    return click.option("--precision", default="float32", show_default=True,
+                        help="Inference arithmetic: float32, or bf16 (bf16 weights and activations, float32 "
+                             "sums; faster on GPUs and CPUs with avx512_bf16/AMX, slower elsewhere; "
+                             "probabilities within ~1e-2).")(func)

@@ -5,7 +5,7 @@ import warnings
 
 import click
 
-from ._options import overwrite_option, quiet_option, threads_option
+from ._options import overwrite_option, precision_option, quiet_option, threads_option
 
 #: What ``scores`` holds, per method (the manifest's ``scores`` entry).
 SCORES = {
@@ -56,12 +56,13 @@ SCORES = {
 @click.option("--max-n-fraction", default=0.5, show_default=True, type=click.FloatRange(0, 1),
               help="Sequences with a larger share of N bases are attributed but flagged (n_fraction in "
                    "attributions.npz, and a warning).")
+@precision_option
 @threads_option
 @quiet_option
 def attribute_command(model_dir: str, store: str | None, split: str, bed: str | None, genome: str | None,
                       window: int, fasta: str | None, selection: str, threshold: float, method: str,
                       references: int | None, seed: int, target: str, class_name: str | None, batch_size: int | None, device: str, no_bigwig: bool,
-                      out_dir: str, overwrite: bool, max_n_fraction: float, threads: int | None,
+                      out_dir: str, overwrite: bool, max_n_fraction: float, precision: str, threads: int | None,
                       quiet: bool) -> None:
     """Per-base attribution scores of a model for sequences of a store, a BED file or a FASTA file.
 
@@ -78,6 +79,9 @@ def attribute_command(model_dir: str, store: str | None, split: str, bed: str | 
     from ..errors import ChromTransferError
     from ..interpret.attributions import ATTRIBUTIONS_KIND
     from ..interpret.deeplift import ConvergenceWarning
+    from ..precision import resolve_precision
+
+    precision = resolve_precision(precision)
 
     given = [name for name, value in (("--data", store), ("--bed", bed), ("--fasta", fasta)) if value]
     if len(given) != 1:
@@ -116,7 +120,7 @@ def attribute_command(model_dir: str, store: str | None, split: str, bed: str | 
         warnings.simplefilter("always", ConvergenceWarning)
         result = pipeline.attribute(model, inputs, method=method, target=target, class_index=class_index,
                                     select=selection, threshold=threshold, batch_size=batch_size,
-                                    device=dev, progress=progress,
+                                    device=dev, progress=progress, precision=precision,
                                     model_path=str(Path(model_dir).resolve()), references=references, seed=seed)
     for warning in caught:
         if issubclass(warning.category, ConvergenceWarning):
@@ -143,6 +147,7 @@ def attribute_command(model_dir: str, store: str | None, split: str, bed: str | 
         "inputs": inputs.source,
         "batch_size": batch_size,
         "device": str(dev),
+        "precision": precision,
         "max_n_fraction": max_n_fraction,
         "flagged_n_fraction": flagged,
         **{key: result.manifest[key] for key in ("deeplift_shap",) if key in result.manifest},

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from ._options import overwrite_option, quiet_option, threads_option
+from ._options import overwrite_option, precision_option, quiet_option, threads_option
 
 
 @click.command("evaluate")
@@ -27,11 +27,12 @@ from ._options import overwrite_option, quiet_option, threads_option
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Output directory: predictions.tsv, metrics.tsv, metrics.json, roc/pr/calibration .tsv and .png.")
 @overwrite_option("a complete evaluation")
+@precision_option
 @threads_option
 @quiet_option
 def evaluate_command(models: tuple[str, ...], store: str, split: str, batch_size: int, device: str,
                      rc_average: bool, threshold: float, n_bins: int, f1_average: str, out: str, overwrite: bool,
-                     threads: int | None, quiet: bool) -> None:
+                     precision: str, threads: int | None, quiet: bool) -> None:
     """Predict a split of a dataset store with one or more models and write predictions, metrics
     (AUROC, AUPRC, per-class and overall F1, precision, recall, Brier score, ECE; multi-class:
     one-vs-rest AUROC and AUPRC per class), curve tables and figures.
@@ -49,7 +50,7 @@ def evaluate_command(models: tuple[str, ...], store: str, split: str, batch_size
         result = evaluate_models(list(models), store, split=split, out=out, batch_size=batch_size, device=device,
                                  rc_average=rc_average, threshold=threshold, n_bins=n_bins, f1_average=f1_average,
                                  echo=lambda line: click.echo(line, err=True), overwrite=overwrite,
-                                 progress=progress)
+                                 progress=progress, precision=precision)
     for note in result["notes"]:
         click.echo(f"note: {note}", err=True)
     table = pd.read_csv(result["files"]["metrics.tsv"], sep="\t")

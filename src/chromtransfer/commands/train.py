@@ -113,8 +113,8 @@ class _Fold(click.ParamType):
                    "over the training rows; recorded in model.json). With --resume on a finished run, "
                    "recalibrates its model in place. Off by default, as published.")
 @click.option("--precision", type=click.Choice(["32", "bf16", "64"]), default="32", show_default=True,
-              help="bf16 = bf16 autocast (GPU only; refused on the CPU); 64 = float64, slow, for "
-                   "numerical checks.")
+              help="bf16 = bf16-mixed (bf16 autocast, float32 weights; CPU or GPU, slower than 32 on "
+                   "CPUs without avx512_bf16/AMX); 64 = float64, slow, for numerical checks.")
 @click.option("--num-workers", type=int, default=None,
               help="DataLoader worker processes (default 0 on the CPU, 4 on a GPU).")
 @click.option("--limit-train-batches", type=_BatchLimit(), default=None,

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from ._options import precision_option
+
 
 @click.command("variants")
 @click.option("--vcf", required=True, type=click.Path(dir_okay=False),
@@ -37,10 +39,12 @@ import click
 @click.option("--chunk-size", default=10000, show_default=True, type=click.IntRange(min=1),
               help="Variants per chunk (memory and resume granularity).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@precision_option
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for the models.")
 @click.option("--quiet", is_flag=True, help="No progress line.")
 def variants_command(vcf, genome, models, out, regions, on_ref_mismatch, rc_average, n_null, seed, motifs,
-                     motif_threshold, explain, length, batch_size, chunk_size, device, threads, quiet) -> None:
+                     motif_threshold, explain, length, batch_size, chunk_size, device, precision, threads,
+                     quiet) -> None:
     """Score every variant of a VCF with each cell line's model: p_ref, p_alt, delta_p, delta_logit
     (> 0: the ALT allele raises accessibility), specificity across lines, null z-scores, motif
     sites lost or gained. Writes OUT/variants.tsv.gz, OUT/variants.vcf.gz and figures; a killed
@@ -56,7 +60,7 @@ def variants_command(vcf, genome, models, out, regions, on_ref_mismatch, rc_aver
                              motifs=None if motifs.lower() == "none" else motifs,
                              motif_threshold=motif_threshold, explain=explain, length=length,
                              batch_size=batch_size, chunk_size=chunk_size, device=device, threads=threads,
-                             progress=not quiet, echo=echo)
+                             precision=precision, progress=not quiet, echo=echo)
     counts = ", ".join(f"{k} {v}" for k, v in summary["counts"].items() if v)
     click.echo(f"{summary['variants']} variants from {summary['records']} records ({counts})")
     if summary.get("variants_per_s"):

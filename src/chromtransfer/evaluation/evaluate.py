@@ -146,6 +146,7 @@ def evaluate_models(
     echo: Callable[[str], None] | None = None,
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
+    precision: str | None = None,
 ) -> dict[str, Any]:
     """Predict ``split`` of the store with each model and write the evaluation into ``out``.
 
@@ -157,7 +158,8 @@ def evaluate_models(
         out: output directory, claimed as an evaluation folder (a folder holding anything else
             is refused; a complete evaluation is replaced only with ``overwrite``, and then only
             its own files).
-        batch_size, device, rc_average: passed to :func:`chromtransfer.inference.predict_codes`.
+        batch_size, device, rc_average, precision: passed to
+            :func:`chromtransfer.inference.predict_codes` (precision: ``float32`` or ``bf16``).
         threshold: binary predictions are positive when the probability exceeds it.
         n_bins: equal-width bins of the calibration curve and the ECE.
         f1_average: ``macro`` or ``weighted`` overall F1 (:func:`~.metrics.overall_f1`).
@@ -174,9 +176,11 @@ def evaluate_models(
     from ..devices import resolve_device
     from ..inference import predict_codes
     from ..modelio import load_model, read_model_document
+    from ..precision import resolve_precision
 
     if not model_dirs:
         raise ChromTransferError("no model given (pass at least one --model)")
+    precision = resolve_precision(precision)
     check_output_dir(out, EVALUATION_KIND, overwrite=overwrite)
     echo = echo or (lambda _line: None)
     names = list(names) if names is not None else model_names(model_dirs)
@@ -202,7 +206,7 @@ def evaluate_models(
         model = load_model(directory, device=dev)
         probabilities[name] = np.asarray(
             predict_codes(model, codes, batch_size=batch_size, device=dev, rc_average=rc_average,
-                          progress=progress),
+                          progress=progress, precision=precision),
             dtype=np.float64)
         del model
         echo(f"predicted {idx.size} {split} rows with {name}")
@@ -210,7 +214,7 @@ def evaluate_models(
         probabilities[ENSEMBLE] = np.mean([probabilities[n] for n in names], axis=0)
     out = claim_output_dir(out, EVALUATION_KIND, overwrite=overwrite)
     settings = {"threshold": threshold, "n_bins": n_bins, "f1_average": f1_average, "rc_average": rc_average,
-                "batch_size": batch_size, "device": str(dev)}
+                "batch_size": batch_size, "device": str(dev), "precision": precision}
     if task == "binary":
         result = _evaluate_binary(out, row_names, labels, probabilities, settings)
     else:

@@ -386,8 +386,8 @@ def ism(model: nn.Module, codes: np.ndarray, *, target: str = "probability",
             block_np = np.ascontiguousarray(codes[start:stop])
             block = torch.from_numpy(block_np).to(dev)
             maps = _reference_maps(body, one_hot(block, dtype))
-            pooled_ref = maps["last"].mean(dim=-1)
-            out_ref = target_output(model.head(pooled_ref), target, multiclass, unit_index)
+            pooled_ref = maps["last"].to(dtype).mean(dim=-1)
+            out_ref = target_output(_head(model, pooled_ref, dtype), target, multiclass, unit_index)
             refs = _padded_positions_major(maps, pad)
             del maps
             padded_codes = F.pad(block, (pad, pad), value=N_CODE)
@@ -401,12 +401,21 @@ def ism(model: nn.Module, codes: np.ndarray, *, target: str = "probability",
                     batch = _Batch(refs, row, pos, int(positions[b0]), int(positions[b1 - 1]),
                                    length, pad, kernels)
                     window = batch.last_features(body, padded_codes[row], alt)
-                    change = window.values - batch.gather("last", window.lo, window.width)
+                    change = window.values.to(dtype) - batch.gather("last", window.lo, window.width).to(dtype)
                     pooled = pooled_ref[row] + change.sum(dim=1) / length
-                    out = target_output(model.head(pooled), target, multiclass, unit_index)
+                    out = target_output(_head(model, pooled, dtype), target, multiclass, unit_index)
                     deltas[row, pos, alt] = out - out_ref[row]
             result[start:stop] = deltas.float().cpu().numpy()
     return result
+
+
+def _head(model: nn.Module, pooled: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The dense head on pooled features in the model's own dtype, outside any autocast: under bf16
+    autocast (``--precision bf16``) the convolutions run in bf16, but the small head and the
+    differences of pooled features that ISM scores are kept in float32 (bf16's 8-bit mantissa
+    would quantize the probability deltas)."""
+    with torch.autocast(pooled.device.type, enabled=False):
+        return model.head(pooled.to(dtype))
 
 
 def naive_ism(model: nn.Module, codes: np.ndarray, *, target: str = "probability",

@@ -59,8 +59,10 @@ SITE_COLUMNS = ["region", "region_index", "chrom", "start", "end", "site_start",
                 "motif_id", "tf", "score", "pvalue", "sequence"]
 #: Scores are sums of at most w * range integers; below 2**24 float32 sums are exact.
 _MAX_EXACT = float(2 ** 24)
-#: Rows per task of the CPU kernel's thread pool.
-_CPU_CHUNK = 32
+#: Rows per task of the CPU kernel's thread pool: a task walks every filter group over its rows,
+#: so larger tasks reload each group's tables (~0.8 MB) less often; 128 measured 1.3-1.5x faster
+#: than 32 on one thread (2,000 real windows x 841 motifs).
+_CPU_CHUNK = 128
 
 
 @dataclass

@@ -218,7 +218,7 @@ def output_unit(model, class_name: str | int | None) -> tuple[int | None, str]:
 
 
 def predict_unit(model, inputs: AttributionInputs, class_index: int | None, *, batch_size: int, device,
-                 chunk: int = 65536) -> np.ndarray:
+                 chunk: int = 65536, precision: str | None = None) -> np.ndarray:
     """Probabilities of the attributed output unit, ``(N,)`` float32 (read in blocks of ``chunk`` rows)."""
     from ..inference import predict_codes
 
@@ -226,7 +226,8 @@ def predict_unit(model, inputs: AttributionInputs, class_index: int | None, *, b
     column = class_index or 0
     for begin in range(0, len(inputs), chunk):
         block = inputs.block(begin, begin + chunk)
-        out[begin:begin + len(block)] = predict_codes(model, block, batch_size=batch_size, device=device)[:, column]
+        out[begin:begin + len(block)] = predict_codes(model, block, batch_size=batch_size, device=device,
+                                                      precision=precision)[:, column]
     return out
 
 
@@ -234,7 +235,7 @@ def attribute(model, inputs: AttributionInputs, *, method: str = "grad_x_input",
               class_index: int | None = None, select: str = "predicted-positive", threshold: float = 0.5,
               batch_size: int = 128, device="auto", chunk: int | None = None,
               progress: Callable[[int], None] | None = None, model_path: str | None = None,
-              references: int | None = None, seed: int = 0) -> Attributions:
+              references: int | None = None, seed: int = 0, precision: str | None = None) -> Attributions:
     """Select rows and attribute them; returns the selected rows' :class:`~.attributions.Attributions`
     (``n_candidates``: ``len(inputs)``).
 
@@ -252,13 +253,19 @@ def attribute(model, inputs: AttributionInputs, *, method: str = "grad_x_input",
         model_path: recorded as ``model`` of the result.
         references, seed: DeepLIFT/SHAP's dinucleotide-shuffled references per sequence (default
             :data:`~.deeplift.REFERENCES`) and their seed.
+        precision: ``float32`` (default) or ``bf16``: the selection's predictions as
+            :func:`~chromtransfer.inference.predict_codes` makes them, the attributions under
+            bf16 autocast (:func:`chromtransfer.precision.autocast`; float32 results).
+
 
     Gradient x input also returns the gradients as ``hypothetical`` ``(N, L, 4)``; DeepLIFT/SHAP
     returns its hypothetical contributions, the convergence delta of every row
     (``convergence_delta``) and their summary in ``manifest["deeplift_shap"]``, and warns
     (:class:`~.deeplift.ConvergenceWarning`) when a row's delta is above the tolerance.
     """
+    from ..devices import resolve_device
     from ..inference import n_fractions
+    from ..precision import autocast, resolve_precision
     from .attribution import at_present_base, input_gradients
     from .deeplift import REFERENCES, deeplift_shap
     from .ism import ism, ism_scores
@@ -270,7 +277,10 @@ def attribute(model, inputs: AttributionInputs, *, method: str = "grad_x_input",
     references = REFERENCES if references is None else int(references)
     if method == "deeplift_shap" and references < 1:
         raise ValueError("references must be at least 1")
-    prediction = predict_unit(model, inputs, class_index, batch_size=max(batch_size, 256), device=device)
+    precision = resolve_precision(precision)
+    prediction = predict_unit(model, inputs, class_index, batch_size=max(batch_size, 256), device=device,
+                              precision=precision)
+    place = resolve_device(device) if device is not None else next(model.parameters()).device
     rows = np.flatnonzero(prediction > threshold) if select == "predicted-positive" else np.arange(len(inputs))
     chosen = inputs.subset(rows)
     n, length = chosen.codes.shape
@@ -283,17 +293,19 @@ def attribute(model, inputs: AttributionInputs, *, method: str = "grad_x_input",
         block = chosen.codes[begin:begin + chunk]
         rows_of_block = slice(begin, begin + len(block))
         if method == "ism":
-            d = ism(model, block, target=target, class_index=class_index, batch_size=batch_size, device=device)
+            with autocast(place, precision):
+                d = ism(model, block, target=target, class_index=class_index, batch_size=batch_size, device=device)
             per_base[rows_of_block] = d
             scores[rows_of_block] = ism_scores(d, block)
-        elif method == "deeplift_shap":
+        elif method == "deeplift_shap":  # float32 always: the convergence check compares exact sums
             result = deeplift_shap(model, block, target=target, class_index=class_index, references=references,
                                    seed=seed, batch_size=batch_size, device=device)
             per_base[rows_of_block], scores[rows_of_block] = result.hypothetical, result.scores
             delta[rows_of_block], difference[rows_of_block] = result.delta, result.output_difference
         else:
-            gradients = input_gradients(model, block, target=target, class_index=class_index,
-                                        batch_size=batch_size, device=device)
+            with autocast(place, precision):
+                gradients = input_gradients(model, block, target=target, class_index=class_index,
+                                            batch_size=batch_size, device=device)
             per_base[rows_of_block] = gradients
             scores[rows_of_block] = at_present_base(gradients, block)
         if progress is not None:

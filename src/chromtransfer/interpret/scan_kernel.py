@@ -10,11 +10,17 @@ each an exact integer sum of matrix entries: FIMO's scaled score, bit for bit.
 Most windows are never summed. Each filter (motif strand) has a pre-filter over ``2K``
 consecutive columns, the ones whose best score stands furthest above the background's mean: a
 window can reach the filter's smallest significant score only if those columns score at least
-that score less the best the other columns could add. The pre-filter runs for a group of filters
-side by side (two table rows, contiguous across the group, one comparison per filter: vector
-instructions), and at a p-value threshold of 1e-5 about one window in a thousand passes it and
-gets its full score. The pre-filter is a bound, never an approximation: every window whose full
-score reaches the threshold passes it.
+that score less the best the other columns could add. Filters whose pre-filter columns start at
+the same offset form a group of up to 32. For each group the answer "does any filter of the group
+pass" is precomputed for all ``4**(2K)`` (about a million) ``2K``-mers as a bitmap of 128 KiB,
+which stays in the L2 cache while the group runs over a chunk of sequences: at p < 1e-5 about
+three bits in ten thousand are set, so nearly every position of nearly every group is ruled out
+by one bit test. Where the bit is set, the group's filters are checked side by side (two table
+rows, contiguous across the group: vector instructions), and the few that pass get their full
+score. The pre-filter is a bound, never an approximation: every window whose full score reaches
+the threshold passes it. (Profile, 500 real 600 bp windows x 841 JASPAR motifs, one thread: the
+bitmap took the kernel from 1.6 s to 0.7 s; what remains is ~25 % bit tests, ~15 % group checks
+and ~55 % full scores of the ~1,500 windows per sequence that pass the pre-filter.)
 
 Windows that contain a non-ACGT code are recognised from a running count of such codes and never
 reported. Sequences are split into chunks that run on a thread pool (the compiled kernel releases
@@ -55,7 +61,9 @@ class KmerTables:
     float32 (exact integers) side by side for all filters of the group; a window can reach
     ``kmin`` only when their sum is at least ``pre_min`` ``(groups, lanes)`` float32 (``kmin`` less
     the best score of the other columns). ``pre_filter`` ``(groups, lanes)`` int32 names the filter of each lane (unused lanes
-    can never pass); ``pre_minw`` ``(groups,)`` the narrowest width in the group.
+    can never pass); ``pre_minw`` ``(groups,)`` the narrowest width in the group. ``pre_bits``
+    ``(groups, 4**(2K) // 8)`` uint8: bit ``a * 4**K + b`` of a group is set when some lane passes
+    for the ``2K``-mer ``(a, b)`` (:func:`_group_bits`), so most positions are ruled out by one bit.
     """
 
     table: np.ndarray
@@ -68,6 +76,7 @@ class KmerTables:
     pre_filter: np.ndarray
     pre_offset: np.ndarray
     pre_minw: np.ndarray
+    pre_bits: np.ndarray
     k: int = KMER
 
     @property
@@ -130,11 +139,37 @@ def build_tables(matrices, kmins, background, k: int = KMER) -> KmerTables:
             pre1[g, :, lane] = _block_scores(matrix[offset + k:offset + 2 * k], letters)
             pre_min[g, lane] = floor
             pre_filter[g, lane] = f
+    pre_bits = np.zeros((n_groups, 4 ** (2 * k) // 8), dtype=np.uint8)
+    for g in range(n_groups):
+        _group_bits(pre0[g], pre1[g], pre_min[g], pre_bits[g])
     table = np.stack(rows).astype(np.int32) if rows else np.zeros((0, 4 ** k), np.int32)
     return KmerTables(table=np.ascontiguousarray(table), first=np.asarray(first, dtype=np.int64),
                       width=np.asarray(widths, dtype=np.int64), kmin=np.asarray(kmins, dtype=np.int64),
                       pre0=pre0, pre1=pre1, pre_min=pre_min, pre_filter=pre_filter, pre_offset=pre_offset,
-                      pre_minw=pre_minw, k=k)
+                      pre_minw=pre_minw, pre_bits=pre_bits, k=k)
+
+
+@numba.njit(nogil=True, cache=True)
+def _group_bits(t0, t1, floor, bits):  # pragma: no cover - compiled
+    """Set bit ``a * 4**K + b`` of ``bits`` for every pair with ``t0[a, f] + t1[b, f] >= floor[f]``
+    for some lane ``f``.
+
+    Output-sensitive: each lane's second-half scores are sorted once, and for every first half
+    ``a`` only the ``b`` that pass are visited (about one pair in a thousand at p < 1e-5).
+    """
+    words, lanes = t0.shape
+    for f in range(lanes):
+        if floor[f] >= _NEVER:
+            continue
+        order = np.argsort(-t1[:, f])
+        for a in range(words):
+            need = floor[f] - t0[a, f]
+            for i in range(words):
+                b = order[i]
+                if t1[b, f] < need:
+                    break
+                index = a * words + b
+                bits[index >> 3] |= np.uint8(1 << (index & 7))
 
 
 def encode_kmers(codes: np.ndarray, k: int, pad: int) -> tuple[np.ndarray, np.ndarray]:
@@ -161,7 +196,7 @@ def encode_kmers(codes: np.ndarray, k: int, pad: int) -> tuple[np.ndarray, np.nd
 
 @numba.njit(nogil=True, cache=True, fastmath=True)
 def _scan_chunk(kmers, n_before, length, k, pre0, pre1, pre_min, pre_filter, pre_offset, pre_minw,
-                table, first, width, kmin):  # pragma: no cover - compiled
+                pre_bits, table, first, width, kmin):  # pragma: no cover - compiled
     """Hits ``(row, filter, start, score)`` of one chunk of sequences (all of them ``length`` long)."""
     n = kmers.shape[0]
     groups, _, lanes = pre0.shape
@@ -172,7 +207,9 @@ def _scan_chunk(kmers, n_before, length, k, pre0, pre1, pre_min, pre_filter, pre
     out_score = np.empty(cap, np.int32)
     count = 0
     passed = np.empty(lanes, np.int32)
+    words = pre0.shape[1]
     for g in range(groups):
+        bits = pre_bits[g]
         t0 = pre0[g]
         t1 = pre1[g]
         floor = pre_min[g]
@@ -184,6 +221,9 @@ def _scan_chunk(kmers, n_before, length, k, pre0, pre1, pre_min, pre_filter, pre
             for p in range(length - pre_minw[g] + 1):
                 a = seq[p + o]
                 b = seq[p + o + k]
+                index = a * words + b
+                if (bits[index >> 3] >> (index & 7)) & 1 == 0:
+                    continue
                 for f in range(lanes):
                     passed[f] = np.int32(t0[a, f] + t1[b, f] >= floor[f])
                 for s0 in range(0, lanes, _SUB):
@@ -252,7 +292,7 @@ def scan_codes(tables: KmerTables, codes: np.ndarray, threads: int = 1, chunk: i
         kmers, n_before = encode_kmers(codes[lo:hi], tables.k, pad)
         row, filt, start, score = _scan_chunk(kmers, n_before, length, tables.k, tables.pre0, tables.pre1,
                                               tables.pre_min, tables.pre_filter, tables.pre_offset,
-                                              tables.pre_minw, tables.table, tables.first, tables.width,
+                                              tables.pre_minw, tables.pre_bits, tables.table, tables.first, tables.width,
                                               tables.kmin)
         return row + lo, filt, start, score
 

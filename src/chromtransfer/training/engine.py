@@ -7,7 +7,9 @@ Resuming: checkpoints are written only at epoch ends. Every epoch's shuffling is
 so a run killed in epoch ``k`` and resumed from the checkpoint of epoch ``k - 1`` repeats epoch
 ``k`` exactly and ends with the same weights as an uninterrupted run (bit for bit on the CPU; on a
 GPU, cuDNN may pick different kernels between processes, so expect agreement to rounding only).
-``--precision bf16`` is refused on the CPU rather than silently ignored or emulated slowly.
+``--precision bf16`` is Lightning's ``bf16-mixed`` on the CPU and on GPUs
+(:func:`chromtransfer.precision.lightning_precision`); on a CPU without native bf16 it is slower
+than float32 (see docs/scaling.md).
 
 Lightning keeps no logs of its own here (no logger, nothing in the working directory); the
 learning curve and ``run.json`` are the records of a run.
@@ -34,6 +36,7 @@ import numpy as np
 from ..artifacts import check_output_dir, claim_output_dir, file_sha256, provenance, write_json
 from ..datasets.store import Store, open_store
 from ..errors import ArtifactError, ChromTransferError
+from ..precision import lightning_precision
 from .presets import PRESET_NAMES, PRESETS, ResolvedSettings, TrainSettings, requested_fold, resolve, with_fold
 from .processes import (
     is_primary,
@@ -193,10 +196,6 @@ def _plan(settings: TrainSettings) -> _Plan | Path:
             "add --resume to continue it, --overwrite to start again, or choose another --out")
     store = open_store(settings.store)
     device = training_device(settings.device)
-    if str(settings.precision) == "bf16" and not device.startswith("cuda"):
-        raise ChromTransferError(
-            "--precision bf16 needs a CUDA GPU (bf16 autocast on the CPU is slow and not what the "
-            "published models used); use --precision 32 on the CPU")
     source = None
     if preset.needs_init:
         if not settings.init:
@@ -447,7 +446,7 @@ def _fit(plan: _Plan, model, weights, train_rows: np.ndarray, val_rows: np.ndarr
         trainer = pl.Trainer(
             accelerator="gpu" if cuda else "cpu", devices=[int(index)] if index else s.devices, num_nodes=s.num_nodes,
             strategy=s.strategy if distributed else "auto",
-            precision={"bf16": "bf16-mixed", "64": "64-true"}.get(s.precision, "32-true"),
+            precision=lightning_precision(s.precision),
             max_epochs=s.max_epochs, logger=False, default_root_dir=str(run_dir),
             callbacks=callbacks, enable_progress_bar=not s.quiet, enable_model_summary=False,
             num_sanity_val_steps=0, limit_train_batches=limit, use_distributed_sampler=False,

@@ -138,8 +138,9 @@ class TrainSettings:
             steps need a lower value (e.g. 0.9) for the moving statistics to catch up.
         dropout: dropout rate of the network (``None``: the published 0.1, or the ``--init``
             model's rate).
-        precision: ``"32"``, ``"bf16"`` (bf16 autocast; GPU only) or ``"64"`` (float64, for
-            numerical checks).
+        precision: ``"32"``, ``"bf16"`` (Lightning's bf16-mixed: bf16 autocast, float32 weights;
+            CPU or GPU, see chromtransfer.precision) or ``"64"`` (float64, for numerical
+            checks).
         num_workers: DataLoader worker processes (``None``: 0 on the CPU, 4 on a GPU).
         limit_train_batches: train on this many batches (int) or this fraction (float) per epoch.
         fold: validation fold of the store (``None``: fold 0 if the store has folds, else a random

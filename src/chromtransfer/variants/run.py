@@ -166,16 +166,18 @@ def _place(variants: Sequence[Variant], genome, cells: Sequence[CellModel],
 
 class _ChunkScorer:
     def __init__(self, genome, cells, elements, scanner, null: NullDistribution | None, duplicate_of: np.ndarray, *,
-                 rc_average: bool, batch_size: int, device, shared_reference: bool = True):
+                 rc_average: bool, batch_size: int, device, shared_reference: bool = True,
+                 precision: str = "float32"):
         self.genome, self.cells, self.elements, self.scanner, self.null = genome, cells, elements, scanner, null
         self.duplicate_of = duplicate_of  # (n_variants,) first copy of each duplicate, else -1
         self.rc_average, self.batch_size, self.device = rc_average, batch_size, device
-        self.shared_reference = shared_reference
+        self.shared_reference, self.precision = shared_reference, precision
 
     def probabilities(self, variants: Sequence[Variant]):
         batch, chroms, starts, ends, names = _place(variants, self.genome, self.cells, self.elements)
         p_ref, p_alt = score_windows(self.cells, batch, rc_average=self.rc_average, batch_size=self.batch_size,
-                                     device=self.device, shared_reference=self.shared_reference)
+                                     device=self.device, shared_reference=self.shared_reference,
+                                     precision=self.precision)
         return p_ref, p_alt, batch, chroms, starts, ends, names
 
     def table(self, variants: Sequence[Variant], first_copies: "_FirstCopies") -> pd.DataFrame:
@@ -347,7 +349,7 @@ def score_variants(vcf: str | os.PathLike, genome, models: Sequence[str | os.Pat
                    motifs: str | os.PathLike | None = "JASPAR2022", motif_threshold: float = 1e-5,
                    explain: int = 0, length: int | None = None, batch_size: int = 256,
                    chunk_size: int = 10000, device: str = "auto", threads: int | None = None,
-                   shared_reference: bool = True,
+                   shared_reference: bool = True, precision: str = "float32",
                    progress: bool = False, echo: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Score every variant of ``vcf`` with every cell-line model and write the results into ``out``.
 
@@ -373,6 +375,7 @@ def score_variants(vcf: str | os.PathLike, genome, models: Sequence[str | os.Pat
             changed base's receptive field (:func:`~.scoring.score_windows`; pays off with many
             SNVs per window of 600 bp or more); ``False``: two full passes per variant (faster
             for a few SNVs per short window). The scores agree within 1e-5 either way.
+        precision: ``float32`` or ``bf16`` (:mod:`chromtransfer.precision`).
         progress: show variants/s on stderr (when it is a terminal).
         echo: where to send short status lines (``None``: silent).
 
@@ -383,6 +386,7 @@ def score_variants(vcf: str | os.PathLike, genome, models: Sequence[str | os.Pat
 
     from ..devices import resolve_device
     from ..genome import open_genome
+    from ..precision import resolve_precision
 
     say = echo or (lambda line: None)
     vcf = Path(vcf)
@@ -393,6 +397,7 @@ def score_variants(vcf: str | os.PathLike, genome, models: Sequence[str | os.Pat
         raise ChromTransferError("--null and --explain must be >= 0, --chunk-size and --batch-size >= 1")
     if not models:
         raise ChromTransferError("give at least one --model")
+    precision = resolve_precision(precision)
     if threads:
         torch.set_num_threads(int(threads))
     genome = open_genome(genome)
@@ -407,7 +412,7 @@ def score_variants(vcf: str | os.PathLike, genome, models: Sequence[str | os.Pat
     plan = plan_variants(vcf, genome, on_ref_mismatch=on_ref_mismatch, elements=elements)
     options = {"on_ref_mismatch": on_ref_mismatch, "rc_average": bool(rc_average), "null": int(null),
                "seed": int(seed), "motif_threshold": float(motif_threshold), "length": cells[0].length,
-               "chunk_size": int(chunk_size)}
+               "chunk_size": int(chunk_size), **({} if precision == "float32" else {"precision": precision})}
     fingerprint = _fingerprint(vcf, genome, cells, Path(regions) if regions else None, motif_source, options)
     existed = _claim_output_folder(out)
     manifest_path = out / output.MANIFEST
@@ -427,10 +432,10 @@ def score_variants(vcf: str | os.PathLike, genome, models: Sequence[str | os.Pat
     null_model = None
     if null:
         null_model = _null_distribution(out, plan, genome, cells, elements, null, seed, rc_average, batch_size, dev,
-                                        shared_reference)
+                                        shared_reference, precision)
     scorer = _ChunkScorer(genome, cells, elements, scanner, null_model, plan.duplicate_of,
                           rc_average=rc_average, batch_size=batch_size, device=dev,
-                          shared_reference=shared_reference)
+                          shared_reference=shared_reference, precision=precision)
     first_copies = _FirstCopies(plan.duplicate_of)
     done = set(manifest["chunks_done"])
     _recall_first_copies(out, done, first_copies, plan, chunk_size)
@@ -484,7 +489,8 @@ def _previous_manifest(path: Path, fingerprint: dict) -> dict | None:
 
 
 def _null_distribution(out: Path, plan, genome, cells, elements, n: int, seed: int, rc_average: bool,
-                       batch_size: int, dev, shared_reference: bool = True) -> NullDistribution:
+                       batch_size: int, dev, shared_reference: bool = True,
+                       precision: str = "float32") -> NullDistribution:
     path = out / output.NULL
     names = [c.name for c in cells]
     if path.is_file():
@@ -496,7 +502,7 @@ def _null_distribution(out: Path, plan, genome, cells, elements, n: int, seed: i
                                  "(no scorable variants or elements without A/C/G/T bases)")
     batch, *_ = _place(variants, genome, cells, elements)
     p_ref, p_alt = score_windows(cells, batch, rc_average=rc_average, batch_size=batch_size, device=dev,
-                                 shared_reference=shared_reference)
+                                 shared_reference=shared_reference, precision=precision)
     deltas = logit(p_alt) - logit(p_ref)
     table = pd.DataFrame({"chrom": [v.chrom for v in variants], "pos": [v.pos + 1 for v in variants],
                           "ref": [v.ref for v in variants], "alt": [v.alt for v in variants]})

@@ -129,11 +129,11 @@ def _strand(codes: np.ndarray, reverse: bool) -> np.ndarray:
     return np.ascontiguousarray(reverse_complement_codes(codes)) if reverse else codes
 
 
-def _predict(members: list, codes: np.ndarray, batch_size: int, device) -> np.ndarray:
+def _predict(members: list, codes: np.ndarray, batch_size: int, device, precision: str | None = None) -> np.ndarray:
     """Mean probability over ensemble members of ``(N, L)`` codes, ``(N,)`` float64."""
     total = np.zeros(codes.shape[0], dtype=np.float64)
     for model in members:
-        total += predict_codes(model, codes, batch_size=batch_size, device=device)[:, 0]
+        total += predict_codes(model, codes, batch_size=batch_size, device=device, precision=precision)[:, 0]
     return total / len(members)
 
 
@@ -146,12 +146,15 @@ def _by_length(items: list[np.ndarray]) -> dict[int, np.ndarray]:
 
 def score_windows(cells: Sequence[CellModel], batch: WindowBatch, *, rc_average: bool = False,
                   batch_size: int = 256, device: str | torch.device = "cpu",
-                  shared_reference: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                  shared_reference: bool = True, precision: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(p_ref, p_alt)``, each ``(n_variants, n_cells)`` float64 (see the module docstring).
 
     ``shared_reference=False`` runs every substitution's ALT window through the whole network
-    (the REF windows are still run once each).
+    (the REF windows are still run once each). ``precision``: ``float32`` (default) or ``bf16``
+    (:mod:`chromtransfer.precision`; the shared-reference SNV path under bf16 autocast).
     """
+    from ..precision import autocast
+
     dev = resolve_device(device)
     n = batch.row.shape[0]
     p_ref = np.zeros((n, len(cells)), dtype=np.float64)
@@ -186,7 +189,7 @@ def score_windows(cells: Sequence[CellModel], batch: WindowBatch, *, rc_average:
             for c, cell in enumerate(cells):
                 window_p = np.zeros(wrows.size, dtype=np.float64)
                 if (~fast_w).any():
-                    window_p[~fast_w] = _predict(cell.members, ref_stack[~fast_w], batch_size, dev)
+                    window_p[~fast_w] = _predict(cell.members, ref_stack[~fast_w], batch_size, dev, precision)
                 if fast_var.any():
                     sub_rows = local[batch.row[fast_var]]
                     fast_rows = np.flatnonzero(fast_w)
@@ -195,22 +198,24 @@ def score_windows(cells: Sequence[CellModel], batch: WindowBatch, *, rc_average:
                     pw = np.zeros(fast_rows.size)
                     ps = np.zeros(int(fast_var.sum()))
                     for model in cell.members:
-                        a, b = snv_probabilities(model, ref_stack[fast_rows], remap[sub_rows], off[fast_var],
-                                                 alt_base[fast_var], batch_size=batch_size, device=dev)
+                        with autocast(dev, precision):
+                            a, b = snv_probabilities(model, ref_stack[fast_rows], remap[sub_rows], off[fast_var],
+                                                     alt_base[fast_var], batch_size=batch_size, device=dev)
                         pw += a
                         ps += b
                     window_p[fast_rows] = pw / len(cell.members)
                     p_alt[fast_var, c] += ps / len(cell.members)
                 if plain_snv.any():
-                    p_alt[plain_snv, c] += _predict(cell.members, mutated, batch_size, dev)
+                    p_alt[plain_snv, c] += _predict(cell.members, mutated, batch_size, dev, precision)
                 if other.any():
-                    p_alt[other, c] += _predict(cell.members, others, batch_size, dev)
+                    p_alt[other, c] += _predict(cell.members, others, batch_size, dev, precision)
                 p_ref[members_of, c] += window_p[local[batch.row[members_of]]]
     return p_ref / len(strands), p_alt / len(strands)
 
 
 def score_windows_naive(cells: Sequence[CellModel], batch: WindowBatch, *, rc_average: bool = False,
-                        batch_size: int = 256, device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
+                        batch_size: int = 256, device: str | torch.device = "cpu",
+                        precision: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Two full forward passes per variant (its REF window and its ALT window), nothing shared."""
     dev = resolve_device(device)
     n = batch.row.shape[0]
@@ -231,8 +236,8 @@ def score_windows_naive(cells: Sequence[CellModel], batch: WindowBatch, *, rc_av
         alt_stack = np.stack([alts[i] for i in rows])
         for reverse in strands:
             for c, cell in enumerate(cells):
-                p_ref[rows, c] += _predict(cell.members, _strand(ref_stack, reverse), batch_size, dev)
-                p_alt[rows, c] += _predict(cell.members, _strand(alt_stack, reverse), batch_size, dev)
+                p_ref[rows, c] += _predict(cell.members, _strand(ref_stack, reverse), batch_size, dev, precision)
+                p_alt[rows, c] += _predict(cell.members, _strand(alt_stack, reverse), batch_size, dev, precision)
     return p_ref / len(strands), p_alt / len(strands)
 
 

@@ -40,6 +40,7 @@ from ..interpret.pipeline import METHODS
 from ..kmer import DEFAULT_K
 from ..kmer.features import MAX_K, KmerSpec
 from ..models import HEADS
+from ..precision import INFERENCE_PRECISIONS
 from ..training import presets
 from .interpretation import COMPARE_REGIONS
 from .variant_effects import VARIANT_WINDOWS
@@ -311,6 +312,9 @@ class StudyConfig(Section):
     name: Optional[str] = Field(None, description="study name (default: the config file's name)")
     seed: int = Field(0, ge=0, description="seed of the splits, training and subsamples")
     device: Literal[presets.DEVICES] = Field("auto", description="auto (a GPU when visible), cpu or cuda")
+    precision: Literal[INFERENCE_PRECISIONS] = Field(
+        "float32", description="inference arithmetic of evaluation and interpretation: float32, or bf16 (faster on "
+                               "GPUs and CPUs with native bf16; probabilities within ~1e-2)")
     inputs: Inputs = Field(description="input files, or inputs.synthetic")
     prepare: Prepare = Field(default_factory=Prepare, description="dataset stores")
     cells: list[str] = Field(min_length=1, description="cell lines fine-tuned and evaluated")

@@ -67,7 +67,8 @@ def _attribute_rows(study: "Study", model_dir: Path, inputs, settings, out: Path
     deeplift = settings["method"] == "deeplift_shap"
     result = attribute(model, inputs, method=settings["method"], target=settings["target"], select=select,
                        batch_size=settings["batch_size"], device=study.config.device, model_path=str(model_dir),
-                       references=settings["references"] if deeplift else None, seed=study.config.seed)
+                       references=settings["references"] if deeplift else None, seed=study.config.seed,
+                       precision=study.config.precision)
     manifest = {"model": str(model_dir), "method": settings["method"], "target": settings["target"], "select": select}
     if deeplift:
         manifest["deeplift_shap"] = result.manifest["deeplift_shap"]
@@ -195,7 +196,7 @@ def compare_cells(study: "Study", cell_a: str, cell_b: str) -> dict[str, Any]:
         if settings["compare_regions"] == "predicted":
             model = load_model(study.finetuned(cell)[0])
             probability = predict_unit(model, inputs, None, batch_size=max(settings["batch_size"], 256),
-                                       device=study.config.device)
+                                       device=study.config.device, precision=study.config.precision)
             chosen = np.flatnonzero(probability > 0.5)
         else:
             chosen = np.flatnonzero(np.asarray(open_store(study.store(cell)).labels) == 1)

@@ -164,15 +164,18 @@ class Study:
                                 settings={**self._train_settings("multiclass", fold),
                                           "multiclass.protocol": cfg.multiclass.protocol},
                                 depends=["prepare/multiclass"], outputs=[run_dir]))
+        # The precision enters the fingerprints of the scoring stages only when not the default, so
+        # studies written before the key existed keep their results.
+        precision = {} if cfg.precision == "float32" else {"precision": cfg.precision}
         for cell in cfg.cells:
             trained = [f"train/{cell}/{kind}/fold{k}" for kind in ("finetune", *self._baseline_stages)
                        for k in cfg.folds]
             stages.append(Stage(f"evaluate/{cell}", lambda c=cell: self._evaluate_cell(c), f"evaluate {cell}",
-                                settings=cfg.flat("evaluate"), depends=[f"prepare/{cell}", "train/pretrain", *trained],
+                                settings={**cfg.flat("evaluate"), **precision}, depends=[f"prepare/{cell}", "train/pretrain", *trained],
                                 outputs=[self.out / "evaluation" / cell]))
         if self.multiclass_enabled:
             stages.append(Stage("evaluate/multiclass", self._evaluate_multiclass, "evaluate multi-class",
-                                settings=cfg.flat("evaluate"),
+                                settings={**cfg.flat("evaluate"), **precision},
                                 depends=["prepare/multiclass", *[f"prepare/{c}" for c in cfg.cells],
                                          *multiclass_runs],
                                 outputs=[self.out / "evaluation" / "multiclass"]))
@@ -191,6 +194,7 @@ class Study:
                                                       *unused))
             if cfg.interpret.method == "deeplift_shap":
                 settings["seed"] = cfg.seed  # seeds the references
+            settings.update(precision)
             motifs = [cfg.resolve(cfg.interpret.motifs)] if cfg.interpret.motifs else []
             for cell in self.interpret_cells:
                 stages.append(Stage(f"interpret/{cell}", lambda c=cell: interpretation.interpret_cell(self, c),
@@ -375,11 +379,6 @@ class Study:
         options.setdefault("device", self.config.device)
         options.setdefault("seed", self.config.seed)
         options.setdefault("quiet", True)
-        from ..devices import resolve_device
-
-        if str(options.get("precision", "32")) == "bf16" and resolve_device(options["device"]).type != "cuda":
-            self.echo(f"note: {preset}: bf16 needs a GPU; training in float32 on the CPU")
-            options["precision"] = "32"
         return options
 
     def _train(self, preset: str, store: Path, out: Path, fold: int | str | None, init: Path | None = None,
@@ -415,6 +414,7 @@ class Study:
     def _evaluate_options(self) -> dict[str, Any]:
         options = self.config.evaluate.model_dump()
         options["device"] = self.config.device
+        options["precision"] = self.config.precision
         options["echo"] = lambda *_: None
         return options
 
@@ -449,7 +449,8 @@ class Study:
             store = open_store(self.store(cell))
             rows = store.indices("test")
             codes = store.sequences[rows]
-            probs = np.mean([predict_codes(m, codes, device=self.config.device) for m in loaded], axis=0)
+            probs = np.mean([predict_codes(m, codes, device=self.config.device, precision=self.config.precision)
+                             for m in loaded], axis=0)
             column = classes.index(cell.lower())
             labels = np.asarray(store.labels[rows])
             score = probs[:, column]
