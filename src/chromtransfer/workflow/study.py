@@ -16,6 +16,8 @@ dependents, see :mod:`.stages`):
    on the cell line's test split; ``evaluate/multiclass``;
 7. ``bootstrap``: Table 1 for one cell line;
 8. ``interpret/<cell>`` and ``interpret/compare``: attributions, motif sites, KS ranking of TFs;
+   with ``interpret.discover.enabled`` also ``discover/<cell>`` and ``discover/compare``: de novo
+   motifs in ``interpret/<cell>/motifs`` (:mod:`.discovery`);
 9. ``report``: ``summary.json`` and ``report.html`` (always rebuilt).
 
 Directory layout under OUT: ``inputs/``, ``data/<store>``, ``models/<name>``, ``evaluation/<cell>``,
@@ -156,7 +158,8 @@ class Study:
         if cfg.interpret.enabled:
             from . import interpretation
 
-            settings = cfg.flat("interpret", exclude=("interpret.enabled", "interpret.cells", "interpret.compare"))
+            settings = cfg.flat("interpret", exclude=("interpret.enabled", "interpret.cells", "interpret.compare",
+                                                      "interpret.discover"))
             motifs = [cfg.resolve(cfg.interpret.motifs)] if cfg.interpret.motifs else []
             for cell in self.interpret_cells:
                 stages.append(Stage(f"interpret/{cell}", lambda c=cell: interpretation.interpret_cell(self, c),
@@ -172,6 +175,31 @@ class Study:
                                     depends=[*[f"prepare/{c}" for c in pair],
                                              *[f"train/{c}/finetune/fold{first_fold}" for c in pair]],
                                     outputs=[self.out / "interpret" / "compare"]))
+            if cfg.interpret.discover.enabled:
+                stages += self._discover_stages(motifs)
+        return stages
+
+    def _discover_stages(self, motifs: list[str]) -> list[Stage]:
+        """``discover/<cell>`` per interpreted cell and ``discover/compare`` (:mod:`.discovery`)."""
+        from . import discovery
+
+        discovery.check_available(self)
+        cfg = self.config
+        settings = {**cfg.flat("interpret.discover"), "interpret.motifs": cfg.interpret.motifs}
+        stages = [Stage(f"discover/{cell}", lambda c=cell: discovery.discover_cell(self, c),
+                        f"de novo motifs, {cell}", settings=settings, inputs=motifs,
+                        depends=["inputs", f"interpret/{cell}"],
+                        outputs=[self.out / "interpret" / cell / discovery.MOTIFS_FOLDER,
+                                 self.out / "interpret" / cell / discovery.DE_NOVO_FILE])
+                  for cell in self.interpret_cells]
+        pair = self.compare_pair
+        if pair and all(cell in self.interpret_cells for cell in pair):
+            stages.append(Stage("discover/compare", lambda: discovery.discover_compare(self, *pair),
+                                f"de novo motifs, {pair[0]} vs {pair[1]}",
+                                settings={**settings, "interpret.compare": list(pair)}, inputs=motifs,
+                                depends=["interpret/compare", *[f"discover/{c}" for c in pair]],
+                                outputs=[self.out / "interpret" / "compare" / discovery.MOTIFS_FOLDER,
+                                         self.out / "interpret" / "compare" / discovery.DE_NOVO_FILE]))
         return stages
 
     @property
