@@ -375,13 +375,17 @@ def discover_motifs(attributions: Attributions, motifs: Sequence[Motif] | None =
     sequence, hypothetical, source = contribution_tracks(attributions, window)
     settings = modisco_settings(sequence.shape[1], max_seqlets, min_seqlets, leiden_runs)
     started = time.perf_counter()
-    patterns = run_modisco(sequence, hypothetical, settings)
+    failure = ""
+    try:
+        patterns = run_modisco(sequence, hypothetical, settings)
+    except ValueError as exc:  # modisco's seqlet null fit on too few or one-signed windows
+        patterns, failure = [], f"TF-MoDISco found no seqlets to cluster ({exc})"
     modisco_seconds = time.perf_counter() - started
     started = time.perf_counter()
     matches = match_patterns(patterns, list(motifs), top=top, max_q=max_q)
     seconds = {"modisco": round(modisco_seconds, 3), "tomtom": round(time.perf_counter() - started, 3)}
     note = "" if patterns else (
-        f"no pattern: fewer than {min_seqlets} seqlets of one sign passed TF-MoDISco's threshold in "
+        f"no pattern: {failure or f'fewer than {min_seqlets} seqlets of one sign passed the threshold'} in "
         f"{len(sequence)} sequences of {sequence.shape[1]} bp (attribute more sequences, or lower min_seqlets)")
     return DiscoveryResult(patterns, matches, source, settings, int(len(sequence)), int(sequence.shape[1]), seconds,
                            method=attributions.method, note=note)
