@@ -242,6 +242,30 @@ def _import_modisco():
     return TFMoDISco
 
 
+def _cache_modisco_kernels() -> None:
+    """Turn numba's on-disk cache on for modisco-lite's kernels.
+
+    modisco-lite 3.0.0 turns it on only where it can fork children to compile them
+    (``modiscolite.precompile.start``); in a process whose threads make forking unsafe (an
+    OpenMP numba kernel or TOMTOM ran before, as in a study), every run would compile them again
+    (minutes on a loaded 2-core machine). With the cache on, a kernel compiled once is loaded.
+    The kernel list is modisco-lite's own (the version is pinned); without it nothing changes."""
+    try:
+        from modiscolite import precompile
+        from numba.core.dispatcher import Dispatcher
+
+        groups = precompile._kernels()
+    except Exception:  # pragma: no cover - another modisco-lite layout: its own behaviour
+        return
+    for group in groups:
+        for dispatcher, _ in group:
+            if isinstance(dispatcher, Dispatcher):
+                try:
+                    dispatcher.enable_caching()
+                except Exception:  # pragma: no cover - no writable cache location
+                    pass
+
+
 def _pattern(name: str, sign: int, seqlet_set) -> Pattern:
     cwm = np.asarray(seqlet_set.contrib_scores, dtype=np.float64)
     strength = np.abs(cwm).sum(axis=1)
@@ -262,6 +286,7 @@ def run_modisco(sequence: np.ndarray, hypothetical: np.ndarray, settings: dict[s
     tfmodisco = _import_modisco()
     if len(sequence) == 0:
         return []
+    _cache_modisco_kernels()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # empty-slice means of seqlet-less windows
         positive, negative = tfmodisco(sequence.astype(np.float32), hypothetical.astype(np.float32), **settings)
