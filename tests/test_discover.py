@@ -101,7 +101,9 @@ def test_short_windows_scale_modisco_and_still_find_the_motif(planted, database)
     assert modisco_settings(400)["sliding_window_size"] == 21 and modisco_settings(400)["flank_size"] == 10
     short = modisco_settings(40)
     assert short["sliding_window_size"] + 2 * (short["flank_size"] + short["initial_flank_to_add"]) <= 40
-    result = discover_motifs(planted, database, window=40, min_seqlets=15, leiden_runs=2)
+    import chromtransfer as ct
+
+    result = ct.discover_motifs(planted, database, window=40, min_seqlets=15, leiden_runs=2)
     assert result.length == 40 and result.patterns
     assert "C4-GATA-related" in result.table()["family"].iloc[0]
 
