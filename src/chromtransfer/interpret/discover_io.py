@@ -159,6 +159,9 @@ def write_discovery(result: DiscoveryResult, out_dir: str | os.PathLike, *, inpu
         for label in labels:
             only = comparison[(comparison["run"] == label) & ~comparison["shared"].astype(bool)]
             manifest[f"only_in_{label}"] = [str(p) for p in only["pattern"]]
+    for stale in ("patterns_b.tsv", "matches_b.tsv", "patterns_b.meme", "patterns_b.npz", "comparison.tsv"):
+        if stale not in files and (out / stale).exists():  # run B of an earlier discovery into this folder
+            (out / stale).unlink()
     manifest["files"] = files + ([f"{LOGO_DIR}/{p.name}" for p in sorted(logos.glob("*.png"))] if figures else [])
     manifest["provenance"] = provenance()
     write_json(out / MANIFEST_FILE, manifest)
