@@ -33,7 +33,6 @@ MOTIFS_FOLDER = "motifs"
 def check_available(study: "Study") -> None:
     """Stop before any stage runs when discovery is asked for and modisco-lite is missing."""
     try:
-        import logomaker  # noqa: F401
         import memelite  # noqa: F401
         import modiscolite  # noqa: F401
     except ImportError as exc:
