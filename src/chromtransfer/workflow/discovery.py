@@ -116,7 +116,7 @@ def discover_compare(study: "Study", cell_a: str, cell_b: str) -> dict[str, Any]
     if not all((f / "manifest.json").exists() for f in folders):
         write_json(out / DE_NOVO_FILE, {"cells": [cell_a, cell_b], "note": "a line has no de novo motifs",
                                         "tables": []})
-        return {"shared": 0}
+        return {"note": "a line has no de novo motifs"}
     a, b = (read_discovery(f) for f in folders)
     motifs = _motifs(study)
     comparison = compare_patterns(a.patterns, b.patterns, motifs, labels=(cell_a, cell_b))
@@ -128,4 +128,4 @@ def discover_compare(study: "Study", cell_a: str, cell_b: str) -> dict[str, Any]
             "tables": [[f"{MOTIFS_FOLDER}/comparison.tsv", f"de novo patterns of {cell_a} and {cell_b} matched to "
                         "each other"]]}
     write_json(out / DE_NOVO_FILE, info)
-    return {"shared": int(comparison["shared"].sum()) // 2 if len(comparison) else 0}
+    return {f"only_in_{cell}": len(info[f"only_in_{cell}"]) for cell in (cell_a, cell_b)}
