@@ -165,6 +165,27 @@ def test_report_is_self_contained_with_figures(killed_and_resumed):
     assert "src=\"http" not in html and "href=\"http" not in html
 
 
+def test_discover_step_adds_de_novo_motifs_without_redoing_the_interpretation(killed_and_resumed):
+    pytest.importorskip("modiscolite", reason="modisco-lite is not installed (pip install 'chromtransfer[motifs]')")
+    out, _, _ = killed_and_resumed
+    config = out.parent / "discover.yaml"
+    config.write_text(TINY_STUDY + "  discover: {enabled: true, min_seqlets: 5, leiden_runs: 2}\n")
+    result = subprocess.run(_command(config, out), capture_output=True, text=True, env=_env(), timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    ran = [line.split()[2].rstrip(":") for line in result.stdout.splitlines() if line.startswith("[run ]")]
+    assert ran == ["discover/HepG2", "discover/K562", "discover/compare"]  # nothing else is redone
+    summary = json.loads((out / "summary.json").read_text())
+    for cell in ("HepG2", "K562"):
+        entry = summary["cells"][cell]
+        assert isinstance(entry["de_novo_planted_in_top3"], bool)
+        for pattern in entry["de_novo"]:
+            assert set(pattern) == {"pattern", "seqlets", "best_match", "q", "family"} and pattern["seqlets"] >= 5
+        table = pd.read_csv(out / "interpret" / cell / "motifs" / "patterns.tsv", sep="\t")
+        assert list(table["pattern"]) == [p["pattern"] for p in entry["de_novo"]]
+    assert set(summary["comparison"]["de_novo"]) == {"only_in_HepG2", "only_in_K562"}
+    assert "<h2>De novo motifs: HepG2</h2>" in (out / "report.html").read_text()
+
+
 def test_bad_config_is_one_error_line(tmp_path):
     config = tmp_path / "bad.yaml"
     config.write_text("inputs: {synthetic: {size: tiny}}\ncells: HepG2\n")

@@ -9,6 +9,7 @@ The Python API (``docs/api.md``)::
     attributions = ct.attribute(model, "peaks.fa")         # gradient x input, (N, L) scores
     sites = ct.scan_motifs(attributions, "JASPAR2022")     # motif sites in those sequences
     ranking = ct.rank_tfs(attributions, sites)             # TFs by KS enrichment
+    found = ct.discover_motifs(attributions)               # de novo motifs matched to JASPAR
 
 Importing the package is light: each name loads its module (and torch) on first use, and nothing
 process-wide is changed until :func:`set_cpu_defaults` is called.
@@ -28,6 +29,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "scan_motifs": ("chromtransfer.api", "scan_motifs"),
     "rank_tfs": ("chromtransfer.api", "rank_tfs"),
     "compare_tfs": ("chromtransfer.api", "compare_tfs"),
+    "discover_motifs": ("chromtransfer.api", "discover_motifs"),
     "metrics": ("chromtransfer.api", "metrics"),
     "set_cpu_defaults": ("chromtransfer.runtime", "set_cpu_defaults"),
     "score_variants": ("chromtransfer.variants", "score_variants"),

@@ -21,8 +21,8 @@ from .interpret.attributions import Attributions, load_attributions  # the one a
 from .runtime import set_cpu_defaults  # the only process-wide setting, by explicit call
 from .sequence_input import SequenceSet, as_sequences
 
-__all__ = ["Attributions", "attribute", "compare_tfs", "load_attributions", "load_model", "metrics", "predict",
-           "rank_tfs", "scan_motifs", "set_cpu_defaults"]
+__all__ = ["Attributions", "attribute", "compare_tfs", "discover_motifs", "load_attributions", "load_model", "metrics",
+           "predict", "rank_tfs", "scan_motifs", "set_cpu_defaults"]
 
 
 def _resolve_device(device):
@@ -312,6 +312,31 @@ def compare_tfs(a: Attributions, b: Attributions, sites: pd.DataFrame, *, group_
 
 
 # ------------------------------------------------------------------------------------ metrics
+def discover_motifs(attributions: Attributions, motifs="JASPAR2022", *, window: int | None = None,
+                    max_seqlets: int = 20000, min_seqlets: int = 20, leiden_runs: int = 10):
+    """De novo motifs (TF-MoDISco patterns) of attributions, matched to a motif database by TOMTOM.
+
+    Args:
+        attributions: from :func:`attribute` or :func:`load_attributions`, any method: the
+            hypothetical contributions where saved, else ISM (mean-centred per position), else
+            the scores at the present bases (:mod:`chromtransfer.interpret.discover`).
+        motifs: ``"JASPAR2022"`` (bundled), a MEME/JASPAR file, or a list of motifs.
+        window: central bases given to TF-MoDISco (default: the whole sequence; windows under
+            100 bp get a proportionally shorter seqlet core and flanks).
+        max_seqlets: most seqlets clustered per sign; min_seqlets: the fewest of a pattern.
+        leiden_runs: Leiden clusterings per round.
+
+    Returns:
+        a :class:`~chromtransfer.interpret.discover.DiscoveryResult`: ``.table()`` (one row per
+        pattern with its seqlet count and best match, q-value and JASPAR family), ``.matches``,
+        ``.patterns`` (PPM, CWM and seqlet positions of each).
+    """
+    from .interpret.discover import discover_motifs as discover
+
+    return discover(attributions, _motifs(motifs), window=window, max_seqlets=max_seqlets, min_seqlets=min_seqlets,
+                    leiden_runs=leiden_runs)
+
+
 def metrics(y, p, *, threshold: float = 0.5, classes: Sequence[str] | None = None) -> dict[str, Any]:
     """Metrics of predictions, as ``chromtransfer evaluate`` reports them.
 

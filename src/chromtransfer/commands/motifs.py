@@ -1,4 +1,4 @@
-"""``chromtransfer motifs scan|enrich``: JASPAR motif sites and the KS ranking of TFs."""
+"""``chromtransfer motifs scan|enrich|discover``: JASPAR motif sites, the KS ranking of TFs, de novo motifs."""
 from __future__ import annotations
 
 import click
@@ -8,7 +8,7 @@ from ._options import overwrite_option, quiet_option, threads_option
 
 @click.group("motifs")
 def motifs_group() -> None:
-    """Scan sequences for motif sites (FIMO p-values) and rank TFs by attribution scores."""
+    """Scan sequences for motif sites (FIMO p-values), rank TFs by attribution scores, find de novo motifs."""
 
 
 @motifs_group.command("scan")
@@ -168,6 +168,91 @@ def enrich_command(attr_a, attr_b, sites, min_sites, fdr, group_by, aggregate, f
         click.echo(f"{label}: top " + ", ".join(f"{t} ({d:+.3f})" for t, d in zip(ranked[key].head(5), ranked["D"].head(5)))
                    + "; bottom " + ", ".join(f"{t} ({d:+.3f})" for t, d in zip(ranked[key].tail(3), ranked["D"].tail(3))))
     click.echo(f"wrote {out}/enrichment.tsv" + (" (+ enrichment_b.tsv, comparison.tsv)" if b is not None else ""))
+
+
+@motifs_group.command("discover")
+@click.option("--attributions", "attr_a", type=click.Path(), required=True,
+              help="Attribution directory (from 'chromtransfer attribute'), any method.")
+@click.option("--compare", "compare", type=click.Path(), default=None,
+              help="A second attribution directory (or a 'motifs discover' folder): match the two runs' "
+                   "patterns and list those found in one only.")
+@click.option("--window", type=click.IntRange(min=1), default=None,
+              help="Central bases given to TF-MoDISco (default: the whole sequence).")
+@click.option("--max-seqlets", type=click.IntRange(min=1), default=20000, show_default=True,
+              help="Most seqlets clustered per sign.")
+@click.option("--min-seqlets", type=click.IntRange(min=2), default=20, show_default=True,
+              help="Fewest seqlets of a pattern (and of a sign's metacluster).")
+@click.option("--leiden-runs", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Leiden clusterings per round.")
+@click.option("--motifs", "motif_file", type=click.Path(), default=None,
+              help="MEME or JASPAR motif file to match against instead of the bundled JASPAR 2022.")
+@click.option("--no-figures", is_flag=True, help="Write the tables and motif files only.")
+@click.option("--out", "out", type=click.Path(), required=True, help="Output directory.")
+@overwrite_option("a complete motif discovery")
+@threads_option
+def discover_command(attr_a, compare, window, max_seqlets, min_seqlets, leiden_runs, motif_file, no_figures, out,
+                     overwrite, threads) -> None:
+    """De novo motifs: TF-MoDISco patterns matched to JASPAR by TOMTOM (in process).
+
+    Writes patterns.tsv (seqlets, best match, q-value, family per pattern), matches.tsv,
+    patterns.meme, CWM and PWM logos and manifest.json; with --compare also the second run's
+    files (*_b) and comparison.tsv. Finding no pattern is reported, not an error."""
+    from ..artifacts import check_output_dir
+    from ..interpret.attributions import load_attributions
+    from ..interpret.discover import compare_patterns, contribution_tracks, discover_motifs
+    from ..interpret.discover_io import MOTIFS_KIND, read_discovery, write_discovery
+    from ..interpret.jaspar import load_motifs
+    from ..runtime import set_cpu_defaults
+
+    check_output_dir(out, MOTIFS_KIND, overwrite=overwrite)
+    set_cpu_defaults(threads)
+    a = load_attributions(attr_a)
+    contribution_tracks(a, window)  # the window and the sequences, checked before the long work
+    b_attributions = None
+    if compare and not _is_discovery(compare):
+        b_attributions = load_attributions(compare)
+        contribution_tracks(b_attributions, window)
+    motifs = load_motifs(motif_file)
+    options = {"window": window, "max_seqlets": max_seqlets, "min_seqlets": min_seqlets, "leiden_runs": leiden_runs}
+    result = discover_motifs(a, motifs, **options)
+    _echo_run("A" if compare else "", result)
+    result_b = comparison = None
+    if compare:
+        result_b = read_discovery(compare) if b_attributions is None else discover_motifs(b_attributions, motifs,
+                                                                                           **options)
+        _echo_run("B", result_b)
+        comparison = compare_patterns(result.patterns, result_b.patterns, motifs)
+    manifest = write_discovery(result, out, inputs=str(attr_a), result_b=result_b, inputs_b=compare,
+                               comparison=comparison, motifs=motif_file or "JASPAR2022/CORE/vertebrates",
+                               figures=not no_figures, overwrite=overwrite)
+    if comparison is not None:
+        click.echo(f"only in A: {', '.join(manifest['only_in_a']) or '-'};  only in B: "
+                   f"{', '.join(manifest['only_in_b']) or '-'}")
+    click.echo(f"wrote {out}/patterns.tsv, matches.tsv, patterns.meme" + ("" if no_figures else ", logos/")
+               + (" (+ *_b, comparison.tsv)" if comparison is not None else ""))
+
+
+def _is_discovery(path) -> bool:
+    from pathlib import Path
+
+    from ..interpret.discover_io import MANIFEST_FILE, MOTIFS_FORMAT
+
+    manifest = Path(path) / MANIFEST_FILE
+    return manifest.is_file() and f'"{MOTIFS_FORMAT}"' in manifest.read_text()
+
+
+def _echo_run(label: str, result) -> None:
+    prefix = f"{label}: " if label else ""
+    click.echo(f"{prefix}{result.sequences} sequences x {result.length} bp, contributions from {result.source}")
+    if not result.patterns:
+        click.echo(f"{prefix}{result.note}")
+        return
+    table = result.table()
+    click.echo(f"{prefix}{len(table)} patterns ({int((table['sign'] > 0).sum())} positive) in "
+               f"{result.seconds.get('modisco', 0):.1f} s; TOMTOM {result.seconds.get('tomtom', 0):.1f} s")
+    for row in table.head(10).itertuples():
+        match = f"{row.tf} ({row.best_match}, q {row.q:.2g}, {row.family or 'no family'})" if row.best_match else "-"
+        click.echo(f"  {row.pattern:8s} {row.seqlets:6d} seqlets  {row.consensus:24s} {match}")
 
 
 def register(app: click.Group) -> None:

@@ -44,7 +44,8 @@ def load_jaspar(release: str = DEFAULT_RELEASE, collection: str = DEFAULT_COLLEC
         all_versions: every version of each matrix instead of the latest one.
 
     Returns:
-        Motifs in the database's order, built from the stored count matrices.
+        Motifs in the database's order, built from the stored count matrices, each with JASPAR's
+        TF family annotation (:attr:`Motif.families`).
     """
     from ..errors import ChromTransferError
 
@@ -63,7 +64,8 @@ def load_jaspar(release: str = DEFAULT_RELEASE, collection: str = DEFAULT_COLLEC
     motifs = []
     for rec in records:
         counts = np.array([rec.counts[b] for b in ALPHABET], dtype=np.float64).T
-        motifs.append(Motif.from_counts(rec.matrix_id, rec.name, counts, source=release))
+        families = tuple(dict.fromkeys(str(f) for f in (getattr(rec, "tf_family", None) or []) if f))
+        motifs.append(Motif.from_counts(rec.matrix_id, rec.name, counts, source=release, families=families))
     if not motifs:
         raise ChromTransferError(f"no motifs in {release} for collection={collection!r} tax_group={tax_group!r}")
     return motifs

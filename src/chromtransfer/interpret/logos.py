@@ -1,5 +1,8 @@
 """Attribution logos: the sequence of a region drawn with letters scaled by per-base importance.
 
+:func:`draw_matrix_logo` draws a position matrix the same way (four stacked letters per position:
+the motif logos of de novo patterns).
+
 Each position shows its own base (A green, C blue, G orange, T red) with height equal to the
 position's attribution score; negative scores are drawn below the axis, upside down (the
 convention of logomaker's ``flip_below``). Letters are glyph outlines from matplotlib's
@@ -15,7 +18,7 @@ import numpy as np
 
 from ..encoding import ALPHABET
 
-__all__ = ["BASE_COLORS", "draw_logo", "logo_figure"]
+__all__ = ["BASE_COLORS", "draw_logo", "draw_matrix_logo", "logo_figure"]
 
 BASE_COLORS = {"A": "#109648", "C": "#255C99", "G": "#F7B32B", "T": "#D62839"}
 
@@ -62,6 +65,44 @@ def draw_logo(ax, codes: np.ndarray, scores: np.ndarray, x0: int = 0, width: flo
     pad = 0.08 * ((high - low) or 1.0)
     ax.set_ylim(low - pad, high + pad)
     ax.axhline(0, color="black", linewidth=0.6)
+
+
+def draw_matrix_logo(ax, matrix: np.ndarray, width: float = 0.92, smallest: float = 1e-3) -> None:
+    """Stacked letters of a ``(w, 4)`` matrix (A, C, G, T): at each position every base with
+    height ``|matrix[i, b]|``, positive values stacked up from 0 and negative ones down (upside
+    down), the smallest nearest the axis; letters under ``smallest`` x the largest are left out.
+
+    Args:
+        ax: a matplotlib axes; x runs from 0 to ``w``.
+        matrix: e.g. a contribution weight matrix, or frequencies x information content (bits).
+    """
+    from matplotlib.patches import PathPatch
+    from matplotlib.transforms import Affine2D
+
+    matrix = np.nan_to_num(np.asarray(matrix, dtype=np.float64))
+    floor = smallest * (float(np.abs(matrix).max()) if matrix.size else 0.0)
+    high = low = 0.0
+    for i, row in enumerate(matrix):
+        up = down = 0.0
+        for base in np.argsort(np.abs(row), kind="stable"):
+            value = float(row[base])
+            if abs(value) <= floor or value == 0:
+                continue
+            letter = ALPHABET[int(base)]
+            path, box = _glyph(letter)
+            transform = Affine2D().translate(-box.x0, -box.y0).scale(width / box.width, abs(value) / box.height)
+            if value > 0:
+                transform = transform.translate(i + (1 - width) / 2, up)
+                up += value
+            else:
+                transform = transform.scale(1, -1).translate(i + (1 - width) / 2, down)
+                down += value
+            ax.add_patch(PathPatch(transform.transform_path(path), facecolor=BASE_COLORS[letter], edgecolor="none"))
+        high, low = max(high, up), min(low, down)
+    ax.set_xlim(0, len(matrix))
+    pad = 0.05 * ((high - low) or 1.0)
+    ax.set_ylim(low - (pad if low < 0 else 0.0), high + pad)
+    ax.axhline(0, color="black", linewidth=0.5)
 
 
 def logo_figure(codes: np.ndarray, scores: np.ndarray, title: str = "", sites: Sequence[tuple] = (),

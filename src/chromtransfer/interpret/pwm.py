@@ -77,6 +77,8 @@ class Motif:
         frequencies: ``(w, 4)`` float64, each row sums to 1.
         sites: ``(w,)`` float64 site count per column (``n`` of the pseudocount formula).
         source: where the motif came from (``JASPAR2022``, a file path).
+        families: the TF structural families JASPAR annotates (``("C4-GATA-related",)``; one per
+            partner of a dimer), ``()`` where the source gives none.
     """
 
     motif_id: str
@@ -84,20 +86,22 @@ class Motif:
     frequencies: np.ndarray
     sites: np.ndarray
     source: str = ""
+    families: tuple[str, ...] = ()
 
     @property
     def width(self) -> int:
         return int(self.frequencies.shape[0])
 
     @classmethod
-    def from_counts(cls, motif_id: str, name: str, counts, source: str = "") -> "Motif":
+    def from_counts(cls, motif_id: str, name: str, counts, source: str = "",
+                    families: tuple[str, ...] = ()) -> "Motif":
         """A motif from a ``(w, 4)`` count matrix (rows = positions, A C G T)."""
         counts = np.asarray(counts, dtype=np.float64)
         _check_matrix(counts, motif_id)
         totals = counts.sum(axis=1)
         if np.any(totals <= 0):
             raise ValueError(f"motif {motif_id}: a column has no counts")
-        return cls(motif_id, name or motif_id, counts / totals[:, None], totals, source)
+        return cls(motif_id, name or motif_id, counts / totals[:, None], totals, source, tuple(families))
 
     @classmethod
     def from_frequencies(cls, motif_id: str, name: str, frequencies, sites: float | None = None,

@@ -259,6 +259,19 @@ class Kmer(Section):
                                                           "regression, as the networks'")
 
 
+class Discover(Section):
+    enabled: bool = Field(False, description="de novo motifs (TF-MoDISco matched to JASPAR by TOMTOM) of each "
+                                              "interpreted cell's fine-tuned and pre-trained models, and of the "
+                                              "two compared cells (needs the 'motifs' extra)")
+    window: Optional[int] = Field(None, ge=20, description="central bases given to TF-MoDISco (default: the "
+                                                           "whole window)")
+    max_seqlets: int = Field(20000, ge=1, description="most seqlets clustered per sign")
+    min_seqlets: int = Field(20, ge=2, description="fewest seqlets of a pattern")
+    leiden_runs: int = Field(10, ge=1, description="Leiden clusterings per round")
+    pretrained: bool = Field(True, description="also the pre-trained model's patterns, and which patterns only "
+                                               "the fine-tuned model has")
+
+
 class Interpret(Section):
     enabled: bool = Field(True, description="run the interpretation (a config without the section does not)")
     cells: Optional[list[str]] = Field(None, description="cell lines to interpret (default: all of cells)")
@@ -283,6 +296,7 @@ class Interpret(Section):
     compare_significance: Literal[COMPARISON_SIGNIFICANCE] = Field(
         "either", description="a TF is significant in a comparison when it is in either model's own test "
                               "(the authors'), or by the difference test")
+    discover: Discover = Field(default_factory=Discover, description="de novo motifs")
 
 
 class Variants(Section):

@@ -18,6 +18,8 @@ dependents, see :mod:`.stages`):
    on the cell line's test split; ``evaluate/multiclass``;
 7. ``bootstrap``: Table 1 for one cell line;
 8. ``interpret/<cell>`` and ``interpret/compare``: attributions, motif sites, KS ranking of TFs;
+   with ``interpret.discover.enabled`` also ``discover/<cell>`` and ``discover/compare``: de novo
+   motifs in ``interpret/<cell>/motifs`` (:mod:`.discovery`);
 9. ``variants``: every variant of the VCF scored by each line's fine-tuned models, checked against
    the synthetic truth (:mod:`.variant_effects`);
 10. ``report``: ``summary.json`` and ``report.html`` (always rebuilt).
@@ -191,7 +193,7 @@ class Study:
 
             unused = () if cfg.interpret.method == "deeplift_shap" else ("interpret.references",)
             settings = cfg.flat("interpret", exclude=("interpret.enabled", "interpret.cells", "interpret.compare",
-                                                      *unused))
+                                                      "interpret.discover", *unused))
             if cfg.interpret.method == "deeplift_shap":
                 settings["seed"] = cfg.seed  # seeds the references
             settings.update(precision)
@@ -210,6 +212,8 @@ class Study:
                                     depends=[*[f"prepare/{c}" for c in pair],
                                              *[f"train/{c}/finetune/fold{first_fold}" for c in pair]],
                                     outputs=[self.out / "interpret" / "compare"]))
+            if cfg.interpret.discover.enabled:
+                stages += self._discover_stages(motifs)
         if cfg.variants.enabled:
             from ..datasets.synthetic import VARIANTS_VCF
             from . import variant_effects
@@ -226,6 +230,29 @@ class Study:
                                 depends=["inputs", *[f"train/{c}/finetune/fold{k}" for c in cfg.cells
                                                      for k in cfg.folds]],
                                 outputs=[self.out / "variants"]))
+        return stages
+
+    def _discover_stages(self, motifs: list[str]) -> list[Stage]:
+        """``discover/<cell>`` per interpreted cell and ``discover/compare`` (:mod:`.discovery`)."""
+        from . import discovery
+
+        discovery.check_available(self)
+        cfg = self.config
+        settings = {**cfg.flat("interpret.discover"), "interpret.motifs": cfg.interpret.motifs}
+        stages = [Stage(f"discover/{cell}", lambda c=cell: discovery.discover_cell(self, c),
+                        f"de novo motifs, {cell}", settings=settings, inputs=motifs,
+                        depends=["inputs", f"interpret/{cell}"],
+                        outputs=[self.out / "interpret" / cell / discovery.MOTIFS_FOLDER,
+                                 self.out / "interpret" / cell / discovery.DE_NOVO_FILE])
+                  for cell in self.interpret_cells]
+        pair = self.compare_pair
+        if pair and all(cell in self.interpret_cells for cell in pair):
+            stages.append(Stage("discover/compare", lambda: discovery.discover_compare(self, *pair),
+                                f"de novo motifs, {pair[0]} vs {pair[1]}",
+                                settings={**settings, "interpret.compare": list(pair)}, inputs=motifs,
+                                depends=["interpret/compare", *[f"discover/{c}" for c in pair]],
+                                outputs=[self.out / "interpret" / "compare" / discovery.MOTIFS_FOLDER,
+                                         self.out / "interpret" / "compare" / discovery.DE_NOVO_FILE]))
         return stages
 
     @property

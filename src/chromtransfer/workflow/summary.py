@@ -7,7 +7,8 @@
        f1_positive, f1_overall, f1_macro, brier, ece}, "baseline": {...}, "kmer": {...},
        "pretrained": {...},
        "top_tfs": [...], "top_families": [{"tf", "D", "fdr", "members"}], "planted_tfs": [...],
-       "planted_in_top5": bool,
+       "planted_in_top5": bool, "de_novo": [{"pattern", "seqlets", "best_match", "q", "family"}],
+       "de_novo_planted_in_top3": bool,
        "variants": {"auroc_driver_vs_neutral", "n_driver", "n_neutral", "auroc_by_tf",
          "planted_tf_in_motifs_lost_share", "top": [{chrom, pos, ref, alt, delta_logit, ...}]}}},
      "multiclass": {CELL: {"auroc": x, "auprc": x, "average_precision": x}},
@@ -71,6 +72,11 @@ def build_summary(study: "Study") -> dict[str, Any]:
         variants = (_read_json(out / "variants" / "summary.json") or {}).get("cells", {}).get(cell)
         if variants is not None:
             entry["variants"] = variants
+        de_novo = _read_json(out / "interpret" / cell / "de_novo.json")
+        if de_novo is not None:
+            entry["de_novo"] = de_novo.get("de_novo", [])
+            if "de_novo_planted_in_top3" in de_novo:
+                entry["de_novo_planted_in_top3"] = de_novo["de_novo_planted_in_top3"]
         summary["cells"][cell] = entry
     summary["multiclass"] = _read_json(out / "evaluation" / "multiclass" / "per_cell.json") or {}
     table_path = out / "bootstrap" / "bootstrap_table.tsv"
@@ -81,6 +87,9 @@ def build_summary(study: "Study") -> dict[str, Any]:
     comparison = _read_json(out / "interpret" / "compare" / "summary.json")
     if comparison:
         summary["comparison"] = comparison
+    de_novo = _read_json(out / "interpret" / "compare" / "de_novo.json")
+    if de_novo:
+        summary.setdefault("comparison", {})["de_novo"] = {k: v for k, v in de_novo.items() if k.startswith("only_in_")}
     from ..datasets.store import open_store
     from ..datasets.summary import store_summary
 
@@ -208,6 +217,7 @@ def report_sections(study: "Study", summary: dict[str, Any]) -> list[Section]:
     sections.append(boot)
 
     sections.extend(_interpretation_sections(study, summary))
+    sections.extend(_de_novo_sections(study))
     from .variant_effects import report_section
 
     variants = report_section(study, summary)
@@ -289,5 +299,56 @@ def _interpretation_sections(study: "Study", summary: dict[str, Any]) -> list[Se
                 section.tables.append((caption, pd.read_csv(base / name, sep="\t").head(15)))
         for name, caption in compare.get("figures", []):
             section.figures.append((caption, base / name))
+        sections.append(section)
+    return sections
+
+
+def _de_novo_sections(study: "Study", logos: int = 6) -> list[Section]:
+    """One section per line with de novo motifs: the patterns, their JASPAR matches and logos."""
+    sections = []
+    for cell in study.interpret_cells:
+        base = study.out / "interpret" / cell
+        info = _read_json(base / "de_novo.json")
+        if not info:
+            continue
+        section = Section(f"De novo motifs: {cell}")
+        section.paragraphs.append(
+            "TF-MoDISco patterns of the fine-tuned model's contributions "
+            f"({info.get('source', 'attributions')}), matched to JASPAR 2022 by TOMTOM; q: Benjamini-Hochberg "
+            "over the database, family: JASPAR's TF family of the best match. pos_*: patterns that raise the "
+            "prediction, neg_*: patterns that lower it, each by decreasing seqlet count.")
+        if info.get("note"):
+            section.paragraphs.append(info["note"])
+        if "de_novo_planted_in_top3" in info:
+            section.paragraphs.append("A pattern matching a planted driver (q < 0.05, the planted matrix or its "
+                                      "JASPAR family) is among the 3 positive patterns with the most seqlets: "
+                                      f"{'yes' if info['de_novo_planted_in_top3'] else 'no'}.")
+        if "only_in_finetuned" in info:
+            section.paragraphs.append("Patterns of the fine-tuned model without a match among the pre-trained "
+                                      f"model's: {', '.join(info['only_in_finetuned']) or 'none'}; of the "
+                                      f"pre-trained model only: {', '.join(info['only_in_pretrained']) or 'none'}.")
+        table_path = base / "motifs" / "patterns.tsv"
+        if table_path.exists():
+            table = pd.read_csv(table_path, sep="\t", keep_default_na=False)
+            columns = ["pattern", "seqlets", "consensus", "tf", "best_match", "q", "family"]
+            section.tables.append(("Patterns and their best JASPAR match", table[columns].head(20)))
+            for row in table[table["cwm_logo"] != ""].head(logos).itertuples():
+                match = f", best match {row.tf} (q {float(row.q):.2g})" if row.tf else ""
+                section.figures.append((f"{cell} {row.pattern}: {row.seqlets} seqlets{match}", base / "motifs" / row.cwm_logo))
+        sections.append(section)
+    compare = _read_json(study.out / "interpret" / "compare" / "de_novo.json")
+    if compare and compare.get("cells"):
+        cell_a, cell_b = compare["cells"]
+        section = Section(f"De novo motifs: {cell_a} vs {cell_b}")
+        if compare.get("note"):
+            section.paragraphs.append(compare["note"])
+        else:
+            section.paragraphs.append(
+                f"Patterns of each line's fine-tuned model without a TOMTOM match (q < 0.05) among the other "
+                f"line's: {cell_a} only: {', '.join(compare.get(f'only_in_{cell_a}', [])) or 'none'}; "
+                f"{cell_b} only: {', '.join(compare.get(f'only_in_{cell_b}', [])) or 'none'}.")
+        path = study.out / "interpret" / "compare" / "motifs" / "comparison.tsv"
+        if path.exists():
+            section.tables.append(("Each pattern's best match in the other line", pd.read_csv(path, sep="\t")))
         sections.append(section)
     return sections
