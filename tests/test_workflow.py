@@ -169,7 +169,7 @@ def test_discover_step_adds_de_novo_motifs_without_redoing_the_interpretation(ki
     pytest.importorskip("modiscolite", reason="modisco-lite is not installed (pip install 'chromtransfer[motifs]')")
     out, _, _ = killed_and_resumed
     config = out.parent / "discover.yaml"
-    config.write_text(TINY_STUDY + "  discover: {enabled: true, min_seqlets: 5, leiden_runs: 2}\n")
+    config.write_text(TINY_STUDY.replace("\nvariants:", "\n  discover: {enabled: true, min_seqlets: 5, leiden_runs: 2}\nvariants:"))
     result = subprocess.run(_command(config, out), capture_output=True, text=True, env=_env(), timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     ran = [line.split()[2].rstrip(":") for line in result.stdout.splitlines() if line.startswith("[run ]")]
