@@ -30,7 +30,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=25 tests
 
 # Benchmarks against the reference tools (TensorFlow/Keras, tangermeme, memelite, FIMO), which
 # live in .venv-bench, never in the package's own environment. Tables print; numbers go to
