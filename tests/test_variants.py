@@ -221,9 +221,11 @@ def test_ref_mismatch_error_is_one_line(world, tmp_path, capsys):
 
 def test_skip_mode_counts(world, tmp_path):
     vcf = _vcf(tmp_path / "v.vcf", _records(world)[-3:])
+    before = torch.get_num_threads()
     summary = score_variants(vcf, world["genome"], world["models"][:1], tmp_path / "out",
-                             on_ref_mismatch="skip", motifs=None)
+                             on_ref_mismatch="skip", motifs=None, threads=before + 1)
     assert summary["counts"]["ref_mismatch"] == 2 and summary["counts"]["scored"] == 1
+    assert torch.get_num_threads() == before  # threads= lasts for the call only
 
 
 def test_indels_scored_with_their_windows(full_run, world):

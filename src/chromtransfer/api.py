@@ -9,9 +9,8 @@ setting for longer than the call: ``threads=`` is restored on return, and only
 """
 from __future__ import annotations
 
-import contextlib
 import os
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -19,6 +18,7 @@ import pandas as pd
 from .errors import ChromTransferError
 from .interpret.attributions import Attributions, load_attributions  # the one attribution class
 from .runtime import set_cpu_defaults  # the only process-wide setting, by explicit call
+from .runtime import torch_threads as _threads
 from .sequence_input import SequenceSet, as_sequences
 
 __all__ = ["Attributions", "attribute", "compare_tfs", "discover_motifs", "load_attributions", "load_model", "metrics",
@@ -31,22 +31,6 @@ def _resolve_device(device):
     from .devices import resolve_device
 
     return resolve_device(device)
-
-
-@contextlib.contextmanager
-def _threads(threads: int | None) -> Iterator[None]:
-    """Use ``threads`` torch CPU threads inside the block, the previous count after it."""
-    if threads is None:
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    set_cpu_defaults(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 # ------------------------------------------------------------------------------------ models

@@ -1,14 +1,20 @@
 """Process-wide CPU settings, changed only when a caller asks: :func:`set_cpu_defaults`.
 
 No library function of chromtransfer changes these behind the caller's back; the command line
-calls :func:`set_cpu_defaults` once at start-up and again with ``--threads``.
+calls :func:`set_cpu_defaults` once at start-up and again with ``--threads``. A library call that
+takes ``threads=`` runs inside :func:`torch_threads`, which restores the previous count.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import sys
+from typing import Callable, Iterator, TypeVar
 
-__all__ = ["limit_heap_fragmentation", "set_cpu_defaults"]
+__all__ = ["limit_heap_fragmentation", "restores_torch_threads", "set_cpu_defaults", "torch_threads"]
+
+_Function = TypeVar("_Function", bound=Callable)
 
 #: OpenMP's wait policy: idle threads sleep instead of spinning, which made training about 5x
 #: faster on a busy 2-core machine (benchmarks/README.md).
@@ -58,3 +64,31 @@ def limit_heap_fragmentation() -> None:
         ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(-3, 4 * 1024 * 1024)  # M_MMAP_THRESHOLD
     except (OSError, AttributeError):  # not glibc
         pass
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Use ``threads`` torch CPU threads inside the block and the previous count after it
+    (``None``: leave the count as it is)."""
+    if threads is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    set_cpu_defaults(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def restores_torch_threads(function: _Function) -> _Function:
+    """Run ``function`` inside :func:`torch_threads` of its keyword argument ``threads``."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with torch_threads(kwargs.get("threads")):
+            return function(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+

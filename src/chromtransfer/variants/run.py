@@ -54,6 +54,7 @@ import pandas as pd
 
 from ..artifacts import file_sha256, provenance, write_json
 from ..errors import ChromTransferError, InputError
+from ..runtime import restores_torch_threads
 from . import output
 from .null import NullDistribution, draw_null_snvs
 from .output import _claim_output_folder
@@ -343,6 +344,7 @@ class _Progress:
 # the run
 
 
+@restores_torch_threads
 def score_variants(vcf: str | os.PathLike, genome, models: Sequence[str | os.PathLike], out: str | os.PathLike, *,
                    names: Sequence[str] | None = None, regions: str | os.PathLike | None = None, on_ref_mismatch: str = "error",
                    rc_average: bool = False, null: int = 0, seed: int = 0,
@@ -370,7 +372,8 @@ def score_variants(vcf: str | os.PathLike, genome, models: Sequence[str | os.Pat
         length: window length (default: the models' training length, 600 bp when unknown).
         batch_size: windows (or substitutions) per forward pass.
         chunk_size: variants per chunk file.
-        device: ``auto``, ``cpu`` or ``cuda``; threads: torch CPU threads (``None``: unchanged).
+        device: ``auto``, ``cpu`` or ``cuda``; threads: torch CPU threads during the call (restored
+            after it; ``None``: unchanged).
         shared_reference: SNVs sharing a window reuse its reference pass and recompute only the
             changed base's receptive field (:func:`~.scoring.score_windows`; pays off with many
             SNVs per window of 600 bp or more); ``False``: two full passes per variant (faster
@@ -382,8 +385,6 @@ def score_variants(vcf: str | os.PathLike, genome, models: Sequence[str | os.Pat
     Returns:
         The manifest's summary: counts per status, models, files, timing.
     """
-    import torch
-
     from ..devices import resolve_device
     from ..genome import open_genome
     from ..precision import resolve_precision
@@ -398,8 +399,6 @@ def score_variants(vcf: str | os.PathLike, genome, models: Sequence[str | os.Pat
     if not models:
         raise ChromTransferError("give at least one --model")
     precision = resolve_precision(precision)
-    if threads:
-        torch.set_num_threads(int(threads))
     genome = open_genome(genome)
     dev = resolve_device(device)
     cells = load_cell_models(list(models), dev, names=names, length=length)
