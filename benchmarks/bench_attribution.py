@@ -29,7 +29,6 @@ import argparse
 import json
 import platform
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -38,6 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import torch  # noqa: E402
+from bench_ism import random_model, timed  # noqa: E402  (the same random network and timer)
 
 from chromtransfer.encoding import one_hot  # noqa: E402
 from chromtransfer.interpret.deeplift import (  # noqa: E402
@@ -46,38 +46,8 @@ from chromtransfer.interpret.deeplift import (  # noqa: E402
     deeplift_shap,
     dinucleotide_references,
 )
-from chromtransfer.models import build_model  # noqa: E402
 
 AGREEMENT = 1e-4  # relative to the largest contribution
-
-
-def random_model(seed: int) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    model = build_model("finetune", width=1.0)
-    generator = torch.Generator().manual_seed(seed + 1)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm1d):
-            n = module.num_features
-            module.running_mean.copy_(torch.rand(n, generator=generator) * 0.5)
-            module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
-            module.weight.data.copy_(torch.rand(n, generator=generator) + 0.5)
-            module.bias.data.copy_(torch.randn(n, generator=generator) * 0.1)
-    return model.eval()
-
-
-def timed(function, repeats: int, device: torch.device):
-    """Best wall-clock and CPU seconds over ``repeats`` runs, and the last result."""
-    walls, cpus, result = [], [], None
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        wall, cpu = time.perf_counter(), time.process_time()
-        result = function()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return min(walls), min(cpus), result
 
 
 def tangermeme_call(model, x: torch.Tensor, target: str, references, n_shuffles: int, batch_size: int, seed: int,
