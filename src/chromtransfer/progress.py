@@ -22,13 +22,16 @@ def show_progress(quiet: bool = False) -> bool:
 
 @contextlib.contextmanager
 def progress_bar(total: int | None, description: str, *, quiet: bool = False,
-                 unit: str = "seq") -> Iterator[Progress]:
-    """Yield ``update(n)``: advance a bar of ``total`` items (``unit``/s shown) by ``n``."""
+                 unit: str = "seq", initial: int = 0) -> Iterator[Progress]:
+    """Yield ``update(n)``: advance a bar of ``total`` items (``unit``/s shown) by ``n``.
+
+    ``initial`` items count as done before the bar starts (a resumed run); the rate counts only
+    the items advanced through ``update``."""
     if not show_progress(quiet):
         yield lambda _n: None
         return
     from tqdm.auto import tqdm
 
     with tqdm(total=total, desc=description, unit=unit, unit_scale=True, dynamic_ncols=True,
-              leave=False, file=sys.stderr) as bar:
+              leave=False, file=sys.stderr, initial=initial) as bar:
         yield bar.update

@@ -44,7 +44,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -54,6 +53,7 @@ import pandas as pd
 
 from ..artifacts import file_sha256, provenance, write_json
 from ..errors import ChromTransferError, InputError
+from ..progress import Progress, progress_bar
 from ..runtime import restores_torch_threads
 from . import output
 from .null import NullDistribution, draw_null_snvs
@@ -312,35 +312,6 @@ def _motif_changes(scanner, genome, variants: Sequence[Variant]):
 
 
 # ---------------------------------------------------------------------------------------------
-# progress
-
-
-class _Progress:
-    """``variants: done/total (rate variants/s)`` on stderr, only on a terminal."""
-
-    def __init__(self, total: int, enabled: bool):
-        self.total, self.enabled = total, enabled and sys.stderr.isatty()
-        self.started = time.perf_counter()
-        self.done = 0
-        self.scored = 0
-
-    def update(self, done: int, scored: int) -> None:
-        self.done, self.scored = done, self.scored + scored
-        if self.enabled:
-            rate = self.scored / max(time.perf_counter() - self.started, 1e-9)
-            sys.stderr.write(f"\rvariants: {self.done}/{self.total} ({rate:,.0f} variants/s)")
-            sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
-
-    @property
-    def rate(self) -> float:
-        return self.scored / max(time.perf_counter() - self.started, 1e-9)
-
-
-# ---------------------------------------------------------------------------------------------
 # the run
 
 
@@ -438,18 +409,18 @@ def score_variants(vcf: str | os.PathLike, genome, models: Sequence[str | os.Pat
     first_copies = _FirstCopies(plan.duplicate_of)
     done = set(manifest["chunks_done"])
     _recall_first_copies(out, done, first_copies, plan, chunk_size)
-    meter = _Progress(len(plan), progress)
+    resumed = sum(min(chunk_size, len(plan) - k * chunk_size) for k in done if k < n_chunks)
     chunk: list[Variant] = []
     k = 0
     scored_now = 0
-    for variant in iter_variants(vcf, genome, on_ref_mismatch=on_ref_mismatch, plan=plan):
-        chunk.append(variant)
-        if len(chunk) == chunk_size:
+    with progress_bar(len(plan), "variants", quiet=not progress, unit="variant", initial=resumed) as meter:
+        for variant in iter_variants(vcf, genome, on_ref_mismatch=on_ref_mismatch, plan=plan):
+            chunk.append(variant)
+            if len(chunk) == chunk_size:
+                scored_now += _run_chunk(out, k, chunk, done, scorer, first_copies, manifest, manifest_path, meter)
+                chunk, k = [], k + 1
+        if chunk or k == 0:
             scored_now += _run_chunk(out, k, chunk, done, scorer, first_copies, manifest, manifest_path, meter)
-            chunk, k = [], k + 1
-    if chunk or k == 0:
-        scored_now += _run_chunk(out, k, chunk, done, scorer, first_copies, manifest, manifest_path, meter)
-    meter.close()
     elapsed = time.perf_counter() - started
     files = _finish(out, vcf, plan, cells, n_chunks, genome, explain, rc_average, batch_size, dev, elements)
     summary = {
@@ -530,18 +501,17 @@ def _recall_first_copies(out: Path, done: set, first_copies: _FirstCopies, plan:
             first_copies.keep(int(index), {c: group[c].to_numpy() for c in columns})
 
 
-def _run_chunk(out, k, chunk, done, scorer, first_copies, manifest, manifest_path, meter) -> int:
+def _run_chunk(out, k, chunk, done, scorer, first_copies, manifest, manifest_path, meter: Progress) -> int:
+    """Score chunk ``k`` unless an earlier run wrote it; returns the variants scored now."""
     if k in done and output.chunk_path(out, k).is_file():
-        meter.update(meter.done + len(chunk), 0)
         return 0
     table = scorer.table(chunk, first_copies)
     _write_chunk(out, k, table)
     done.add(k)
     manifest["chunks_done"] = sorted(done)
     write_json(manifest_path, manifest)
-    scored = sum(v.status in SCORED for v in chunk)
-    meter.update(meter.done + len(chunk), scored)
-    return scored
+    meter(len(chunk))
+    return sum(v.status in SCORED for v in chunk)
 
 
 def _write_chunk(out: Path, k: int, table: pd.DataFrame) -> None:
