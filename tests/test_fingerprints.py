@@ -252,3 +252,41 @@ def test_real_study_redoes_exactly_what_a_config_edit_touches(small_study):
     assert lines["train/pretrain"] == "[redo] train/pretrain: depends on prepare/pretrain (redone)"
     assert json.loads((out / "data" / "HepG2" / "manifest.json").read_text())["length"] == 160
     assert all(line.startswith("[skip]") for line in _run(config, out).values())
+
+
+def test_a_new_option_at_its_default_keeps_the_stage_and_its_dependents(tmp_path):
+    """A newer version adds a settings key: unset in the config, the stages are kept (no GPU-days
+    redone for an upgrade); set in the config, the stage and its dependents are redone."""
+    study = Recorder(tmp_path)
+    study.run()
+    study.settings["A"] = {"a.x": 1, "a.new": False}
+
+    def run(given):
+        study.ran, study.lines = [], []
+        runner = StageRunner(tmp_path, echo=study.lines.append, given=given)
+        for stage in study.stages():
+            runner.run(stage)
+
+    run(given={"a.x"})
+    assert study.ran == []
+    assert study.lines == ["[skip] A: complete (kept: a.new is new, at the default)",
+                           "[skip] B: complete (kept: reads A, kept)", "[skip] C: complete"]
+    assert json.loads((tmp_path / "stages" / "A.json").read_text())["fingerprint"]["settings"] == study.settings["A"]
+    run(given={"a.x"})
+    assert study.ran == [] and study.lines == ["[skip] A: complete", "[skip] B: complete", "[skip] C: complete"]
+
+    study.settings["A"] = {"a.x": 1, "a.new": False, "a.newer": 3}
+    run(given={"a.x", "a.newer"})  # the config sets it: a change, whatever its value
+    assert study.ran == ["A", "B"] and study.lines[0] == "[redo] A: a.newer added (3)"
+
+
+def test_the_config_names_the_keys_it_sets(tmp_path):
+    from chromtransfer.workflow.config import load_config
+
+    path = tmp_path / "study.yaml"
+    path.write_text("inputs:\n  synthetic: {size: tiny}\ncells: [HepG2]\n"
+                    "train:\n  common: {bn_momentum: 0.9}\n  finetune: {lr: 1.0e-4}\n")
+    given = load_config(path).given_keys()
+    assert {"cells", "inputs.synthetic.size", "train.finetune.lr", "train.common.bn_momentum",
+            "train.pretrain.bn_momentum", "train.finetune.bn_momentum"} <= given
+    assert not {"train.finetune.rc_augment", "prepare.length", "train.pretrain.lr", "seed"} & given

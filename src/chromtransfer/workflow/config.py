@@ -357,6 +357,23 @@ class StudyConfig(Section):
         # lexically, from the folder the config was named in (configs/ may be a link to the package's)
         return str(path if path.is_absolute() else Path(os.path.normpath(self.path.parent / path)))
 
+    def given_keys(self) -> set[str]:
+        """The dotted keys the config sets itself (not filled by defaults); a ``train.common`` key
+        counts as set for every preset (``train.finetune.lr`` when ``train.common.lr`` is given)."""
+        given: set[str] = set()
+
+        def walk(model: BaseModel, prefix: str) -> None:
+            for name in model.model_fields_set:
+                value = getattr(model, name)
+                if isinstance(value, BaseModel):
+                    walk(value, f"{prefix}{name}.")
+                given.add(f"{prefix}{name}")
+
+        walk(self, "")
+        common = [key.removeprefix("train.common.") for key in given if key.startswith("train.common.")]
+        given |= {f"train.{preset}.{key}" for preset in presets.PRESET_NAMES for key in common}
+        return given
+
     def train_options(self, preset: str) -> dict[str, Any]:
         """The training settings the config gives for ``preset`` (``common`` then the preset's own)."""
         options = self.train.common.model_dump(exclude_none=True)

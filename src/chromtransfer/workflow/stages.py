@@ -14,6 +14,14 @@ marker ``OUT/stages/<name>.json`` records the fingerprint when the stage starts 
   study owns) are removed first, so a training stage starts afresh rather than from stale
   checkpoints. A dependency's fingerprint is part of its dependents', so they are redone too.
 
+A key that a newer chromtransfer adds to a stage's settings (a new option) does not count as a
+change when the config does not set it: a new option's default is, by rule, what the versions
+before it did. Such a stage is kept (``[skip] ...: complete (kept: train.finetune.rc_augment is
+new, at its default)``), its marker takes the new fingerprint, and the stages that read it are
+judged against that (they are not redone for it). A config that sets the new key, to any value,
+redoes the stage. The runner learns which keys the config sets from ``given``; without it (``None``)
+every added key is a change.
+
 Markers written before fingerprints existed (no ``fingerprint``) are accepted as complete and given
 the current fingerprint (``[skip] ...: complete (recorded before fingerprints; kept)``): their
 results cost GPU-days and were made from the config of that time; remove the marker (or the study
@@ -131,8 +139,13 @@ def _short(value: Any) -> str:
 class StageRunner:
     """Runs :class:`Stage` objects in order under ``out``; see the module docstring."""
 
-    def __init__(self, out: str | Path, echo: Callable[[str], None] = print, dry_run: bool = False):
+    def __init__(self, out: str | Path, echo: Callable[[str], None] = print, dry_run: bool = False,
+                 given: set[str] | None = None):
         self.out = Path(out)
+        #: dotted keys the config sets itself (``None``: unknown, every added key is a change)
+        self.given = given
+        #: stage -> (digest recorded, digest now) of the stages kept under a newer fingerprint
+        self.carried: dict[str, tuple[str, str]] = {}
         self.marker_dir = self.out / "stages"
         self.echo = echo
         self.dry_run = dry_run
@@ -182,9 +195,33 @@ class StageRunner:
             if marker.get("status") == "complete":
                 return Decision("skip", "complete")
             return Decision("resume", "resuming (stopped midway; same settings and inputs)")
+        carried, new_keys = self._carry_forward(recorded, fingerprint)
+        if digest(carried) == digest(fingerprint):
+            self.carried[stage.name] = (digest(recorded), digest(fingerprint))
+            kept = [name for name in recorded.get("depends", {}) if name in self.carried]
+            why = "; ".join(
+                ([f"{', '.join(new_keys)} {'is' if len(new_keys) == 1 else 'are'} new, at the default"] if new_keys else [])
+                + ([f"reads {', '.join(kept)}, kept"] if kept else []))
+            if marker.get("status") == "complete":
+                return Decision("adopt", f"complete (kept: {why})")
+            return Decision("resume", f"resuming (stopped midway; {why})")
         changes = fingerprint_changes(recorded, fingerprint) or ["its fingerprint changed"]
         more = len(changes) - SHOWN_REASONS
         return Decision("redo", "; ".join(changes[:SHOWN_REASONS]) + (f"; and {more} more" if more > 0 else ""))
+
+    def _carry_forward(self, recorded: dict[str, Any], fingerprint: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        """``recorded`` as this version would write it for the same work, and the keys it gained.
+
+        Settings keys the current fingerprint has, the recorded one lacks and the config does not
+        set take their current value (see the module docstring); a dependency kept under a newer
+        fingerprint (:attr:`carried`) counts with its new digest."""
+        old_settings, new_settings = recorded.get("settings", {}), fingerprint.get("settings", {})
+        new_keys = [] if self.given is None else sorted(
+            k for k in new_settings if k not in old_settings and k not in self.given)
+        depends = {name: self.carried[name][1] if name in self.carried and value == self.carried[name][0] else value
+                   for name, value in recorded.get("depends", {}).items()}
+        settings = {**old_settings, **{k: new_settings[k] for k in new_keys}}
+        return {**recorded, "settings": settings, "depends": depends}, new_keys
 
     def run(self, stage: Stage) -> dict[str, Any]:
         """Run ``stage`` unless it is up to date; returns its result (``{}`` in a dry run)."""

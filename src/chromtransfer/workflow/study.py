@@ -57,7 +57,7 @@ class Study:
         self.config = config
         self.out = Path(out).resolve()
         self.echo = echo
-        self.runner = StageRunner(self.out, echo, dry_run=dry_run)
+        self.runner = StageRunner(self.out, echo, dry_run=dry_run, given=config.given_keys())
         self.inputs: dict[str, Any] = {}
 
     # -- paths -------------------------------------------------------------------------------
