@@ -640,7 +640,7 @@ def print_table(result: dict) -> None:
     for name, error in result.get("errors", {}).items():
         print(f"{name}: failed ({error.strip().splitlines()[-1] if error.strip() else 'no message'})")
     if result["levers"]:
-        print(f"\nlevers (chromtransfer with one change; ratio < 1 means the change is slower)")
+        print("\nlevers (chromtransfer with one change; ratio < 1 means the change is slower)")
         print(f"{'lever/workload':36s} {'seq/s':>8s} {'ratio':>7s} {'per cpu-s':>10s}  what")
         for name, lever in result["levers"].items():
             ratio = lever["ratio_to_chromtransfer"]

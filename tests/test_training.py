@@ -386,7 +386,9 @@ def test_fold_all_trains_one_model_per_fold(store, tmp_path, capsys):
 
 def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path):
     store = make_store(tmp_path / "store", n=300, length=150, seed=5)
-    options = dict(width=0.25, batch_size=16, seed=5, max_epochs=3, lr_patience=1, device="cpu", quiet=True)
+    # with reverse-complement augmentation: its strand draws are part of what a resume must repeat
+    options = dict(width=0.25, batch_size=16, seed=5, max_epochs=3, lr_patience=1, device="cpu", quiet=True,
+                   rc_augment=True)
     reference = train_model(preset="pretrain", store=str(store), out=str(tmp_path / "reference"), **options)
     with open(reference / "learning_curve.csv") as handle:
         epoch_seconds = float(list(csv.DictReader(handle))[1]["seconds"])
@@ -394,7 +396,7 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path):
     out = tmp_path / "killed"
     command = [sys.executable, "-m", "chromtransfer.cli", "train", "--preset", "pretrain", "--data", str(store), "-o", str(out),
                "--width", "0.25", "--batch-size", "16", "--seed", "5", "--max-epochs", "3",
-               "--lr-patience", "1", "--device", "cpu", "--quiet"]
+               "--lr-patience", "1", "--device", "cpu", "--quiet", "--rc-augment"]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     last = out / "checkpoints" / "last.ckpt"
     with open(tmp_path / "stderr.txt", "wb") as stderr:
@@ -422,6 +424,35 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path):
     assert rows_a == rows_b
     sessions = read_run(out)["sessions"]
     assert len(sessions) == 2 and sessions[1]["resumed_from"].endswith("last.ckpt")
+
+
+def test_rc_augment_flips_random_training_rows_only(store, tmp_path, monkeypatch):
+    from chromtransfer.encoding import reverse_complement_codes
+    from chromtransfer.training import module
+
+    codes = torch.from_numpy(np.random.default_rng(0).integers(0, 5, (2000, 30)).astype(np.uint8))
+    torch.manual_seed(3)
+    flipped = module.flip_strands(codes)
+    torch.manual_seed(3)
+    assert torch.equal(module.flip_strands(codes), flipped)  # drawn from the (reseeded) torch RNG
+    reverse = reverse_complement_codes(codes)
+    assert torch.equal(reverse, torch.from_numpy(reverse_complement_codes(codes.numpy()).copy()))
+    is_rc = (flipped == reverse).all(1) & ~(flipped == codes).all(1)
+    assert ((flipped == codes).all(1) | is_rc).all() and 0.45 < is_rc.float().mean() < 0.55
+
+    seen: list[int] = []
+    original = module.flip_strands
+    monkeypatch.setattr(module, "flip_strands", lambda rows: seen.append(len(rows)) or original(rows))
+    run = train_model(preset="pretrain", store=str(store), out=str(tmp_path / "rc"), max_epochs=2, patience=0,
+                      seed=1, rc_augment=True, **FAST)
+    document = read_run(run)
+    assert document["settings"]["rc_augment"] is True
+    assert sum(seen) == 2 * document["n_train"]  # every training row of both epochs, no validation row
+    monkeypatch.setattr(module, "flip_strands", original)
+    plain = train_model(preset="pretrain", store=str(store), out=str(tmp_path / "plain"), max_epochs=2, patience=0,
+                        seed=1, **FAST)
+    assert read_run(plain)["settings"]["rc_augment"] is False
+    assert not same_tensors(weights(run), weights(plain))
 
 
 def test_resume_refuses_changed_settings_and_corrupt_checkpoints(pretrained, store, tmp_path, capsys):

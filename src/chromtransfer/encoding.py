@@ -57,9 +57,15 @@ def decode(codes: np.ndarray) -> str:
     return DECODE_TABLE[np.minimum(np.asarray(codes, dtype=np.uint8), N_CODE)].tobytes().decode()
 
 
-def reverse_complement_codes(codes: np.ndarray) -> np.ndarray:
-    """Reverse complement of codes ``(..., L)``; N stays N."""
-    return COMPLEMENT_CODE[np.minimum(codes, N_CODE)][..., ::-1]
+def reverse_complement_codes(codes):
+    """Reverse complement of codes ``(..., L)`` (a NumPy array or a torch tensor, on its own
+    device); N stays N."""
+    if isinstance(codes, np.ndarray):
+        return COMPLEMENT_CODE[np.minimum(codes, N_CODE)][..., ::-1]
+    import torch
+
+    table = torch.as_tensor(COMPLEMENT_CODE, device=codes.device)
+    return table[codes.clamp(max=N_CODE).long()].to(codes.dtype).flip(-1)
 
 
 def one_hot(codes, dtype=None):

@@ -108,6 +108,9 @@ class _Fold(click.ParamType):
                    "of few steps).")
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=None,
               help="Dropout rate (default: the published 0.1, or the --init model's).")
+@click.option("--rc-augment", is_flag=True,
+              help="Train on each window or its reverse complement, drawn at random per batch (seeded; "
+                   "validation unchanged). Off by default, as published; helps small fine-tuning sets.")
 @click.option("--recalibrate-bn", is_flag=True,
               help="After training, recompute the BatchNorm moving statistics with dropout off (one pass "
                    "over the training rows; recorded in model.json). With --resume on a finished run, "
@@ -206,7 +209,8 @@ def _train_kmer(store: str, out: str, options: dict) -> None:
     from ..training import read_run
 
     defaults = {"seed": 0, "device": "auto", "devices": "1", "num_nodes": 1, "strategy": "auto",
-                "sync_batchnorm": True, "precision": "32", "train_fraction": 1.0, "recalibrate_bn": False}
+                "sync_batchnorm": True, "precision": "32", "train_fraction": 1.0, "recalibrate_bn": False,
+                "rc_augment": False}
     network_only = [name for name, value in options.items() if name not in KMER_OPTIONS
                     and value not in (None, False) and defaults.get(name, object()) != value
                     and str(defaults.get(name)) != str(value)]

@@ -401,7 +401,7 @@ def _fit(plan: _Plan, model, weights, train_rows: np.ndarray, val_rows: np.ndarr
         network = convert_sync_batchnorm(copy.deepcopy(model), "cuda" if cuda else "cpu")
     module = ChromTransferModule(network, lr=s.lr, l2=s.l2, class_weights=weights,
                                  lr_patience=s.lr_patience, lr_factor=s.lr_factor,
-                                 frozen_body=s.frozen_body, seed=s.seed)
+                                 frozen_body=s.frozen_body, seed=s.seed, rc_augment=s.rc_augment)
     if s.precision == "64":
         # Lightning converts to float64 only after restoring a checkpoint: a float32 module would
         # round the resumed float64 weights to float32 first.

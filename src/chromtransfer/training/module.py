@@ -16,6 +16,10 @@ training-mode predictions made during the epoch, as Keras' training metrics; no 
 ``val_auroc`` (macro one-vs-rest for the multi-class head). Early stopping and the learning-rate
 plateau watch ``val_loss``.
 
+Reverse-complement augmentation (``rc_augment``): each training row is replaced by its reverse
+complement with probability 1/2, drawn anew for every batch of every epoch from the same reseeded
+RNG (so a resumed run flips the same rows); validation rows are never flipped.
+
 Reproducibility: before every training batch the global torch RNG (dropout) is reseeded from
 ``(seed, epoch, batch index, rank)``, so a run resumed from an epoch-end checkpoint draws the very
 same dropout masks as an uninterrupted one, and the processes of a DDP run draw different masks
@@ -43,7 +47,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..encoding import one_hot
+from ..encoding import one_hot, reverse_complement_codes
 from ..models import ChromTransferNet, l2_penalty
 from .distributed import all_gather_rows, all_reduce_sum
 
@@ -62,6 +66,14 @@ def batch_seed(seed: int, epoch: int, batch: int, rank: int = 0) -> int:
     key = [int(seed), int(epoch), int(batch)] + ([int(rank)] if rank else [])
     state = np.random.SeedSequence(key).generate_state(2, dtype=np.uint32)
     return (int(state[0]) << 31) ^ int(state[1])
+
+
+def flip_strands(codes: torch.Tensor) -> torch.Tensor:
+    """``codes`` ``(N, L)`` with each row replaced by its reverse complement with probability 1/2.
+
+    Draws from the global torch RNG (reseeded per batch by the training module)."""
+    flip = torch.rand(codes.shape[0], device=codes.device) < 0.5
+    return torch.where(flip[:, None], reverse_complement_codes(codes), codes)
 
 
 def per_sequence_loss(logits: torch.Tensor, labels: torch.Tensor, multiclass: bool) -> torch.Tensor:
@@ -152,6 +164,8 @@ class ChromTransferModule(pl.LightningModule):
         frozen_body: train only the head; the body's parameters get no gradient and its
             BatchNorm layers stay in inference mode (running statistics fixed).
         seed: dropout reseeding seed.
+        rc_augment: train on each row or its reverse complement, at random (see the module
+            docstring).
 
     A batch is ``(codes (N, L) uint8, labels (N,) int64[, total])`` where ``total`` is the size of
     the global batch under DDP (default N); :meth:`forward` takes codes and returns logits.
@@ -159,7 +173,8 @@ class ChromTransferModule(pl.LightningModule):
 
     def __init__(self, model: ChromTransferNet, *, lr: float, l2: float = 1e-4,
                  class_weights: np.ndarray | None = None, lr_patience: int = 0,
-                 lr_factor: float = 0.1, frozen_body: bool = False, seed: int = 0):
+                 lr_factor: float = 0.1, frozen_body: bool = False, seed: int = 0,
+                 rc_augment: bool = False):
         super().__init__()
         self.model = model
         self.lr = float(lr)
@@ -168,6 +183,7 @@ class ChromTransferModule(pl.LightningModule):
         self.lr_factor = float(lr_factor)
         self.frozen_body = bool(frozen_body)
         self.seed = int(seed)
+        self.rc_augment = bool(rc_augment)
         self.multiclass = model.multiclass
         weights = torch.as_tensor(class_weights if class_weights is not None else [],
                                   dtype=torch.float32)
@@ -266,6 +282,8 @@ class ChromTransferModule(pl.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         codes, labels, total = self._unpack(batch)
+        if self.rc_augment:
+            codes = flip_strands(codes)
         logits = self(codes)
         per = self.weighted_losses(logits, labels)
         loss, _, penalty = self._loss(per, total, self._world())

@@ -158,6 +158,9 @@ class TrainSettings:
             of the whole training set (``round(fraction * n)`` rows of each label, validation
             fold included), then split into training and validation rows as the whole set is
             (the paper's bootstrap: 1 % of HepG2's 74,673 rows = 257 + 490 = 747).
+        rc_augment: train on each row or its reverse complement, drawn at random per batch and
+            epoch (seeded, so a resumed run draws the same); validation rows are not flipped. Off
+            as published; doubles the effective data of small fine-tuning sets.
         recalibrate_bn: once training is done, recompute the BatchNorm moving statistics with
             dropout off in one pass over the training rows (chromtransfer.training.recalibrate; recorded in
             model.json). The paper's models keep the statistics of training (the default). With
@@ -201,6 +204,7 @@ class TrainSettings:
     sync_batchnorm: bool = True
     dropout: float | None = None
     bn_momentum: float | None = None
+    rc_augment: bool = False
     recalibrate_bn: bool = False
 
     @classmethod
@@ -252,6 +256,7 @@ class ResolvedSettings:
     dropout: float | None = None
     bn_momentum: float | None = None
     validation: str = "fold"
+    rc_augment: bool = False
     recalibrate_bn: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -354,6 +359,7 @@ def resolve(settings: TrainSettings, fold: int | None = None, width: float | Non
         dropout=float(settings.dropout) if settings.dropout is not None else None,
         bn_momentum=float(settings.bn_momentum) if settings.bn_momentum is not None else None,
         validation=validation,
+        rc_augment=bool(settings.rc_augment),
         recalibrate_bn=bool(settings.recalibrate_bn),
     )
     for name in ("lr", "l2"):
