@@ -176,9 +176,12 @@ class ConvUnit(nn.Module):
     training).
     """
 
+    #: the convolution's class (a subclass may swap it, see chromtransfer.interpret.plain_network)
+    conv_class: type[nn.Conv1d] = SamePadConv1d
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dropout: float = DROPOUT):
         super().__init__()
-        self.conv = SamePadConv1d(in_channels, out_channels, kernel_size)
+        self.conv = self.conv_class(in_channels, out_channels, kernel_size)
         self.relu = nn.ReLU()
         self.bn = nn.BatchNorm1d(out_channels, eps=BN_EPS, momentum=BN_MOMENTUM)
         self.dropout = nn.Dropout(dropout)
@@ -209,11 +212,13 @@ class ConvUnit(nn.Module):
 class ProjectionBlock(nn.Module):
     """Residual block with a conv-unit shortcut: ``unit2(unit1(x)) + shortcut(x)``."""
 
+    unit_class: type[nn.Module] = ConvUnit
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dropout: float = DROPOUT):
         super().__init__()
-        self.unit1 = ConvUnit(in_channels, out_channels, kernel_size, dropout)
-        self.unit2 = ConvUnit(out_channels, out_channels, kernel_size, dropout)
-        self.shortcut = ConvUnit(in_channels, out_channels, kernel_size, dropout)
+        self.unit1 = self.unit_class(in_channels, out_channels, kernel_size, dropout)
+        self.unit2 = self.unit_class(out_channels, out_channels, kernel_size, dropout)
+        self.shortcut = self.unit_class(in_channels, out_channels, kernel_size, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.unit2(self.unit1(x)) + self.shortcut(x)
@@ -222,10 +227,12 @@ class ProjectionBlock(nn.Module):
 class IdentityBlock(nn.Module):
     """Residual block with an identity shortcut: ``unit2(unit1(x)) + x``."""
 
+    unit_class: type[nn.Module] = ConvUnit
+
     def __init__(self, channels: int, kernel_size: int, dropout: float = DROPOUT):
         super().__init__()
-        self.unit1 = ConvUnit(channels, channels, kernel_size, dropout)
-        self.unit2 = ConvUnit(channels, channels, kernel_size, dropout)
+        self.unit1 = self.unit_class(channels, channels, kernel_size, dropout)
+        self.unit2 = self.unit_class(channels, channels, kernel_size, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.unit2(self.unit1(x)) + x
@@ -256,19 +263,26 @@ def residual_trunk(body: nn.Module, x: torch.Tensor) -> torch.Tensor:
 class Body(nn.Module):
     """The convolutional body through global average pooling: ``(N, 4, L) -> (N, F)``.
 
-    F = 64 for the published width. Receptive field 202 bp.
+    F = 64 for the published width. Receptive field 202 bp. The layer plan lives here alone; a
+    subclass may swap the building blocks' classes (the DeepLIFT-safe copy,
+    :class:`chromtransfer.interpret.plain_network.PlainBody`), keeping the parameter names.
     """
+
+    unit_class: type[nn.Module] = ConvUnit
+    projection_class: type[nn.Module] = ProjectionBlock
+    identity_class: type[nn.Module] = IdentityBlock
+    conv_class: type[nn.Conv1d] = SamePadConv1d
 
     def __init__(self, width: float = 1.0, dropout: float = DROPOUT):
         super().__init__()
         c64, c32 = _scaled(64, width), _scaled(32, width)
-        self.stem = ConvUnit(4, c64, 25, dropout)
-        self.block1 = ProjectionBlock(c64, c32, 20, dropout)
-        self.stage2 = nn.ModuleList([IdentityBlock(c32, 15, dropout) for _ in range(3)])
-        self.block3 = ProjectionBlock(3 * c32, c64, 10, dropout)
-        self.stage4 = nn.ModuleList([IdentityBlock(c64, 5, dropout) for _ in range(3)])
-        self.conv_out = ConvUnit(c64, c64, 10, dropout)
-        self.last_conv = SamePadConv1d(c64, c64, 5)
+        self.stem = self.unit_class(4, c64, 25, dropout)
+        self.block1 = self.projection_class(c64, c32, 20, dropout)
+        self.stage2 = nn.ModuleList([self.identity_class(c32, 15, dropout) for _ in range(3)])
+        self.block3 = self.projection_class(3 * c32, c64, 10, dropout)
+        self.stage4 = nn.ModuleList([self.identity_class(c64, 5, dropout) for _ in range(3)])
+        self.conv_out = self.unit_class(c64, c64, 10, dropout)
+        self.last_conv = self.conv_class(c64, c64, 5)
         self.last_relu = nn.ReLU()
         self.out_features = c64
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..models import BN_EPS, BN_MOMENTUM, DROPOUT, ChromTransferNet, Head, SamePadConv1d, _scaled, residual_trunk
+from ..models import Body, ChromTransferNet, ConvUnit, Head, IdentityBlock, ProjectionBlock, SamePadConv1d
 
 __all__ = ["Add", "PlainConv1d", "PlainNet", "plain_network"]
 
@@ -51,66 +51,49 @@ class PlainConv1d(SamePadConv1d):
         return nn.Conv1d.forward(self, x)
 
 
-class PlainConvUnit(nn.Module):
+class PlainConvUnit(ConvUnit):
     """Conv1d -> ReLU -> BatchNorm -> Dropout, each module called in turn."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dropout: float):
-        super().__init__()
-        self.conv = PlainConv1d(in_channels, out_channels, kernel_size)
-        self.relu = nn.ReLU()
-        self.bn = nn.BatchNorm1d(out_channels, eps=BN_EPS, momentum=BN_MOMENTUM)
-        self.dropout = nn.Dropout(dropout)
+    conv_class = PlainConv1d
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.bn(self.relu(self.conv(x))))
+        return self._module_path(x)
 
 
-class PlainProjectionBlock(nn.Module):
+class PlainProjectionBlock(ProjectionBlock):
     """``add(unit2(unit1(x)), shortcut(x))``."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dropout: float):
-        super().__init__()
-        self.unit1 = PlainConvUnit(in_channels, out_channels, kernel_size, dropout)
-        self.unit2 = PlainConvUnit(out_channels, out_channels, kernel_size, dropout)
-        self.shortcut = PlainConvUnit(in_channels, out_channels, kernel_size, dropout)
+    unit_class = PlainConvUnit
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self.add = Add()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.add(self.unit2(self.unit1(x)), self.shortcut(x))
 
 
-class PlainIdentityBlock(nn.Module):
+class PlainIdentityBlock(IdentityBlock):
     """``add(unit2(unit1(x)), x)``."""
 
-    def __init__(self, channels: int, kernel_size: int, dropout: float):
-        super().__init__()
-        self.unit1 = PlainConvUnit(channels, channels, kernel_size, dropout)
-        self.unit2 = PlainConvUnit(channels, channels, kernel_size, dropout)
+    unit_class = PlainConvUnit
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self.add = Add()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.add(self.unit2(self.unit1(x)), x)
 
 
-class PlainBody(nn.Module):
-    """:class:`~chromtransfer.models.Body` on the plain module path: ``(N, 4, L) -> (N, F)``."""
+class PlainBody(Body):
+    """:class:`~chromtransfer.models.Body` (its layer plan) built from the plain blocks:
+    ``(N, 4, L) -> (N, F)``."""
 
-    def __init__(self, width: float, dropout: float = DROPOUT):
-        super().__init__()
-        c64, c32 = _scaled(64, width), _scaled(32, width)
-        self.stem = PlainConvUnit(4, c64, 25, dropout)
-        self.block1 = PlainProjectionBlock(c64, c32, 20, dropout)
-        self.stage2 = nn.ModuleList([PlainIdentityBlock(c32, 15, dropout) for _ in range(3)])
-        self.block3 = PlainProjectionBlock(3 * c32, c64, 10, dropout)
-        self.stage4 = nn.ModuleList([PlainIdentityBlock(c64, 5, dropout) for _ in range(3)])
-        self.conv_out = PlainConvUnit(c64, c64, 10, dropout)
-        self.last_conv = PlainConv1d(c64, c64, 5)
-        self.last_relu = nn.ReLU()
-        self.out_features = c64
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = residual_trunk(self, x)
-        return self.last_relu(self.last_conv(self.conv_out(x))).mean(dim=-1)
+    unit_class = PlainConvUnit
+    projection_class = PlainProjectionBlock
+    identity_class = PlainIdentityBlock
+    conv_class = PlainConv1d
 
 
 class PlainNet(nn.Module):
