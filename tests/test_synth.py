@@ -143,6 +143,10 @@ def test_variant_truth_is_a_vcf_of_driver_nonmotif_and_background_snvs(tiny):
         assert element[list(CELL_LINES)].sum() == 1 and element[row.cell] == 1
         if row._5 == "driver":
             assert row.tf in DRIVERS[row.cell]
+            # other lines with a driver of the TF's JASPAR family: HNF4A (HepG2, HCT116), FOXA1/FOXA2
+            expected = {("HepG2", "HNF4A"): "HCT116", ("HCT116", "HNF4A"): "HepG2", ("HepG2", "FOXA2"): "MCF7",
+                        ("MCF7", "FOXA1"): "HepG2"}.get((row.cell, row.tf), "")
+            assert row.shared_with == expected, row
         else:
             assert abs(row.pos - 1 - (element["start"] + element["end"]) // 2) <= 101
     centres = (matrix["start"] + matrix["end"]) // 2

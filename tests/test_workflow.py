@@ -118,6 +118,9 @@ def test_summary_follows_the_documented_schema(killed_and_resumed):
         assert variants["n_driver"] == ((truth["class"] == "driver") & (truth["cell"] == cell)).sum() > 10
         assert variants["n_neutral"] == ((truth["class"] == "nonmotif") & (truth["cell"] == cell)).sum() > 10
         assert 0 <= variants["auroc_driver_vs_neutral"] <= 1
+        own = truth[(truth["class"] == "driver") & (truth["cell"] == cell)]
+        assert variants["n_specific_driver"] == (own["shared_with"] == "").sum() > 0
+        assert 0 <= variants["auroc_specific_driver_vs_neutral"] <= 1
         assert 0 <= variants["planted_tf_in_motifs_lost_share"] <= 1
         assert len(variants["top"]) == 4 and {"chrom", "pos", "ref", "alt", "delta_logit", "null_z",
                                                "motifs_lost", "class"} <= set(variants["top"][0])

@@ -11,7 +11,8 @@ What :func:`make_synthetic` writes into ``out``::
     truth.json           the planted motifs per cell type, motif ids, parameters and counts
     variants.vcf.gz      SNVs of known class (VCF 4.2, BGZF, with contigs; INFO CLASS, CELL, TF, ELEMENT)
     variants_truth.tsv   the same SNVs, one row each: chrom, pos (1-based), ref, alt, class
-                         (driver, nonmotif, background), cell, tf, element, motif_id
+                         (driver, nonmotif, background), cell, tf, element, motif_id, shared_with
+                         (other lines with a driver of the TF's JASPAR family)
 
 The SNVs (:mod:`.synthetic_variants`): per element open in exactly one cell line, a ``driver``
 SNV at the most informative base of one of its intact planted driver sites (the substitution that
@@ -138,6 +139,21 @@ class SyntheticData:
                 "truth": str(self.truth), "variants": str(self.variants),
                 "variants_truth": str(self.variants_truth),
                 "open_beds": {k: str(v) for k, v in self.open_beds.items()}}
+
+
+def shared_driver_lines() -> dict[tuple[str, str], list[str]]:
+    """``(cell, tf)`` -> the other cell lines whose :data:`DRIVERS` include a TF of the same JASPAR
+    2022 family (pyjaspar's ``tf_family`` annotation of the matrices in :data:`MOTIF_IDS`).
+
+    E.g. HepG2's HNF4A -> [HCT116] (the same TF) and FOXA2 -> [MCF7] (FOXA1, family FOX)."""
+    from pyjaspar import jaspardb
+
+    db = jaspardb(release="JASPAR2022")
+    names = sorted({tf for tfs in DRIVERS.values() for tf in tfs})
+    families = {tf: set(db.fetch_motif_by_id(MOTIF_IDS[tf]).tf_family) for tf in names}
+    return {(cell, tf): sorted(other for other, theirs in DRIVERS.items()
+                               if other != cell and any(families[tf] & families[t] for t in theirs))
+            for cell, tfs in DRIVERS.items() for tf in tfs}
 
 
 def planted_motif_matrices(names: list[str] | None = None) -> dict[str, np.ndarray]:
@@ -438,7 +454,7 @@ def _truth_snvs(seed: int, genome: dict[str, np.ndarray], sites: list[tuple[str,
     n_background = max(10, len(truth_sites) // len(CELL_LINES))
     return draw_truth_snvs(seed, genome, truth_sites, planted, forbidden,
                            {c: np.sort(np.asarray(v, dtype=np.int64)) for c, v in centres.items()}, motifs,
-                           MOTIF_IDS, _SITE_SPACING, n_background)
+                           MOTIF_IDS, _SITE_SPACING, n_background, shared=shared_driver_lines())
 
 
 def _site_positions(rng: np.random.Generator, names: list[str], lengths: list[int],

@@ -9,7 +9,10 @@
   informative base: the motif column ``j`` and ALT base ``b`` maximising
   ``log2 P[ref, j] - log2 P[b, j]`` in the JASPAR matrix, i.e. the single substitution that lowers
   the site's log-odds score most (on the site's strand; the genome base is its complement for a
-  site on the minus strand). ``tf`` is the planted TF.
+  site on the minus strand). ``tf`` is the planted TF; ``shared_with`` names the other lines
+  (``;``-separated, empty if none) whose drivers include a TF of the same JASPAR family (HNF4A of
+  HepG2 and HCT116; FOXA2 of HepG2 and FOXA1 of MCF7): SNVs a model that tells its line from the
+  others need not heed.
 * ``nonmotif``: in the same elements, one position within the core (the central 200 bp where the
   motifs lie) covered by no planted instance of any motif (drivers, ubiquitous motifs, decoys),
   with a random ALT base.
@@ -38,7 +41,7 @@ __all__ = ["DriverInstance", "TRUTH_COLUMNS", "TruthSite", "VARIANT_CLASSES", "d
            "write_truth_files"]
 
 VARIANT_CLASSES = ("driver", "nonmotif", "background")
-TRUTH_COLUMNS = ["chrom", "pos", "ref", "alt", "class", "cell", "tf", "element", "motif_id"]
+TRUTH_COLUMNS = ["chrom", "pos", "ref", "alt", "class", "cell", "tf", "element", "motif_id", "shared_with"]
 #: Second word of the variants' seed sequence (the genome uses the plain seed).
 VARIANT_STREAM = 15
 
@@ -84,7 +87,8 @@ def _breaking_base(pwm: np.ndarray, codes: np.ndarray) -> tuple[int, int]:
 def draw_truth_snvs(seed: int, genome: dict[str, np.ndarray], sites: Sequence[TruthSite],
                     planted: dict[str, np.ndarray], avoid: dict[str, list[tuple[int, int]]],
                     centres: dict[str, np.ndarray], motifs: dict[str, np.ndarray], motif_ids: dict[str, str],
-                    spacing: int, n_background: int) -> list[dict]:
+                    spacing: int, n_background: int,
+                    shared: dict[tuple[str, str], list[str]] | None = None) -> list[dict]:
     """The truth rows (see the module docstring), sorted by chromosome order of ``genome`` and position.
 
     Args:
@@ -96,6 +100,7 @@ def draw_truth_snvs(seed: int, genome: dict[str, np.ndarray], sites: Sequence[Tr
         motifs: TF -> ``(4, width)`` probability matrix; motif_ids: TF -> JASPAR id.
         spacing: minimum site spacing (bp); background SNVs keep half of it from every centre.
         n_background: background SNVs wanted.
+        shared: ``(cell, tf)`` -> the other lines with a driver of the same family (``shared_with``).
     """
     rng = np.random.default_rng([seed, VARIANT_STREAM])
     rows: list[dict] = []
@@ -110,7 +115,7 @@ def draw_truth_snvs(seed: int, genome: dict[str, np.ndarray], sites: Sequence[Tr
             pos = d.start + (width - 1 - column if d.reverse else column)
             ref_code, alt_code = (3 - d.codes[column], 3 - alt) if d.reverse else (d.codes[column], alt)
             rows.append(_row(d.chrom, pos, int(ref_code), int(alt_code), "driver", site.cell, d.tf, site.name,
-                             motif_ids[d.tf]))
+                             motif_ids[d.tf], ";".join((shared or {}).get((site.cell, d.tf), []))))
         codes = genome[site.chrom]
         lo, hi = max(site.core_start, site.start), min(site.core_end, site.end)
         free = np.flatnonzero(~planted[site.chrom][lo:hi] & (codes[lo:hi] < 4)) + lo
@@ -129,9 +134,9 @@ def _other_base(rng: np.random.Generator, ref: int) -> int:
 
 
 def _row(chrom: str, pos0: int, ref: int, alt: int, kind: str, cell: str, tf: str, element: str,
-         motif_id: str) -> dict:
+         motif_id: str, shared_with: str = "") -> dict:
     return {"chrom": chrom, "pos": pos0 + 1, "ref": ALPHABET[ref], "alt": ALPHABET[alt], "class": kind,
-            "cell": cell, "tf": tf, "element": element, "motif_id": motif_id}
+            "cell": cell, "tf": tf, "element": element, "motif_id": motif_id, "shared_with": shared_with}
 
 
 def _background(rng: np.random.Generator, genome: dict[str, np.ndarray], avoid: dict[str, list[tuple[int, int]]],

@@ -19,6 +19,9 @@ per cell line (:func:`truth_metrics`):
   which drivers the model relies on (a line's drivers that other lines share, such as HNF4A of
   HepG2 and HCT116, or FOXA2 of HepG2 and the near-identical FOXA1 of MCF7, do not tell the line's
   elements from the other lines' ones the fine-tuned model was trained against);
+* ``auroc_specific_driver_vs_neutral`` (``n_specific_driver``): the first AUROC restricted to the
+  driver SNVs of TFs that no other line's drivers share by JASPAR family (``shared_with`` empty in
+  the truth; ``None`` for truth tables without that column);
 * ``planted_tf_in_motifs_lost_share``: among the ``variants.top`` driver-breaking SNVs with the
   largest ``|delta_logit|``, the share whose planted TF is among ``motifs_lost`` (names compared
   case-insensitively; JASPAR spells some in mouse case).
@@ -150,11 +153,11 @@ def truth_metrics(table: pd.DataFrame, truth: pd.DataFrame | None, cell: str, to
     rows = table[(table["model"] == cell) & table["delta_logit"].notna()].copy()
     if truth is not None:
         keys = ["chrom", "pos", "ref", "alt"]
-        labels = truth.drop_duplicates(keys)[keys + ["class", "cell", "tf"]]
+        labels = truth.drop_duplicates(keys)[keys + [c for c in ("class", "cell", "tf", "shared_with") if c in truth]]
         rows = rows.merge(labels, on=keys, how="left")
     else:
         rows["class"], rows["cell"], rows["tf"] = "", "", ""
-    rows = rows.fillna({"class": "", "cell": "", "tf": "", "motifs_lost": ""})
+    rows = rows.fillna({"class": "", "cell": "", "tf": "", "motifs_lost": "", "shared_with": ""})
     rows["effect"] = rows["delta_logit"].abs()
     entry: dict[str, Any] = {}
     if truth is not None:
@@ -164,6 +167,11 @@ def truth_metrics(table: pd.DataFrame, truth: pd.DataFrame | None, cell: str, to
         labels = np.r_[np.ones(len(driver)), np.zeros(len(neutral))]
         entry["auroc_driver_vs_neutral"] = (auroc(labels, np.r_[driver["effect"], neutral["effect"]])
                                             if len(driver) and len(neutral) else None)
+        specific = driver[driver["shared_with"] == ""] if "shared_with" in driver else driver.iloc[:0]
+        entry["n_specific_driver"] = int(len(specific)) if "shared_with" in driver else None
+        entry["auroc_specific_driver_vs_neutral"] = (
+            auroc(np.r_[np.ones(len(specific)), np.zeros(len(neutral))], np.r_[specific["effect"], neutral["effect"]])
+            if len(specific) and len(neutral) else None)
         entry["auroc_by_tf"] = {
             str(tf): auroc(np.r_[np.ones(len(g)), np.zeros(len(neutral))], np.r_[g["effect"], neutral["effect"]])
             for tf, g in driver.groupby("tf", sort=True)} if len(neutral) else {}
@@ -216,13 +224,15 @@ def report_section(study: "Study", summary: dict[str, Any]):
             by_tf = ", ".join(f"{tf} {value:.2f}" for tf, value in entry.get("auroc_by_tf", {}).items())
             rows.append({"cell line": cell, "AUROC driver vs non-motif": entry["auroc_driver_vs_neutral"],
                          "driver SNVs": entry["n_driver"], "non-motif SNVs": entry["n_neutral"],
+                         "AUROC line-specific drivers": entry.get("auroc_specific_driver_vs_neutral"),
                          "AUROC per planted TF": by_tf,
                          "planted TF in motifs_lost (top)": entry["planted_tf_in_motifs_lost_share"]})
     if rows:
         section.paragraphs.append(
             "Synthetic truth: SNVs at the most informative base of a planted driver site of the line's own "
             "elements against SNVs at non-motif bases of the same elements; AUROC of |delta_logit| (all planted "
-            f"drivers, and per TF), and the share of the {info.get('top', '')} strongest driver SNVs whose "
+            "drivers; the drivers whose JASPAR family drives no other line; and per TF), and the share of the "
+            f"{info.get('top', '')} strongest driver SNVs whose "
             "planted TF is among motifs_lost.")
         section.tables.append(("Driver-breaking vs non-motif SNVs", pd.DataFrame(rows)))
     for cell, entry in info["cells"].items():
