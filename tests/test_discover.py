@@ -141,3 +141,27 @@ def test_folder_cli_compare_and_no_pattern(tmp_path, found, database):
     # a complete folder is refused without --overwrite; a window longer than the sequences is an error
     assert main(command) == 2
     assert main(command[:5] + ["--window", "500", "--out", str(tmp_path / "w")]) == 2
+
+
+def test_runs_are_compared_on_pattern_cores_not_on_weak_flanks(database):
+    """Two patterns with different cores but the same long, weakly informative flanks are not
+    'shared'; the same core with different flanks is."""
+    from chromtransfer.interpret.discover import Pattern
+
+    def pattern(name, core, flank_seed):
+        noise = np.random.default_rng(flank_seed).uniform(-0.03, 0.03, size=(2, 15, 4))
+        flanks = np.array([0.36, 0.14, 0.14, 0.36]) + noise  # AT-rich, about 0.15 bits a position
+        flanks /= flanks.sum(axis=-1, keepdims=True)
+        sharp = np.full((len(core), 4), 0.02)
+        sharp[np.arange(len(core)), ["ACGT".index(b) for b in core]] = 0.94
+        ppm = np.vstack([flanks[0], sharp, flanks[1]])
+        return Pattern(name, 1, 30, ppm, ppm * 0.1, ppm * 0.1, (0, len(ppm)))
+
+    cebp, gata = "ATTGCGCAAT", "AGATAAGA"
+    a = [pattern("pos_0", cebp, 1)]
+    b = [pattern("pos_0", gata, 1), pattern("pos_1", cebp, 2)]
+    assert a[0].core_consensus == cebp and len(a[0].consensus) == 40
+    table = compare_patterns(a, b[:1], database, labels=("a", "b"))
+    assert not table["shared"].any()  # flanks alike, cores unlike
+    table = compare_patterns(a, b[1:], database, labels=("a", "b"))
+    assert table["shared"].all() and (table["consensus"] == cebp).all()

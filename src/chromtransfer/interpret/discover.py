@@ -33,8 +33,13 @@ The steps (:func:`discover_motifs`):
    Benjamini-Hochberg adjustment of one pattern's p-values over the whole database. A match
    carries the motif's JASPAR TF family (``family``: its partners' families joined by ``/``).
 4. **Comparison** (:func:`compare_patterns`): the patterns of two runs (fine-tuned vs pre-trained
-   model, cell line A vs B) matched to each other by TOMTOM; a pattern is shared when its best
-   match in the other run has ``q < max_q``, else it is found in one run only. TOMTOM takes the
+   model, cell line A vs B) matched to each other by TOMTOM on their *cores*
+   (:attr:`Pattern.core_ppm`: the trimmed pattern cut further to the span from its first to its
+   last position of at least :data:`CORE_BITS` bits of information); a pattern is shared when its
+   best match in the other run has ``q < max_q``, else it is found in one run only. Without the
+   cut, two patterns whose long, weakly informative AT-rich flanks line up match each other with
+   q < 1e-8 although their cores differ (a CEBPA and a GATA pattern of the demo); with it such
+   pairs get q > 0.5, and patterns of one TF still match at q < 1e-7. TOMTOM takes the
    background of its p-values from the target columns, so the other run's patterns are compared
    together with the whole motif database as targets (a dozen patterns alone give unstable
    p-values) and the adjustment runs over the other run's patterns only.
@@ -53,7 +58,7 @@ from ..errors import ChromTransferError, InputError
 from .attributions import Attributions
 from .pwm import Motif
 
-__all__ = ["DiscoveryResult", "MAX_Q", "Pattern", "TRIM_FRACTION", "compare_patterns", "contribution_tracks",
+__all__ = ["CORE_BITS", "DiscoveryResult", "MAX_Q", "Pattern", "TRIM_FRACTION", "compare_patterns", "contribution_tracks",
            "discover_motifs", "match_patterns", "modisco_settings", "planted_in_top", "run_modisco"]
 
 #: A match is significant below this TOMTOM q-value.
@@ -61,6 +66,8 @@ MAX_Q = 0.05
 #: Pattern positions whose summed absolute contribution reaches this share of the largest are
 #: kept for matching (modisco-lite's report uses 0.3).
 TRIM_FRACTION = 0.3
+#: A pattern's core (for comparing runs) spans its positions of at least this information (bits).
+CORE_BITS = 0.5
 #: The shortest window TF-MoDISco is run on (a seqlet core of 5 bp with 2 bp flanks, twice).
 MIN_WINDOW = 20
 #: Matches listed per pattern whatever their q-value (more are listed while q < ``MAX_Q``).
@@ -99,10 +106,27 @@ class Pattern:
         return self.ppm[self.trim[0]:self.trim[1]]
 
     @property
+    def core_ppm(self) -> np.ndarray:
+        """``(w'', 4)``: :attr:`trimmed_ppm` from its first to its last position carrying at least
+        :data:`CORE_BITS` bits (all of it when no position does)."""
+        ppm = self.trimmed_ppm
+        bits = 2.0 + (np.clip(ppm, 1e-12, 1.0) * np.log2(np.clip(ppm, 1e-12, 1.0))).sum(axis=1)
+        informative = np.flatnonzero(bits >= CORE_BITS)
+        return ppm if informative.size == 0 else ppm[informative.min():informative.max() + 1]
+
+    @property
     def consensus(self) -> str:
         """The trimmed pattern as IUPAC-free text: the base above 1/2, else ``n``."""
-        ppm = self.trimmed_ppm
-        return "".join("ACGT"[int(j)] if ppm[i, j] > 0.5 else "n" for i, j in enumerate(ppm.argmax(axis=1)))
+        return _consensus(self.trimmed_ppm)
+
+    @property
+    def core_consensus(self) -> str:
+        """:attr:`core_ppm` as text (as :attr:`consensus`)."""
+        return _consensus(self.core_ppm)
+
+
+def _consensus(ppm: np.ndarray) -> str:
+    return "".join("ACGT"[int(j)] if ppm[i, j] > 0.5 else "n" for i, j in enumerate(ppm.argmax(axis=1)))
 
 
 @dataclass
@@ -350,8 +374,9 @@ def compare_patterns(patterns_a: Sequence[Pattern], patterns_b: Sequence[Pattern
 
     Returns:
         One row per pattern of either run: ``run, pattern, seqlets, consensus, best_other, p, q,
-        shared`` (``run`` is ``labels[0]`` or ``labels[1]``; ``best_other`` the other run's most
-        similar pattern, ``shared`` whether its ``q < max_q``).
+        shared`` (``run`` is ``labels[0]`` or ``labels[1]``; ``consensus`` that of the core
+        compared; ``best_other`` the other run's most similar pattern, ``shared`` whether its
+        ``q < max_q``).
     """
     rows = []
     background = [m.frequencies for m in motifs]
@@ -362,14 +387,14 @@ def compare_patterns(patterns_a: Sequence[Pattern], patterns_b: Sequence[Pattern
         p_best = np.ones(len(mine))
         q_best = np.ones(len(mine))
         if other:
-            p, _, _ = _tomtom([pat.trimmed_ppm for pat in mine], [pat.trimmed_ppm for pat in other] + background)
+            p, _, _ = _tomtom([pat.core_ppm for pat in mine], [pat.core_ppm for pat in other] + background)
             p = p[:, :len(other)]
             q = _bh(p)
             best = p.argmin(axis=1)
             p_best, q_best = p[np.arange(len(mine)), best], q[np.arange(len(mine)), best]
         for i, pattern in enumerate(mine):
             rows.append({"run": label, "pattern": pattern.name, "seqlets": pattern.seqlets,
-                         "consensus": pattern.consensus,
+                         "consensus": pattern.core_consensus,
                          "best_other": other[best[i]].name if best[i] >= 0 else "",
                          "p": float(p_best[i]), "q": float(q_best[i]),
                          "shared": bool(best[i] >= 0 and q_best[i] < max_q)})
