@@ -58,7 +58,20 @@ COMMON = {"device": "cpu", "quiet": True, "seed": SEED, "batch_size": 32, "bn_mo
 PRETRAIN = {"width": 0.5, "dropout": 0.0, "max_epochs": 8}
 FINETUNE = {"lr": 5e-4, "max_epochs": 10, "lr_patience": 0, "class_weights": "none"}
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def two_torch_threads():
+    """Up to two intra-op torch threads (restored afterwards): this module's seven trainings take
+    most of its time, and on two idle cores the fine-tuning runs in 47 s rather than 62 s."""
+    import os
+
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
