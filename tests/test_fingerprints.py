@@ -253,6 +253,19 @@ def test_real_study_redoes_exactly_what_a_config_edit_touches(small_study):
     assert json.loads((out / "data" / "HepG2" / "manifest.json").read_text())["length"] == 160
     assert all(line.startswith("[skip]") for line in _run(config, out).values())
 
+    # markers as a chromtransfer without the rc_augment option wrote them: kept, and so is what reads them
+    stage, reader = out / "stages" / "train_HepG2_finetune_fold0.json", out / "stages" / "evaluate_HepG2.json"
+    old, later = json.loads(stage.read_text()), json.loads(reader.read_text())
+    del old["fingerprint"]["settings"]["train.finetune.rc_augment"]
+    later["fingerprint"]["depends"]["train/HepG2/finetune/fold0"] = stages_module.digest(old["fingerprint"])
+    stage.write_text(json.dumps(old))
+    reader.write_text(json.dumps(later))
+    lines = _run(config, out)
+    assert lines["train/HepG2/finetune/fold0"] == ("[skip] train/HepG2/finetune/fold0: complete (kept: "
+                                                   "train.finetune.rc_augment is new, at the default)")
+    assert lines["evaluate/HepG2"] == "[skip] evaluate/HepG2: complete (kept: reads train/HepG2/finetune/fold0, kept)"
+    assert all(line.endswith(": complete") for line in _run(config, out).values())
+
 
 def test_a_new_option_at_its_default_keeps_the_stage_and_its_dependents(tmp_path):
     """A newer version adds a settings key: unset in the config, the stages are kept (no GPU-days
