@@ -17,7 +17,7 @@ marker ``OUT/stages/<name>.json`` records the fingerprint when the stage starts 
 A key that a newer chromtransfer adds to a stage's settings (a new option) does not count as a
 change when the config does not set it: a new option's default is, by rule, what the versions
 before it did. Such a stage is kept (``[skip] ...: complete (kept: train.finetune.rc_augment is
-new, at its default)``), its marker takes the new fingerprint, and the stages that read it are
+new, at the default)``), its marker takes the new fingerprint, and the stages that read it are
 judged against that (they are not redone for it). A config that sets the new key, to any value,
 redoes the stage. The runner learns which keys the config sets from ``given``; without it (``None``)
 every added key is a change.
