@@ -37,7 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import torch  # noqa: E402
-from bench_ism import random_model, timed  # noqa: E402  (the same random network and timer)
+from bench_ism import bench_model, timed  # noqa: E402  (the same network choice and timer)
 
 from chromtransfer.encoding import one_hot  # noqa: E402
 from chromtransfer.interpret.deeplift import (  # noqa: E402
@@ -84,12 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    if args.model:
-        from chromtransfer.modelio import load_model
-
-        model = load_model(args.model, device=device).eval()
-    else:
-        model = random_model(args.seed).to(device)
+    model = bench_model(args.model, args.seed, device)
     codes = np.random.default_rng(args.seed).integers(0, 4, size=(args.sequences, args.length)).astype(np.uint8)
     x = one_hot(torch.from_numpy(codes), torch.float32)
     r, n = args.references, args.sequences

@@ -65,6 +65,15 @@ def random_model(seed: int) -> torch.nn.Module:
     return model.eval()
 
 
+def bench_model(path: str | None, seed: int, device: torch.device) -> torch.nn.Module:
+    """The model of ``--model`` (in eval mode), else :func:`random_model` of ``seed``, on ``device``."""
+    if path:
+        from chromtransfer.modelio import load_model
+
+        return load_model(path, device=device)
+    return random_model(seed).to(device)
+
+
 def timed(function, repeats: int, device: torch.device):
     """Best wall-clock and CPU seconds over ``repeats`` runs, and the last result."""
     walls, cpus, result = [], [], None
@@ -126,12 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    if args.model:
-        from chromtransfer.modelio import load_model
-
-        model = load_model(args.model, device=device)
-    else:
-        model = random_model(args.seed).to(device)
+    model = bench_model(args.model, args.seed, device)
     rng = np.random.default_rng(args.seed)
     codes = rng.integers(0, 4, size=(args.sequences, args.length)).astype(np.uint8)
     codes[:, rng.integers(0, args.length, size=3)] = N_CODE
