@@ -16,24 +16,14 @@ from chromtransfer.interpret.attributions import load_attributions
 from chromtransfer.interpret.ism import ism, ism_scores, naive_ism, receptive_field
 from chromtransfer.interpret.tracks import bigwig_available, merge_tracks, write_bedgraph, write_bigwig
 from chromtransfer.modelio import save_model
-from chromtransfer.models import build_model
+from networks import random_network
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model(head: str = "finetune", width: float = 0.25, dtype=torch.float64, seed: int = 0, **kwargs):
     """A network with non-trivial BatchNorm statistics (so eval mode matters), in eval mode."""
-    torch.manual_seed(seed)
-    model = build_model(head, width=width, **kwargs)
-    generator = torch.Generator().manual_seed(seed + 1)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm1d):
-            n = module.num_features
-            module.running_mean.copy_(torch.rand(n, generator=generator) * 0.5)
-            module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
-            module.weight.data.copy_(torch.rand(n, generator=generator) + 0.5)
-            module.bias.data.copy_(torch.randn(n, generator=generator) * 0.1)
-    return model.to(dtype).eval()
+    return random_network(head, width=width, dtype=dtype, seed=seed, **kwargs)
 
 
 def _codes(n: int, length: int, seed: int = 0, n_positions=()) -> np.ndarray:

@@ -19,7 +19,7 @@ from chromtransfer.interpret.deeplift import (
     within_tolerance,
 )
 from chromtransfer.interpret.plain_network import Add, PlainConvUnit, plain_network
-from chromtransfer.models import build_model
+from networks import random_network
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 LENGTH = 48
@@ -27,17 +27,7 @@ LENGTH = 48
 
 def _model(head: str = "finetune", dtype=torch.float64, seed: int = 3, **kwargs):
     """A narrow network with non-trivial BatchNorm statistics, in eval mode."""
-    torch.manual_seed(seed)
-    model = build_model(head, width=0.125, **kwargs)
-    generator = torch.Generator().manual_seed(seed + 1)
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm1d):
-            n = module.num_features
-            module.running_mean.copy_(torch.rand(n, generator=generator) * 0.5)
-            module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
-            module.weight.data.copy_(torch.rand(n, generator=generator) + 0.5)
-            module.bias.data.copy_(torch.randn(n, generator=generator) * 0.1)
-    return model.to(dtype).eval()
+    return random_network(head, width=0.125, dtype=dtype, seed=seed, **kwargs)
 
 
 def _codes(n: int = 4, seed: int = 0) -> np.ndarray:
