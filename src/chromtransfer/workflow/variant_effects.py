@@ -164,17 +164,19 @@ def truth_metrics(table: pd.DataFrame, truth: pd.DataFrame | None, cell: str, to
         own = rows[rows["cell"] == cell]
         driver, neutral = own[own["class"] == "driver"], own[own["class"] == "nonmotif"]
         entry["n_driver"], entry["n_neutral"] = int(len(driver)), int(len(neutral))
-        labels = np.r_[np.ones(len(driver)), np.zeros(len(neutral))]
-        entry["auroc_driver_vs_neutral"] = (auroc(labels, np.r_[driver["effect"], neutral["effect"]])
-                                            if len(driver) and len(neutral) else None)
-        specific = driver[driver["shared_with"] == ""] if "shared_with" in driver else driver.iloc[:0]
-        entry["n_specific_driver"] = int(len(specific)) if "shared_with" in driver else None
-        entry["auroc_specific_driver_vs_neutral"] = (
-            auroc(np.r_[np.ones(len(specific)), np.zeros(len(neutral))], np.r_[specific["effect"], neutral["effect"]])
-            if len(specific) and len(neutral) else None)
-        entry["auroc_by_tf"] = {
-            str(tf): auroc(np.r_[np.ones(len(g)), np.zeros(len(neutral))], np.r_[g["effect"], neutral["effect"]])
-            for tf, g in driver.groupby("tf", sort=True)} if len(neutral) else {}
+
+        def against_neutral(group: pd.DataFrame) -> float | None:
+            """AUROC of ``|delta_logit|``, the SNVs of ``group`` against the non-motif ones."""
+            if not (len(group) and len(neutral)):
+                return None
+            return auroc(np.r_[np.ones(len(group)), np.zeros(len(neutral))], np.r_[group["effect"], neutral["effect"]])
+
+        entry["auroc_driver_vs_neutral"] = against_neutral(driver)
+        specific = driver[driver["shared_with"] == ""] if "shared_with" in driver else None
+        entry["n_specific_driver"] = None if specific is None else int(len(specific))
+        entry["auroc_specific_driver_vs_neutral"] = None if specific is None else against_neutral(specific)
+        entry["auroc_by_tf"] = {str(tf): against_neutral(g) for tf, g in driver.groupby("tf", sort=True)} \
+            if len(neutral) else {}
         strongest = driver.nlargest(top, "effect")
         entry["planted_tf_in_motifs_lost_share"] = (
             float(np.mean([_names_tf(lost, tf) for lost, tf in zip(strongest["motifs_lost"], strongest["tf"])]))
