@@ -409,7 +409,7 @@ def score_variants(vcf: str | os.PathLike, genome, models: Sequence[str | os.Pat
     first_copies = _FirstCopies(plan.duplicate_of)
     done = set(manifest["chunks_done"])
     _recall_first_copies(out, done, first_copies, plan, chunk_size)
-    resumed = sum(min(chunk_size, len(plan) - k * chunk_size) for k in done if k < n_chunks)
+    resumed = sum(min(chunk_size, len(plan) - k * chunk_size) for k in range(n_chunks) if _chunk_written(out, k, done))
     chunk: list[Variant] = []
     k = 0
     scored_now = 0
@@ -501,9 +501,14 @@ def _recall_first_copies(out: Path, done: set, first_copies: _FirstCopies, plan:
             first_copies.keep(int(index), {c: group[c].to_numpy() for c in columns})
 
 
+def _chunk_written(out: Path, k: int, done: set[int]) -> bool:
+    """Whether an earlier run finished chunk ``k`` (recorded done, and its file is there)."""
+    return k in done and output.chunk_path(out, k).is_file()
+
+
 def _run_chunk(out, k, chunk, done, scorer, first_copies, manifest, manifest_path, meter: Progress) -> int:
     """Score chunk ``k`` unless an earlier run wrote it; returns the variants scored now."""
-    if k in done and output.chunk_path(out, k).is_file():
+    if _chunk_written(out, k, done):
         return 0
     table = scorer.table(chunk, first_copies)
     _write_chunk(out, k, table)
